@@ -1,0 +1,464 @@
+"""The service catalogue: one YAML file, validated into typed models.
+
+This module is the leaf everything else imports. The models are the one schema: the
+loader, `naic catalogue check`, the hub's start-up and (later) the spawn form all read it.
+Errors are collected, not raised one at a time, so an operator fixes a file in one pass;
+each names the file, the field path, the rule and the bad value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+#: Keys of sites, resources, environments, projects and storage areas end up in URLs,
+#: form values and batch scripts, so they are plain lowercase names.
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
+#: Slurm accounts, partitions, GPU types and Lmod modules go into `#SBATCH` lines and shell.
+SAFE_WORD = r"^[A-Za-z0-9][A-Za-z0-9._+/:-]*$"
+PATH_PLACEHOLDERS = {"username", "project"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _fixed_or_range(value: Any) -> Any:
+    """`cpus: 2` is shorthand for a fixed amount: `{min: 2, default: 2, max: 2}`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError("must be ≥ 1")
+        return {"min": value, "default": value, "max": value}
+    return value
+
+
+class Amount(_Model):
+    """A user-chosen whole amount (CPUs, GB of memory) with bounds and a default."""
+
+    min: int = Field(1, ge=1)
+    default: int | None = Field(None, ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Amount:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be ≥ min ({self.min})")
+        if self.default is not None and not self.min <= self.default <= self.max:
+            raise ValueError(f"default ({self.default}) must lie between min and max")
+        return self
+
+    @property
+    def initial(self) -> int:
+        return self.min if self.default is None else self.default
+
+
+AmountField = Annotated[Amount, BeforeValidator(_fixed_or_range)]
+
+
+class Gpu(_Model):
+    type: str = Field(pattern=SAFE_WORD, description="GPU type as Slurm's gres knows it")
+    max: int = Field(ge=1, description="most GPUs one session may ask for")
+    default: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _default_in_bounds(self) -> Gpu:
+        if self.default > self.max:
+            raise ValueError(f"default ({self.default}) must be ≤ max ({self.max})")
+        return self
+
+
+class Resource(_Model):
+    title: str = Field(min_length=1)
+    partition: str | None = Field(None, pattern=SAFE_WORD)
+    gpu: Gpu | None = None
+    cpus: AmountField = Amount(min=1, default=1, max=1)
+    memory_gb: AmountField = Amount(min=1, default=2, max=2)
+    max_hours: float = Field(gt=0)
+    default_hours: float | None = Field(None, gt=0)
+    environments: list[str] | None = Field(
+        None, description="environments offered on this resource (default: the site's)"
+    )
+
+    @model_validator(mode="after")
+    def _hours(self) -> Resource:
+        if self.default_hours is not None and self.default_hours > self.max_hours:
+            raise ValueError(f"default_hours ({self.default_hours:g}) must be ≤ max_hours")
+        return self
+
+    @property
+    def initial_hours(self) -> float:
+        return self.default_hours if self.default_hours is not None else min(1.0, self.max_hours)
+
+
+class Submit(_Model):
+    host: str = "localhost"
+    via: Literal["local"] = "local"
+
+    @field_validator("host")
+    @classmethod
+    def _local_only(cls, host: str) -> str:
+        if host not in {"localhost", "127.0.0.1"}:
+            raise ValueError(
+                "a submit host other than localhost needs `via: ssh`, not yet supported"
+            )
+        return host
+
+
+class Site(_Model):
+    title: str = Field(min_length=1)
+    backend: Literal["local", "slurm"]
+    submit: Submit | None = None
+    gpus_per_node: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="GPUs of each type one node has, e.g. {a100: 4}"
+    )
+    environments: list[str] | None = Field(
+        None, description="environments offered at this site (default: all)"
+    )
+    resources: dict[str, Resource] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _submit_fits_backend(self) -> Site:
+        if self.backend == "local" and self.submit is not None:
+            raise ValueError("only Slurm sites have a submit host; remove `submit`")
+        if self.backend == "slurm" and self.submit is None:
+            object.__setattr__(self, "submit", Submit())
+        return self
+
+
+class Environment(_Model):
+    title: str = Field(min_length=1)
+    venv: str | None = Field(None, pattern=r"^/[A-Za-z0-9._+/-]*$")
+    modules: list[Annotated[str, Field(pattern=SAFE_WORD)]] = []
+
+    @model_validator(mode="after")
+    def _something_to_activate(self) -> Environment:
+        if self.venv is None and not self.modules:
+            raise ValueError("needs `venv` (a path) or `modules` (Lmod module names)")
+        return self
+
+
+class Storage(_Model):
+    title: str | None = None
+    path: str
+    quota_gb: float | None = Field(None, gt=0)
+    purge_days: int | None = Field(None, ge=1)
+    read_only: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _template(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must be an absolute path")
+        names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
+        unknown = names - PATH_PLACEHOLDERS
+        if unknown:
+            raise ValueError(
+                f"may use only {{username}} and {{project}}, not {{{sorted(unknown)[0]}}}"
+            )
+        return path
+
+
+class Project(_Model):
+    title: str = Field(min_length=1)
+    slurm_account: str | None = Field(None, pattern=SAFE_WORD)
+    gpu_hours: float = Field(0, ge=0, description="GPU-hour budget")
+    members: list[str] = []
+    groups: list[str] = []
+
+
+class Catalogue(_Model):
+    name: str = Field(min_length=1)
+    sites: dict[str, Site] = Field(min_length=1)
+    environments: dict[str, Environment] = {}
+    storage: dict[str, Storage] = {}
+    projects: dict[str, Project] = {}
+
+    def environments_for(self, site: str, resource: str) -> list[str]:
+        """Environment names offered for one resource, in catalogue order."""
+        s = self.sites[site]
+        offered = s.resources[resource].environments or s.environments
+        return list(offered) if offered is not None else list(self.environments)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    rule: str
+    value: Any = None
+    has_value: bool = False
+
+    def render(self, file: str) -> str:
+        where = f"{file}: {self.path}: " if self.path else f"{file}: "
+        got = f" (got {_show(self.value)})" if self.has_value else ""
+        return f"{where}{self.rule}{got}"
+
+
+class CatalogueError(Exception):
+    """A catalogue that cannot be used; `str()` is the message an operator reads."""
+
+    def __init__(self, file: str | Path, problems: list[Problem]):
+        self.file = str(file)
+        self.problems = problems
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        n = len(self.problems)
+        head = f"{self.file}: the service catalogue has {n} problem{'s' if n != 1 else ''}:"
+        return "\n".join([head, *("  " + p.render(self.file) for p in self.problems)])
+
+
+def _show(value: Any) -> str:
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else yaml.safe_dump(value, default_flow_style=True, width=10_000)
+        .strip()
+        .removesuffix("...")
+        .strip()
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_RULES = {
+    "missing": "is required",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping of names to settings",
+    "model_type": "must be a mapping of settings",
+    "model_attributes_type": "must be a mapping of settings",
+    "list_type": "must be a list",
+}
+
+
+def _rule(err: dict[str, Any], model_fields: list[str]) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind in _RULES:
+        return _RULES[kind]
+    if kind == "greater_than_equal":
+        return f"must be ≥ {ctx['ge']:g}"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']:g}"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']:g}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "literal_error":
+        return "must be one of: " + ctx["expected"].replace("'", "").replace(" or ", ", ")
+    if kind == "string_pattern_mismatch":
+        if ctx["pattern"] == SAFE_WORD:
+            return "must be one word of letters, digits and . _ + / : - (no spaces or quotes)"
+        return "must be an absolute path of letters, digits and . _ + / -"
+    if kind == "extra_forbidden":
+        near = difflib.get_close_matches(str(err["loc"][-1]), model_fields, n=1)
+        return "is not a known field" + (f"; did you mean `{near[0]}`?" if near else "")
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][:1].lower() + err["msg"][1:]
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed where `loc` points, for 'did you mean' hints."""
+    model: Any = Catalogue
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue  # a dict key: stay on the value model chosen below
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        inner = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif inner is not None:
+            model = inner
+        elif args and isinstance(args[-1], type) and issubclass(args[-1], BaseModel):
+            model = args[-1]
+    return list(model.model_fields)
+
+
+def _problems_from(exc: ValidationError) -> list[Problem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        path = ".".join(str(p) for p in loc)
+        has_value = err["type"] != "missing" and not isinstance(err.get("input"), dict)
+        out.append(Problem(path, _rule(err, _fields_at(loc)), err.get("input"), has_value))
+    return out
+
+
+def _check_names(raw: dict[str, Any]) -> list[Problem]:
+    bad = []
+    sections = ["sites", "environments", "storage", "projects"]
+    for section in sections:
+        for key in (raw.get(section) or {}) if isinstance(raw.get(section), dict) else {}:
+            if not isinstance(key, str) or not re.match(NAME_PATTERN, key):
+                bad.append(Problem(f"{section}.{key}", _NAME_RULE, key, True))
+    for site, spec in (
+        (raw.get("sites") or {}).items() if isinstance(raw.get("sites"), dict) else ()
+    ):
+        resources = spec.get("resources") if isinstance(spec, dict) else None
+        for key in resources if isinstance(resources, dict) else {}:
+            if not isinstance(key, str) or not re.match(NAME_PATTERN, key):
+                bad.append(Problem(f"sites.{site}.resources.{key}", _NAME_RULE, key, True))
+    return bad
+
+
+_NAME_RULE = "names must be lowercase letters, digits, - or _, starting with a letter"
+
+
+def cross_check(cat: Catalogue) -> list[Problem]:
+    """Rules that span sections: references must exist, requests must fit the hardware."""
+    out: list[Problem] = []
+    envs = set(cat.environments)
+    for site_name, site in cat.sites.items():
+        at = f"sites.{site_name}"
+        for i, env in enumerate(site.environments or []):
+            if env not in envs:
+                out.append(
+                    Problem(f"{at}.environments[{i}]", _unknown("environment", envs), env, True)
+                )
+        for res_name, res in site.resources.items():
+            rat = f"{at}.resources.{res_name}"
+            for i, env in enumerate(res.environments or []):
+                if env not in envs:
+                    out.append(
+                        Problem(
+                            f"{rat}.environments[{i}]", _unknown("environment", envs), env, True
+                        )
+                    )
+                elif site.environments is not None and env not in site.environments:
+                    out.append(
+                        Problem(f"{rat}.environments[{i}]", "is not offered by its site", env, True)
+                    )
+            if site.backend == "slurm" and res.partition is None:
+                out.append(Problem(f"{rat}.partition", "is required on a Slurm site"))
+            if site.backend == "local" and res.partition is not None:
+                out.append(
+                    Problem(
+                        f"{rat}.partition",
+                        "only Slurm resources have a partition",
+                        res.partition,
+                        True,
+                    )
+                )
+            if res.gpu is not None:
+                out.extend(_gpu_fits(site, rat, res.gpu))
+    return out
+
+
+def _gpu_fits(site: Site, at: str, gpu: Gpu) -> list[Problem]:
+    if site.gpus_per_node is None:
+        if site.backend == "local":
+            return [
+                Problem(
+                    f"{at}.gpu",
+                    "the hub's own machine declares no GPUs; add `gpus_per_node` to its site",
+                )
+            ]
+        return []
+    if gpu.type not in site.gpus_per_node:
+        have = ", ".join(site.gpus_per_node) or "none"
+        return [
+            Problem(
+                f"{at}.gpu.type", f"is not a GPU type of this site (it has: {have})", gpu.type, True
+            )
+        ]
+    has = site.gpus_per_node[gpu.type]
+    if gpu.max > has:
+        return [
+            Problem(
+                f"{at}.gpu.max",
+                f"must be ≤ {has}, the {gpu.type} GPUs one node of this site has",
+                gpu.max,
+                True,
+            )
+        ]
+    return []
+
+
+def _unknown(kind: str, known: set[str]) -> str:
+    return f"names no {kind} of this catalogue (known: {', '.join(sorted(known)) or 'none'})"
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; an operator wants to hear of it."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} appears twice in one mapping", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def parse(text: str, file: str | Path = "<catalogue>") -> Catalogue:
+    """Validate catalogue YAML text; raise `CatalogueError` listing every problem."""
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise CatalogueError(file, [Problem(where, f"is not valid YAML: {what}")]) from None
+    if not isinstance(raw, dict):
+        rule = "is empty" if raw is None else "must be a mapping with `name` and `sites` at the top"
+        raise CatalogueError(file, [Problem("", f"the file {rule}")])
+    problems = _check_names(raw)
+    try:
+        cat = Catalogue.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogueError(file, problems + _problems_from(exc)) from None
+    problems += cross_check(cat)
+    if problems:
+        raise CatalogueError(file, problems)
+    return cat
+
+
+def load(path: str | Path) -> Catalogue:
+    """Read and validate a catalogue file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise CatalogueError(path, [Problem("", f"cannot be read: {reason}")]) from None
+    return parse(text, path)
+
+
+#: The catalogue `naic up` uses when none is given: the hub's own machine only.
+DEFAULT_CATALOGUE = Path(__file__).parent / "defaults" / "catalogue.yaml"

@@ -1,0 +1,68 @@
+"""The `naic` command: `naic catalogue check FILE`, `naic up`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from naic.hub import catalogue
+from naic.hub.summary import render_summary
+
+
+def check(file: str) -> int:
+    """Print every problem and return 1, or a summary and return 0."""
+    try:
+        cat = catalogue.load(file)
+    except catalogue.CatalogueError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    sys.stdout.write(render_summary(cat, file))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="naic", description="naic-hub: notebooks on GPU sites.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cat = sub.add_parser("catalogue", help="work with a service catalogue file")
+    cat_sub = cat.add_subparsers(dest="action", required=True, metavar="ACTION")
+    chk = cat_sub.add_parser("check", help="validate a catalogue and summarise what it offers")
+    chk.add_argument("file", help="the catalogue YAML file")
+
+    up = sub.add_parser("up", help="run the hub in the foreground on 127.0.0.1")
+    up.add_argument(
+        "--catalogue",
+        type=Path,
+        default=None,
+        help="catalogue YAML (default: the embedded one, this machine only)",
+    )
+    up.add_argument("--port", type=int, default=8000, help="port of the hub (default 8000)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the database, secrets and user homes live "
+        "(default: /var/lib/naic-hub as root, else ~/.local/share/naic-hub)",
+    )
+    up.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="make NAME an admin user (repeatable)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "catalogue":
+        return check(args.file)
+    from naic.hub.up import run_up
+
+    return run_up(args.catalogue, args.port, args.data_dir, args.admin)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

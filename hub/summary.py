@@ -1,0 +1,61 @@
+"""A one-screen, plain-text summary of what a catalogue offers (`naic catalogue check`)."""
+
+from __future__ import annotations
+
+from naic.hub.catalogue import Amount, Catalogue, Resource, Site
+
+
+def _amount(a: Amount, unit: str, plural: str = "") -> str:
+    unit_at = (lambda n: unit + plural * (n != 1)) if plural else (lambda n: unit)
+    if a.min == a.max:
+        return f"{a.max}{unit_at(a.max)}"
+    return f"{a.initial}{unit_at(a.initial)} (up to {a.max})"
+
+
+def _resource(name: str, r: Resource) -> str:
+    parts = []
+    if r.partition:
+        parts.append(f"partition {r.partition}")
+    if r.gpu:
+        parts.append(f"up to {r.gpu.max} × {r.gpu.type}")
+    parts += [
+        _amount(r.cpus, " CPU", "s"),
+        _amount(r.memory_gb, " GB"),
+        f"≤ {r.max_hours:g} h",
+    ]
+    return f"    {name:<14} {r.title:<24} {', '.join(parts)}"
+
+
+def _site(name: str, s: Site) -> str:
+    where = f"slurm via {s.submit.host}" if s.backend == "slurm" and s.submit else s.backend
+    return f"  {name:<16} {s.title} ({where})"
+
+
+def render_summary(cat: Catalogue, file: str) -> str:
+    """Pure: the same catalogue gives the same text, byte for byte."""
+    n_res = sum(len(s.resources) for s in cat.sites.values())
+    lines = [
+        f"{file}: OK — {cat.name}",
+        f"Sites ({len(cat.sites)}, {n_res} resources):",
+    ]
+    for name, site in cat.sites.items():
+        lines.append(_site(name, site))
+        lines += [_resource(rn, r) for rn, r in site.resources.items()]
+    envs = ", ".join(f"{k} ({e.title})" for k, e in cat.environments.items())
+    lines.append(f"Environments: {envs or 'none'}")
+    areas = []
+    for k, st in cat.storage.items():
+        notes = [f"{st.quota_gb:g} GB" if st.quota_gb else None]
+        notes += ["read-only" if st.read_only else None]
+        notes += [f"purged after {st.purge_days} days" if st.purge_days else None]
+        extra = ", ".join(n for n in notes if n)
+        areas.append(f"  {k:<16} {st.path}" + (f" ({extra})" if extra else ""))
+    lines += [f"Storage ({len(cat.storage)}):", *areas] if areas else ["Storage: none"]
+    projects = [
+        f"  {k:<16} {p.title} — {p.gpu_hours:g} GPU-hours, "
+        f"{len(p.members)} member{'s' * (len(p.members) != 1)}, "
+        f"{len(p.groups)} group{'s' * (len(p.groups) != 1)}"
+        for k, p in cat.projects.items()
+    ]
+    lines += [f"Projects ({len(projects)}):", *projects] if projects else ["Projects: none"]
+    return "\n".join(lines) + "\n"
