@@ -13,7 +13,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
 from pydantic import (
@@ -59,7 +59,9 @@ class Amount(_Model):
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) must be ≥ min ({self.min})")
         if self.default is not None and not self.min <= self.default <= self.max:
-            raise ValueError(f"default ({self.default}) must lie between min and max")
+            raise ValueError(
+                f"default ({self.default}) must lie between min ({self.min}) and max ({self.max})"
+            )
         return self
 
     @property
@@ -97,7 +99,9 @@ class Resource(_Model):
     @model_validator(mode="after")
     def _hours(self) -> Resource:
         if self.default_hours is not None and self.default_hours > self.max_hours:
-            raise ValueError(f"default_hours ({self.default_hours:g}) must be ≤ max_hours")
+            raise ValueError(
+                f"default_hours ({self.default_hours:g}) must be ≤ max_hours ({self.max_hours:g})"
+            )
         return self
 
     @property
@@ -107,16 +111,15 @@ class Resource(_Model):
 
 class Submit(_Model):
     host: str = "localhost"
-    via: Literal["local"] = "local"
+    via: Literal["local", "ssh"] = "local"
 
-    @field_validator("host")
-    @classmethod
-    def _local_only(cls, host: str) -> str:
-        if host not in {"localhost", "127.0.0.1"}:
-            raise ValueError(
-                "a submit host other than localhost needs `via: ssh`, not yet supported"
-            )
-        return host
+    @model_validator(mode="after")
+    def _local_only(self) -> Submit:
+        if self.via == "ssh":
+            raise ValueError("`via: ssh` (submitting on a remote login node) is not supported yet")
+        if self.host not in {"localhost", "127.0.0.1"}:
+            raise ValueError(f"host {self.host!r} needs `via: ssh`, which is not supported yet")
+        return self
 
 
 class Site(_Model):
@@ -164,7 +167,12 @@ class Storage(_Model):
     def _template(cls, path: str) -> str:
         if not path.startswith("/"):
             raise ValueError("must be an absolute path")
-        names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
+        except ValueError:  # Python's own words: "Single '}' encountered in format string"
+            raise ValueError(
+                "has a `{` or `}` that is not part of a {username} or {project} placeholder"
+            ) from None
         unknown = names - PATH_PLACEHOLDERS
         if unknown:
             raise ValueError(
@@ -252,6 +260,7 @@ _RULES = {
     "model_type": "must be a mapping of settings",
     "model_attributes_type": "must be a mapping of settings",
     "list_type": "must be a list",
+    "string_too_short": "must not be empty",
 }
 
 
@@ -284,12 +293,17 @@ def _rule(err: dict[str, Any], model_fields: list[str]) -> str:
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """Field names allowed where `loc` points, for 'did you mean' hints."""
     model: Any = Catalogue
+    key_next = False
     for part in loc[:-1]:
+        if key_next:  # a name the operator chose (a site called `gpu`), never a field
+            key_next = False
+            continue
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
-            continue  # a dict key: stay on the value model chosen below
+            continue
         ann = field.annotation
         args = getattr(ann, "__args__", ())
+        key_next = get_origin(ann) is dict
         inner = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
@@ -304,7 +318,9 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False):
         loc = err["loc"]
-        path = ".".join(str(p) for p in loc)
+        if "[key]" in loc:
+            continue  # a name that is not text: `_check_names` already said so
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         has_value = err["type"] != "missing" and not isinstance(err.get("input"), dict)
         out.append(Problem(path, _rule(err, _fields_at(loc)), err.get("input"), has_value))
     return out
@@ -384,7 +400,10 @@ def _gpu_fits(site: Site, at: str, gpu: Gpu) -> list[Problem]:
         have = ", ".join(site.gpus_per_node) or "none"
         return [
             Problem(
-                f"{at}.gpu.type", f"is not a GPU type of this site (it has: {have})", gpu.type, True
+                f"{at}.gpu.type",
+                f"is not a GPU type of this site, which has: {have}",
+                gpu.type,
+                True,
             )
         ]
     has = site.gpus_per_node[gpu.type]
@@ -456,6 +475,9 @@ def load(path: str | Path) -> Catalogue:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if isinstance(exc, UnicodeDecodeError):
+            bad = exc.object[exc.start]
+            reason = f"it is not UTF-8 text (byte {bad:#04x} at offset {exc.start})"
         raise CatalogueError(path, [Problem("", f"cannot be read: {reason}")]) from None
     return parse(text, path)
 

@@ -7,7 +7,7 @@ from naic.hub.catalogue import Amount, Catalogue, Resource, Site
 
 def _amount(a: Amount, unit: str, plural: str = "") -> str:
     unit_at = (lambda n: unit + plural * (n != 1)) if plural else (lambda n: unit)
-    if a.min == a.max:
+    if a.initial == a.max:  # fixed, or starts at the most: no "2 GB (up to 2)"
         return f"{a.max}{unit_at(a.max)}"
     return f"{a.initial}{unit_at(a.initial)} (up to {a.max})"
 
@@ -36,7 +36,7 @@ def render_summary(cat: Catalogue, file: str) -> str:
     n_res = sum(len(s.resources) for s in cat.sites.values())
     lines = [
         f"{file}: OK — {cat.name}",
-        f"Sites ({len(cat.sites)}, {n_res} resources):",
+        f"Sites ({len(cat.sites)}, {n_res} resource{'s' * (n_res != 1)}):",
     ]
     for name, site in cat.sites.items():
         lines.append(_site(name, site))

@@ -1,0 +1,67 @@
+"""Authenticators. The dev login is the embedded default of `naic up`.
+
+The institutional (OIDC) login arrives with the identity work; it will sit beside
+`DevAuthenticator` as another subclass with the same username rules.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from jupyterhub.auth import Authenticator
+from traitlets import Unicode, default
+
+#: Hub names become OS account names (`naic-<name>`) and URL parts, so they are plain.
+USERNAME_PATTERN = r"^[a-z][a-z0-9_-]{0,23}$"
+
+
+def ensure_secret_file(path: Path, nbytes: int = 12) -> tuple[str, bool]:
+    """Read a secret from `path`, or generate one there (mode 0600). Returns (secret, created)."""
+    if path.exists():
+        return path.read_text().strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value, True
+
+
+class DevAuthenticator(Authenticator):
+    """Any valid user name with one shared password that the hub generated.
+
+    For a hub on one machine (`naic up`): nobody knows the password until the operator
+    reads it from `password_file`, unlike a fixed dummy password. Not for production.
+    """
+
+    password_file = Unicode(
+        help="""File holding the shared dev password; generated (mode 0600) if missing.
+
+        Example: c.DevAuthenticator.password_file = "/var/lib/naic-hub/dev-password"
+        """,
+    ).tag(config=True)
+
+    @default("username_pattern")
+    def _default_pattern(self) -> str:
+        return USERNAME_PATTERN
+
+    @default("allow_all")
+    def _default_allow_all(self) -> bool:
+        return True
+
+    def normalize_username(self, username: str) -> str:
+        return username.strip().lower()
+
+    async def authenticate(self, handler, data: dict) -> str | None:
+        if not self.password_file:
+            self.log.error("DevAuthenticator.password_file is not set; refusing all logins")
+            return None
+        expected, _ = ensure_secret_file(Path(self.password_file))
+        given = (data.get("password") or "").encode()
+        if not hmac.compare_digest(given, expected.encode()):
+            self.log.warning("Dev login refused for %r: wrong password", data.get("username"))
+            return None
+        return data.get("username")

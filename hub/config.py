@@ -1,0 +1,157 @@
+"""From catalogue and `NAIC_*` settings to JupyterHub's traitlets config.
+
+`hub/jupyterhub_config.py` calls `load_into(c)`; `naic up` sets the environment and runs
+plain `jupyterhub -f` on that file, so both ways of starting the hub share this code.
+Config code only sets values; operators change anything else in `jupyterhub_config.d/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traitlets.config import Config
+
+from naic.hub import catalogue
+from naic.hub.auth import ensure_secret_file
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/naic-hub")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "naic-hub"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator chose, from `NAIC_*` environment variables."""
+
+    catalogue: Path = catalogue.DEFAULT_CATALOGUE
+    data_dir: Path = field(default_factory=default_data_dir)
+    port: int = 8000
+    admins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        s = cls()
+        return cls(
+            catalogue=Path(env.get("NAIC_CATALOGUE") or s.catalogue),
+            data_dir=Path(env.get("NAIC_DATA_DIR") or s.data_dir).absolute(),
+            port=int(env.get("NAIC_PORT") or s.port),
+            admins=tuple(a for a in (env.get("NAIC_ADMINS") or "").split(",") if a),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            "NAIC_CATALOGUE": str(self.catalogue),
+            "NAIC_DATA_DIR": str(self.data_dir),
+            "NAIC_PORT": str(self.port),
+            "NAIC_ADMINS": ",".join(self.admins),
+        }
+
+    # Files in the data dir, named once here.
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "dev-password"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    @property
+    def config_d(self) -> Path:
+        return self.data_dir / "jupyterhub_config.d"
+
+    @property
+    def homes(self) -> Path:
+        return self.data_dir / "users"
+
+
+def find_proxy() -> str | None:
+    """configurable-http-proxy: `NAIC_PROXY`, the project's node_modules, then PATH."""
+    candidates = [
+        os.environ.get("NAIC_PROXY"),
+        str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"),
+    ]
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    return shutil.which("configurable-http-proxy")
+
+
+def prepare_data_dir(s: Settings) -> tuple[str, bool]:
+    """Create the data dir and its secrets; returns (dev password, newly created)."""
+    # 0711: user accounts may pass through to their homes, but not list or read hub files.
+    s.data_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    s.homes.mkdir(mode=0o711, exist_ok=True)
+    s.config_d.mkdir(mode=0o700, exist_ok=True)
+    ensure_secret_file(s.admin_token_file, nbytes=32)
+    return ensure_secret_file(s.password_file)
+
+
+def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Config:
+    """Pure: the hub's traitlets config for these settings and this catalogue."""
+    c = Config()
+    c.JupyterHub.bind_url = f"http://127.0.0.1:{s.port}"
+    # Neighbouring ports keep JupyterHub's usual 8000/8001/8081 layout for port 8000.
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{s.port + 81}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.port + 1}"
+    c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
+    if proxy:
+        c.ConfigurableHTTPProxy.command = [proxy]
+    c.JupyterHub.db_url = f"sqlite:///{s.data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(s.data_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(s.data_dir / "jupyterhub.pid")
+    # Sessions outlive the hub: a restart must not stop anybody's work.
+    c.JupyterHub.cleanup_servers = False
+    c.JupyterHub.template_vars = {"naic_catalogue": cat.name}
+
+    c.JupyterHub.authenticator_class = "naic-dev"
+    c.DevAuthenticator.password_file = str(s.password_file)
+    c.Authenticator.admin_users = set(s.admins)
+
+    # The operator's token (for scripts) belongs to a service with the admin role.
+    token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None
+    if token:
+        c.JupyterHub.services = [{"name": "naic-operator", "api_token": token}]
+        c.JupyterHub.load_roles = [{"name": "admin", "services": ["naic-operator"]}]
+
+    c.JupyterHub.spawner_class = "naic-local"
+    c.LocalSpawner.home_root = str(s.homes)
+    material = REPO_ROOT / "notebooks"
+    if material.is_dir():
+        c.LocalSpawner.material_dir = str(material)
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 90
+    return c
+
+
+def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
+    """Fill JupyterHub's `c`; a broken catalogue stops the hub as `naic catalogue check` would."""
+    s = Settings.from_env(env)
+    try:
+        cat = catalogue.load(s.catalogue)
+    except catalogue.CatalogueError as exc:
+        print(exc.message, file=sys.stderr)
+        raise SystemExit(1) from None
+    password, created = prepare_data_dir(s)
+    if created:
+        print(f"naic-hub: generated the dev login password: {password}", file=sys.stderr)
+    c.merge(build_config(s, cat, find_proxy()))
+    _load_config_d(c, s.config_d)
+
+
+def _load_config_d(c: Config, folder: Path) -> None:
+    """The escape hatch: operators' `*.py` files, in name order, with `c` in scope."""
+    for path in sorted(folder.glob("*.py")):
+        code = compile(path.read_text(), str(path), "exec")
+        exec(code, {"c": c, "__file__": str(path)})  # noqa: S102 - operator-owned config

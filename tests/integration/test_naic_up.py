@@ -1,0 +1,176 @@
+"""`naic up` as a user meets it: a real hub, proxy and JupyterLab on loopback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.hub_process import NAIC, Hub, start_hub, stop_hub
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _xsrf(client: httpx.Client, path: str = "/hub/") -> dict[str, str]:
+    """The header a browser's JavaScript sends with cookie-authenticated API calls."""
+    return {"X-XSRFToken": client.cookies.get("_xsrf", path=path) or ""}
+
+
+def log_in(hub: Hub, name: str, password: str) -> tuple[httpx.Client, httpx.Response]:
+    client = httpx.Client(base_url=hub.url, timeout=30)
+    page = client.get("/hub/login")
+    assert page.status_code == 200
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    resp = client.post("/hub/login", data={"username": name, "password": password, "_xsrf": token})
+    return client, resp
+
+
+def wait_ready(client: httpx.Client, name: str, timeout_s: float = 90) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        model = client.get(f"/hub/api/users/{name}", headers=_xsrf(client)).json()
+        server = model["servers"].get("")
+        if server and server["ready"]:
+            return server
+        time.sleep(0.5)
+    pytest.fail(f"{name}'s session was not ready after {timeout_s} s")
+
+
+def test_api_answers_with_the_jupyterhub_version(naic_hub: Hub) -> None:
+    resp = httpx.get(naic_hub.url + "hub/api")
+    assert resp.status_code == 200
+    assert resp.json()["version"].startswith("6.")
+
+
+def test_student_logs_in_starts_jupyterlab_stops_and_logs_out(naic_hub: Hub) -> None:
+    client, resp = log_in(naic_hub, "student1", naic_hub.password)
+    assert resp.status_code == 302, resp.text
+    assert client.get("/hub/home").status_code == 200
+
+    # "Start My Server", as the home page's button does.
+    spawn = client.get("/hub/spawn", follow_redirects=True)
+    assert spawn.status_code == 200
+    server = wait_ready(client, "student1")
+    assert server["url"] == "/user/student1/"
+
+    # Through the proxy, with the OAuth hand-shake a browser does; then lab's own API calls.
+    lab = client.get("/user/student1/lab", follow_redirects=True)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    user_xsrf = _xsrf(client, "/user/student1/")
+    status = client.get("/user/student1/api/status", headers=user_xsrf)
+    assert status.status_code == 200
+    assert "started" in status.json()
+
+    # The onboarding material is in the new home, next to nothing of anybody else's.
+    files = client.get("/user/student1/api/contents", headers=user_xsrf).json()
+    names = {f["name"] for f in files["content"]}
+    assert "00-start-here.ipynb" in names
+    home = naic_hub.data_dir / "users" / "student1"
+    owner = pwd.getpwuid(home.stat().st_uid).pw_name
+    expected = "naic-student1" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    assert owner == expected
+    assert home.stat().st_mode & 0o077 == 0, "a home must be private to its owner"
+
+    stop = client.delete("/hub/api/users/student1/server", headers=_xsrf(client))
+    assert stop.status_code in (202, 204)
+    deadline = time.monotonic() + 60
+    while client.get("/hub/api/users/student1", headers=_xsrf(client)).json()["servers"]:
+        assert time.monotonic() < deadline, "the session did not stop within 60 s"
+        time.sleep(0.5)
+    gone = client.get("/user/student1/api/status", headers={"Accept": "application/json"})
+    assert gone.status_code != 200
+
+    client.get("/hub/logout", follow_redirects=True)
+    after = client.get("/hub/home")
+    assert after.status_code == 302 and "/hub/login" in after.headers["location"]
+
+
+def test_edited_material_survives_a_restart_of_the_session(naic_hub: Hub) -> None:
+    api = naic_hub.api()
+    api.post("/users/student2")
+    assert api.post("/users/student2/server").status_code in (201, 202)
+    deadline = time.monotonic() + 90
+    while not (api.get("/users/student2").json()["servers"].get("") or {}).get("ready"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    notebook = naic_hub.data_dir / "users" / "student2" / "00-start-here.ipynb"
+    assert notebook.exists()
+    notebook.write_text('{"edited": true}')
+    assert api.delete("/users/student2/server").status_code in (202, 204)
+    while api.get("/users/student2").json()["servers"]:
+        time.sleep(0.5)
+    assert api.post("/users/student2/server").status_code in (201, 202)
+    assert notebook.read_text() == '{"edited": true}'
+
+
+def test_wrong_password_is_refused(naic_hub: Hub) -> None:
+    _, resp = log_in(naic_hub, "student1", "password")
+    assert resp.status_code == 403
+    assert "Invalid username or password" in resp.text
+
+
+def test_admin_token_is_private_and_has_admin_rights(naic_hub: Hub) -> None:
+    token_file = naic_hub.data_dir / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    users = naic_hub.api().get("/users")
+    assert users.status_code == 200
+    assert "boss" in {u["name"] for u in users.json() if u["admin"]}
+
+
+def test_operator_config_d_is_loaded(hub_dir: Path) -> None:
+    config_d = hub_dir / "data" / "jupyterhub_config.d"
+    config_d.mkdir(parents=True)
+    (config_d / "10-banner.py").write_text(
+        'c.JupyterHub.template_vars = {"announcement_login": "Workshop at nine"}\n'
+    )
+    hub = start_hub(hub_dir / "data")
+    try:
+        assert "Workshop at nine" in httpx.get(hub.url + "hub/login").text
+    finally:
+        stop_hub(hub)
+
+
+BROKEN = (
+    "name: x\nsites:\n  saga:\n    title: Saga\n    backend: slurm\n    resources:\n"
+    "      a100: {title: A100, partition: accel, gpu: {type: a100, max: 0}, max_hours: 1}\n"
+)
+
+
+def test_a_broken_catalogue_stops_naic_up_with_the_field_path(hub_dir: Path) -> None:
+    bad = hub_dir / "bad.yaml"
+    bad.write_text(BROKEN)
+    result = subprocess.run(
+        [NAIC, "up", "--catalogue", str(bad), "--data-dir", str(hub_dir / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"{bad}: sites.saga.resources.a100.gpu.max: must be ≥ 1 (got 0)" in result.stderr
+
+
+def test_a_broken_catalogue_stops_plain_jupyterhub_with_the_same_message(hub_dir: Path) -> None:
+    bad = hub_dir / "bad.yaml"
+    bad.write_text(BROKEN)
+    check = subprocess.run([NAIC, "catalogue", "check", str(bad)], capture_output=True, text=True)
+    env = {**os.environ, "NAIC_CATALOGUE": str(bad), "NAIC_DATA_DIR": str(hub_dir / "data")}
+    jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
+    result = subprocess.run(
+        [jupyterhub, "-f", str(REPO / "hub" / "jupyterhub_config.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=hub_dir,
+    )
+    assert result.returncode != 0
+    assert check.stderr.strip() in result.stderr
