@@ -1,0 +1,61 @@
+# naic-hub's two commands (see README.md):
+#   make up     set up, then run the hub on its embedded defaults at http://127.0.0.1:8000
+#   make test   set up (as root: system packages and the Slurm test cluster), lint, run every test
+# Set-up is idempotent: stamps in .venv/ and node_modules/ skip what is already done.
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+UP_ARGS ?=
+
+.PHONY: setup setup-test up test test-unit lint system-packages
+
+setup: system-packages $(BIN)/.installed node_modules/.installed
+
+setup-test: setup $(BIN)/.installed-test
+
+up: setup
+	$(BIN)/naic up $(UP_ARGS)
+
+test: setup-test lint
+	$(BIN)/pytest
+
+test-unit: setup-test
+	$(BIN)/pytest tests/unit -q
+
+lint: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Installs what a fresh Debian lacks (checked by command: node may come with its own npm);
+# as a normal user it names the packages instead.
+system-packages:
+	@missing=""; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "naic-hub needs these Debian packages:$$missing"; \
+	    echo "install them with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# Debian's Python, not a private one: as root, sessions run under user accounts that must
+# be able to read this environment's interpreter.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
