@@ -18,6 +18,7 @@ from traitlets.config import Config
 
 from naic.hub import catalogue
 from naic.hub.auth import ensure_secret_file
+from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -124,11 +125,13 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         c.JupyterHub.services = [{"name": "naic-operator", "api_token": token}]
         c.JupyterHub.load_roles = [{"name": "admin", "services": ["naic-operator"]}]
 
-    c.JupyterHub.spawner_class = "naic-local"
+    # Every spawn goes through the router, whose request model is the one input gate.
+    c.JupyterHub.spawner_class = "naic-router"
+    c.Router.catalogue_file = str(s.catalogue)
     c.LocalSpawner.home_root = str(s.homes)
     material = REPO_ROOT / "notebooks"
     if material.is_dir():
-        c.LocalSpawner.material_dir = str(material)
+        c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90

@@ -1,0 +1,121 @@
+"""One `squeue` for all sessions of a site.
+
+batchspawner runs one `squeue` per session every poll, and every 0.5 s while a session
+starts; Slurm asks clients not to call it in loops. Here every session asks the site's
+`SlurmPoller`, which answers from a snapshot younger than `max_age` or, if none, runs one
+query that all waiting sessions share. A failed query makes every job "unknown" (never
+"gone"): a slurmctld outage must not look like the end of everybody's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+#: `%i|%T|%r|%N|%S|%P|%u`: id, state, reason, nodes, expected start, partition, user.
+SQUEUE_ARGV = [
+    "squeue",
+    "--noheader",
+    "--states=all",
+    "--sort=-p,i",
+    "--format=%i|%T|%r|%N|%S|%P|%u",
+]
+
+Runner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str  # PENDING, RUNNING, COMPLETING, TIMEOUT, CANCELLED, ...
+    reason: str  # why pending (Resources, Priority, ...) or why it ended
+    node: str
+    start: str  # Slurm's expected (pending) or actual start, or "N/A"
+    partition: str
+    user: str
+    position: int = 0  # 1-based among pending jobs of its partition; 0 when not pending
+
+
+class Unreachable(Exception):
+    """squeue failed: the controller is down or not answering."""
+
+
+def parse_squeue(text: str) -> dict[str, JobInfo]:
+    """Pure: squeue's output (sorted by priority) → jobs by id, with queue positions."""
+    jobs: dict[str, JobInfo] = {}
+    waiting: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 7:
+            continue
+        job_id, state, reason, node, start, partition, user = parts
+        position = 0
+        if state == "PENDING":
+            position = waiting[partition] = waiting.get(partition, 0) + 1
+        jobs[job_id] = JobInfo(job_id, state, reason, node, start, partition, user, position)
+    return jobs
+
+
+async def run_argv(argv: list[str], limit_s: float = 20) -> tuple[int, str, str]:
+    """Run a command without a shell; (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return 124, "", f"{argv[0]} did not answer within {limit_s:g} s"
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class SlurmPoller:
+    """Shared job-state snapshots for one site; time is injectable for tests."""
+
+    def __init__(
+        self,
+        run: Runner = run_argv,
+        *,
+        max_age: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run = run
+        self.max_age = max_age
+        self.clock = clock
+        self.queries = 0  # squeue calls made, for tests and benchmarks
+        self._jobs: dict[str, JobInfo] = {}
+        self._taken_at = float("-inf")
+        self._error: str | None = None
+        self._inflight: asyncio.Task[None] | None = None
+
+    async def _refresh(self) -> None:
+        self.queries += 1
+        code, out, err = await self.run(SQUEUE_ARGV)
+        self._taken_at = self.clock()
+        if code != 0:
+            self._error = err.strip() or f"squeue exited with {code}"
+            return
+        self._error = None
+        self._jobs = parse_squeue(out)
+
+    async def job(self, job_id: str, max_age: float | None = None) -> JobInfo | None:
+        """The job's state, or None if Slurm no longer knows it; raises `Unreachable`."""
+        age = self.max_age if max_age is None else max_age
+        if self.clock() - self._taken_at > age:
+            if self._inflight is None or self._inflight.done():
+                self._inflight = asyncio.ensure_future(self._refresh())
+            await asyncio.shield(self._inflight)
+        if self._error is not None:
+            raise Unreachable(self._error)
+        return self._jobs.get(job_id)
+
+
+_POLLERS: dict[str, SlurmPoller] = {}
+
+
+def poller_for(site: str) -> SlurmPoller:
+    """The process-wide poller of one site (the hub is one process)."""
+    return _POLLERS.setdefault(site, SlurmPoller())

@@ -1,0 +1,142 @@
+"""Route a validated session request to its site's backend, and remember the choice.
+
+A `wrapspawner.WrapSpawner` subclass, fixing what 1.0.1 gets wrong for us: it passes the
+removed `db` argument, links *every* common trait parent → child (overwriting the child's
+own defaults such as its `cmd`), forgets `orm_spawner` (so named servers lose their name),
+and cannot restore its child class after a restart. Here the child gets exactly what it
+needs, and the state holds the request, from which site and backend follow again.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Any, Dict, Unicode, default
+from wrapspawner import WrapSpawner
+
+from naic.hub import catalogue
+from naic.spawners.local import LocalSpawner
+from naic.spawners.request import (
+    RequestError,
+    SessionRequest,
+    UserFacts,
+    options_from_form,
+    parse_request,
+)
+from naic.spawners.slurm import SlurmSpawner
+
+BACKENDS: dict[str, type[Spawner]] = {"local": LocalSpawner, "slurm": SlurmSpawner}
+
+
+@functools.cache
+def _load(path: str) -> catalogue.Catalogue:
+    return catalogue.load(path)
+
+
+class Router(WrapSpawner):
+    catalogue_file = Unicode(
+        help="""The service catalogue (validated when the hub starts).
+
+        Example: c.Router.catalogue_file = "/etc/naic/catalogue.yaml"
+        """,
+    ).tag(config=True)
+
+    child_options = Dict(
+        help="""Extra traits per backend, e.g. {"slurm": {"status_max_age": 30}}.""",
+    ).tag(config=True)
+
+    request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
+
+    @property
+    def catalogue(self) -> catalogue.Catalogue:
+        return _load(self.catalogue_file)
+
+    def user_facts(self) -> UserFacts:
+        groups = frozenset(g.name for g in getattr(self.user, "groups", []) or [])
+        return UserFacts(name=self.user.name, identities=frozenset({self.user.name}), groups=groups)
+
+    @default("apply_user_options")
+    def _default_apply(self):
+        return Router._apply_request
+
+    def _apply_request(self, user_options: dict) -> None:
+        """The only gate from user input to a backend: 400 with a sentence, or a request."""
+        try:
+            req = parse_request(user_options or {}, self.catalogue, self.user_facts())
+        except RequestError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        self._select(req)
+
+    def _select(self, req: SessionRequest) -> None:
+        self.request = req
+        site = self.catalogue.sites[req.site]
+        self.child_class = BACKENDS[site.backend]
+        self.child_spawner = None
+
+    def options_from_form(self, formdata: dict) -> dict:
+        return options_from_form(formdata)
+
+    def construct_child(self) -> Spawner:
+        if self.child_spawner is None:
+            if self.request is None:  # e.g. started with no options at all
+                self._apply_request({})
+            extra = dict(
+                self.child_options.get(self.catalogue.sites[self.request.site].backend, {})
+            )
+            if self.child_class is SlurmSpawner:
+                extra.update(site=self.request.site, request=self.request, catalogue=self.catalogue)
+            child = self.child_class(
+                user=self.user,
+                orm_spawner=self.orm_spawner,
+                hub=self.hub,
+                authenticator=self.authenticator,
+                config=self.config,
+                _deprecated_db_session=self._deprecated_db_session,
+                **extra,
+            )
+            child.clear_state()  # it would otherwise see the wrapper's state
+            if self.child_state:
+                child.load_state(self.child_state)
+            # What JupyterHub gave the wrapper for this start (clear_state would drop it).
+            for name in ("api_token", "oauth_client_id", "user_options", "cert_paths", "server"):
+                if getattr(self, name, None):
+                    setattr(child, name, getattr(self, name))
+            self.child_spawner = child
+        return self.child_spawner
+
+    def start(self):
+        # JupyterHub set the token and options after a restored child was built.
+        self.child_spawner = None
+        self.child_state = {}
+        return super().start()
+
+    def get_state(self) -> dict:
+        state = Spawner.get_state(self)
+        if self.request is not None:
+            state["request"] = self.request.model_dump()
+        if self.child_spawner is not None:
+            state["child_state"] = self.child_spawner.get_state()
+        return state
+
+    def load_state(self, state: dict) -> None:
+        Spawner.load_state(self, state)
+        if "request" in state:
+            try:
+                self._select(SessionRequest.model_validate(state["request"]))
+            except (ValueError, KeyError):
+                self.log.warning("Dropping a stored session request the catalogue no longer has")
+                return
+            self.child_state = state.get("child_state", {})
+            self.construct_child()
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.request = None
+
+    async def progress(self):
+        if self.child_spawner is None:
+            return
+        async for event in self.child_spawner.progress():
+            yield event

@@ -1,0 +1,204 @@
+"""The `slurm` backend: a session is a Slurm job, on batchspawner's start/stop logic.
+
+What we change of `batchspawner.SlurmSpawner`: the script comes from a pure renderer fed
+only by a validated `SessionRequest` (never raw `user_options`, never Jinja); commands run
+as argv lists (no shell); job state comes from the site's shared `SlurmPoller`; an
+unreachable controller means "unknown", so sessions survive a slurmctld outage; progress
+says where the job stands in words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+
+import batchspawner
+from traitlets import Any, Enum, Float, Unicode, default
+
+from naic.spawners import script
+from naic.spawners.poller import JobInfo, Unreachable, poller_for
+
+#: Slurm states after which the job will never run again, in words a user reads.
+END_REASONS = {
+    "COMPLETED": "the session ended",
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "time limit reached",
+    "PREEMPTED": "preempted by a higher-priority job",
+    "OUT_OF_MEMORY": "out of memory",
+    "NODE_FAIL": "node failure",
+    "FAILED": "the server failed to start or crashed",
+    "BOOT_FAIL": "node failure",
+    "DEADLINE": "time limit reached",
+}
+#: Pending reasons from squeue, in words.
+WAITING_FOR = {
+    "Resources": "free GPUs or CPUs",
+    "Priority": "jobs with higher priority",
+    "ReqNodeNotAvail": "a node that is not available",
+    "Reservation": "its reservation to begin",
+    "None": "the scheduler",
+}
+
+
+class SlurmSpawner(batchspawner.SlurmSpawner):
+    site = Unicode(help="Catalogue name of the site this session runs at (set by the router).")
+    request = Any(help="The validated SessionRequest (set by the router).")
+    catalogue = Any(help="The loaded Catalogue (set by the router).")
+
+    submit_as = Enum(
+        ["auto", "uid", "sudo"],
+        "auto",
+        help="""How jobs are submitted as the user: `uid` (`sbatch --uid/--gid`, the hub runs as
+        root), `sudo` (`sudo -n -u USER sbatch`, the hub runs as a service account with a
+        sudoers rule for sbatch and scancel), or `auto` (uid as root, else sudo).
+        """,
+    ).tag(config=True)
+
+    status_max_age = Float(
+        30.0,
+        help="Seconds a shared squeue snapshot answers polls of running sessions.",
+    ).tag(config=True)
+
+    material_dir = Unicode(
+        "",
+        help="Folder copied into the home at the start of each session (never overwriting).",
+    ).tag(config=True)
+
+    @default("db")
+    def _db_without_warning(self):
+        # batchspawner 1.3 commits through the deprecated `db` once a job runs.
+        return self._deprecated_db_session
+
+    _info: JobInfo | None = None
+    _starting = False
+
+    # --- how commands run -----------------------------------------------------------
+
+    @property
+    def _account(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(self.user.name)
+        except KeyError:
+            raise RuntimeError(
+                f"There is no account {self.user.name!r} at {self.site}: ask the site's "
+                "support to create it."
+            ) from None
+
+    def _as_user(self) -> list[str]:
+        sudo = self.submit_as == "sudo" or (self.submit_as == "auto" and os.geteuid() != 0)
+        return ["sudo", "-n", "-u", self.user.name] if sudo else []
+
+    async def _run(self, argv: list[str], stdin: str | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.get_env(),
+        )
+        out, err = await proc.communicate(stdin.encode() if stdin else None)
+        if proc.returncode:
+            raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.decode().strip()}")
+        return out.decode()
+
+    def _command(self) -> list[str]:
+        cmd = ["python", "-m", "naic.extensions.welcome"]
+        if self.material_dir:
+            cmd += ["--material", self.material_dir]
+        return [*cmd, "--", "batchspawner-singleuser", "jupyterhub-singleuser", *self.get_args()]
+
+    # --- batchspawner's hooks -------------------------------------------------------
+
+    async def submit_batch_script(self) -> str:
+        account = self._account
+        text = script.render_batch_script(
+            self.request,
+            self.catalogue,
+            job_name=f"naic-{self.user.name}" + (f"-{self.name}" if self.name else ""),
+            command=self._command(),
+            workdir=account.pw_dir,
+            output=f"{account.pw_dir}/.naic-session-%j.log",
+        )
+        argv = script.sbatch_argv(
+            as_root=not self._as_user(),
+            user=account.pw_name,
+            group=str(account.pw_gid),
+            sudo=bool(self._as_user()),
+        )
+        self.log.info("Submitting %s's session to %s: %s", self.user.name, self.site, argv)
+        out = await self._run(argv, stdin=text)
+        self.job_id = str(script.parse_parsable(out))
+        return self.job_id
+
+    async def query_job_status(self) -> batchspawner.JobStatus:
+        if not self.job_id:
+            self.job_status = ""
+            return batchspawner.JobStatus.NOTFOUND
+        max_age = self.startup_poll_interval if self._starting else self.status_max_age
+        try:
+            info = await poller_for(self.site).job(self.job_id, max_age)
+        except Unreachable as exc:
+            self.job_status = f"UNKNOWN {exc}"
+            return batchspawner.JobStatus.UNKNOWN
+        self._info = info
+        self.job_status = f"{info.state} {info.node}" if info else ""
+        if info and info.state in ("RUNNING", "COMPLETING"):
+            return batchspawner.JobStatus.RUNNING
+        if info and info.state in ("PENDING", "CONFIGURING", "REQUEUED", "RESIZING"):
+            return batchspawner.JobStatus.PENDING
+        if info and info.state in END_REASONS:
+            self.end_reason = END_REASONS[info.state]
+        return batchspawner.JobStatus.NOTFOUND
+
+    async def cancel_batch_job(self) -> None:
+        if self.job_id:
+            await self._run([*self._as_user(), "scancel", self.job_id])
+
+    def state_ispending(self) -> bool:
+        return bool(self._info and self._info.state == "PENDING")
+
+    def state_isrunning(self) -> bool:
+        return bool(self._info and self._info.state in ("RUNNING", "COMPLETING"))
+
+    def state_isunknown(self) -> bool:
+        return self.job_status.startswith("UNKNOWN")
+
+    def state_gethost(self) -> str:
+        return self._info.node if self._info else ""
+
+    end_reason = Unicode("", help="Why the last job of this session ended, in words.")
+
+    async def start(self):
+        self._starting = True
+        try:
+            return await super().start()
+        finally:
+            self._starting = False
+
+    async def progress(self):
+        """Events a student reads while waiting: queue position, node, server start."""
+        last = None
+        while True:
+            info = self._info
+            if info is None:
+                message = f"Submitting to {self.site}…"
+            elif info.state == "PENDING":
+                why = WAITING_FOR.get(info.reason, info.reason)
+                when = "" if info.start in ("N/A", "") else f", expected start {info.start[11:16]}"
+                message = (
+                    f"Queued at {self.site}, position {info.position} in partition "
+                    f"{info.partition}, waiting for {why}{when}"
+                )
+            elif info.state in ("RUNNING", "COMPLETING"):
+                message = f"Starting on node {info.node}"
+                if self.port:
+                    message = f"Jupyter server on {info.node} is starting"
+            else:
+                message = f"Job {info.state.lower()}"
+            if message != last:
+                yield {"message": message}
+                last = message
+            if self.port:
+                return
+            await asyncio.sleep(1)

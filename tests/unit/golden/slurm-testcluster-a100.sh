@@ -1,0 +1,18 @@
+#!/bin/bash
+#SBATCH --job-name=jupyterhub-alice
+#SBATCH --partition=accel
+#SBATCH --time=2:00:00
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=4G
+#SBATCH --gres=gpu:a100:2
+#SBATCH --account=demo
+#SBATCH --chdir=/home/alice
+#SBATCH --output=/home/alice/.naic/jupyterhub-%j.log
+#SBATCH --export=ALL
+
+fail() { echo "naic-hub: $*" >&2; exit 1; }
+[ -f /opt/naic/envs/base/bin/activate ] || fail 'the environment /opt/naic/envs/base is missing on this node; tell the hub operators'
+source /opt/naic/envs/base/bin/activate
+set -euo pipefail
+echo "naic-hub: session starting on $(hostname) at $(date -Is)"
+exec /opt/naic/envs/base/bin/jupyterhub-singleuser --debug
