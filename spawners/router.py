@@ -10,13 +10,16 @@ needs, and the state holds the request, from which site and backend follow again
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 
 from jupyterhub.spawner import Spawner
+from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Any, Dict, Unicode, default
 from wrapspawner import WrapSpawner
 
 from naic.hub import catalogue
+from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
 from naic.spawners.request import (
     RequestError,
@@ -48,6 +51,7 @@ class Router(WrapSpawner):
     ).tag(config=True)
 
     request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
+    last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
 
     @property
     def catalogue(self) -> catalogue.Catalogue:
@@ -75,8 +79,17 @@ class Router(WrapSpawner):
         self.child_class = BACKENDS[site.backend]
         self.child_spawner = None
 
+    @default("options_form")
+    def _default_options_form(self):
+        return Router._render_options_form
+
+    def _render_options_form(self) -> str:
+        """The catalogue's spawn form for this user (see naic.spawners.form)."""
+        url = url_path_join(self.hub.base_url, "api/naic/estimate")
+        return render_form(self.catalogue, self.user_facts(), estimate_url=url)
+
     def options_from_form(self, formdata: dict) -> dict:
-        return options_from_form(formdata)
+        return options_from_form(fields_from_form(formdata))
 
     def construct_child(self) -> Spawner:
         if self.child_spawner is None:
@@ -112,8 +125,28 @@ class Router(WrapSpawner):
         self.child_state = {}
         return super().start()
 
+    async def poll(self) -> int | None:
+        if self.child_spawner is None:
+            return 1
+        status = await self.child_spawner.poll()
+        if status is not None:
+            reason = getattr(self.child_spawner, "end_reason", "") or "the server stopped"
+            self._ended(reason)
+        return status
+
+    async def stop(self, now: bool = False) -> None:
+        if self.child_spawner is not None:
+            await self.child_spawner.stop(now)
+            self._ended("stopped")
+
+    def _ended(self, reason: str) -> None:
+        at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self.last_end = {"reason": reason, "at": at}
+
     def get_state(self) -> dict:
         state = Spawner.get_state(self)
+        if self.last_end:
+            state["last_end"] = self.last_end
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -122,6 +155,7 @@ class Router(WrapSpawner):
 
     def load_state(self, state: dict) -> None:
         Spawner.load_state(self, state)
+        self.last_end = state.get("last_end", {})
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -132,8 +166,10 @@ class Router(WrapSpawner):
             self.construct_child()
 
     def clear_state(self) -> None:
+        last_end = self.last_end  # outlives the session: the home page shows it
         super().clear_state()
         self.request = None
+        self.last_end = last_end
 
     async def progress(self):
         if self.child_spawner is None:

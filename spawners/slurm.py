@@ -14,6 +14,7 @@ import os
 import pwd
 
 import batchspawner
+from tornado import web
 from traitlets import Any, Enum, Float, Unicode, default
 
 from naic.spawners import script
@@ -39,6 +40,22 @@ WAITING_FOR = {
     "Reservation": "its reservation to begin",
     "None": "the scheduler",
 }
+
+
+#: What sbatch says when slurmctld is down or not answering.
+UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
+
+
+def _submit_error(site_title: str, message: str) -> web.HTTPError:
+    """A failed sbatch as the sentence the student reads (503: try later; 400: won't fit)."""
+    if any(marker in message for marker in UNREACHABLE):
+        return web.HTTPError(
+            503,
+            f"The scheduler at {site_title} is not answering, so no session can be queued "
+            "right now; running sessions are not affected. Please try again in a few minutes.",
+        )
+    detail = message.split("error:")[-1].strip().rstrip(".")
+    return web.HTTPError(400, f"{site_title} refused the session: {detail}.")
 
 
 class SlurmSpawner(batchspawner.SlurmSpawner):
@@ -127,7 +144,10 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             sudo=bool(self._as_user()),
         )
         self.log.info("Submitting %s's session to %s: %s", self.user.name, self.site, argv)
-        out = await self._run(argv, stdin=text)
+        try:
+            out = await self._run(argv, stdin=text)
+        except RuntimeError as exc:
+            raise _submit_error(self.catalogue.sites[self.site].title, str(exc)) from None
         self.job_id = str(script.parse_parsable(out))
         return self.job_id
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -70,10 +71,21 @@ class Hub:
         return self.log.read_text(errors="replace")
 
 
-def start_hub(data_dir: Path, *args: str) -> Hub:
-    port = free_port_base()
+def log_in(hub: Hub, name: str, password: str) -> tuple[httpx.Client, httpx.Response]:
+    """Log in through the real login page, as a browser does; the client keeps the cookies."""
+    client = httpx.Client(base_url=hub.url, timeout=30)
+    page = client.get("/hub/login")
+    assert page.status_code == 200
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    resp = client.post("/hub/login", data={"username": name, "password": password, "_xsrf": token})
+    return client, resp
+
+
+def start_hub(data_dir: Path, *args: str, port: int | None = None) -> Hub:
+    """`naic up` on `port` (default: a free one); returns once `/hub/api` answers."""
+    port = port or free_port_base()
     log = data_dir.parent / "naic-up.log"
-    out = log.open("w")
+    out = log.open("a")
     proc = subprocess.Popen(
         [NAIC, "up", "--port", str(port), "--data-dir", str(data_dir), *args],
         stdout=out,
@@ -97,6 +109,8 @@ def start_hub(data_dir: Path, *args: str) -> Hub:
 
 def stop_hub(hub: Hub) -> None:
     """Stop every session, then the hub (which stops the proxy it started)."""
+    # Captured by pytest and shown only when the test failed.
+    print("---- naic up log (last 80 lines) ----", *hub.log_text().splitlines()[-80:], sep="\n")
     if hub.process.poll() is None:
         try:
             with hub.api() as api:

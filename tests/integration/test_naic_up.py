@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub_process import NAIC, Hub, start_hub, stop_hub
+from tests.hub_process import NAIC, Hub, log_in, start_hub, stop_hub
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 def _xsrf(client: httpx.Client, path: str = "/hub/") -> dict[str, str]:
     """The header a browser's JavaScript sends with cookie-authenticated API calls."""
     return {"X-XSRFToken": client.cookies.get("_xsrf", path=path) or ""}
-
-
-def log_in(hub: Hub, name: str, password: str) -> tuple[httpx.Client, httpx.Response]:
-    client = httpx.Client(base_url=hub.url, timeout=30)
-    page = client.get("/hub/login")
-    assert page.status_code == 200
-    token = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    resp = client.post("/hub/login", data={"username": name, "password": password, "_xsrf": token})
-    return client, resp
 
 
 def wait_ready(client: httpx.Client, name: str, timeout_s: float = 90) -> dict:
