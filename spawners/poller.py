@@ -93,21 +93,34 @@ class SlurmPoller:
 
     async def _refresh(self) -> None:
         self.queries += 1
+        started = self.clock()
         code, out, err = await self.run(SQUEUE_ARGV)
-        self._taken_at = self.clock()
+        self._taken_at = started  # the snapshot is as old as the moment squeue was asked
         if code != 0:
             self._error = err.strip() or f"squeue exited with {code}"
             return
         self._error = None
         self._jobs = parse_squeue(out)
 
-    async def job(self, job_id: str, max_age: float | None = None) -> JobInfo | None:
-        """The job's state, or None if Slurm no longer knows it; raises `Unreachable`."""
+    def _stale(self, max_age: float, since: float | None) -> bool:
+        too_old = self.clock() - self._taken_at > max_age
+        return too_old or (since is not None and self._taken_at < since)
+
+    async def job(
+        self, job_id: str, max_age: float | None = None, since: float | None = None
+    ) -> JobInfo | None:
+        """The job's state, or None if Slurm no longer knows it; raises `Unreachable`.
+
+        `since` (a `clock()` value) asks for a snapshot taken after it, e.g. after the job's
+        submission, so a fresh but older snapshot cannot report a new job as gone.
+        """
         age = self.max_age if max_age is None else max_age
-        if self.clock() - self._taken_at > age:
+        while self._stale(age, since):
             if self._inflight is None or self._inflight.done():
                 self._inflight = asyncio.ensure_future(self._refresh())
             await asyncio.shield(self._inflight)
+            if self._error is not None:
+                break
         if self._error is not None:
             raise Unreachable(self._error)
         return self._jobs.get(job_id)

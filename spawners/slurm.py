@@ -10,12 +10,13 @@ says where the job stands in words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 
 import batchspawner
 from tornado import web
-from traitlets import Any, Enum, Float, Unicode, default
+from traitlets import Any, Enum, Float, Unicode, default, observe
 
 from naic.spawners import script
 from naic.spawners.poller import JobInfo, Unreachable, poller_for
@@ -88,7 +89,6 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         return self._deprecated_db_session
 
     _info: JobInfo | None = None
-    _starting = False
 
     # --- how commands run -----------------------------------------------------------
 
@@ -152,12 +152,14 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         return self.job_id
 
     async def query_job_status(self) -> batchspawner.JobStatus:
+        return await self._status(self.status_max_age)
+
+    async def _status(self, max_age: float, since: float | None = None) -> batchspawner.JobStatus:
         if not self.job_id:
             self.job_status = ""
             return batchspawner.JobStatus.NOTFOUND
-        max_age = self.startup_poll_interval if self._starting else self.status_max_age
         try:
-            info = await poller_for(self.site).job(self.job_id, max_age)
+            info = await poller_for(self.site).job(self.job_id, max_age, since)
         except Unreachable as exc:
             self.job_status = f"UNKNOWN {exc}"
             return batchspawner.JobStatus.UNKNOWN
@@ -189,12 +191,42 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
 
     end_reason = Unicode("", help="Why the last job of this session ended, in words.")
 
-    async def start(self):
-        self._starting = True
-        try:
-            return await super().start()
-        finally:
-            self._starting = False
+    startup_poll_interval = Float(
+        0.25,
+        help="""Seconds between job-state checks while a session starts. The site's poller
+        shares one squeue among all starting sessions, so this does not multiply.""",
+    ).tag(config=True)
+
+    @observe("port")
+    def _port_reported(self, change) -> None:
+        if change.new and self._port_event is not None:
+            self._port_event.set()
+
+    _port_event: asyncio.Event | None = None
+
+    async def start(self) -> tuple[str, int]:
+        """Submit, wait until Slurm runs the job and the job reports its port; no fixed sleeps
+        after the port arrives (the callback wakes us), unlike batchspawner's 0.5 s loops."""
+        self.port = 0
+        self._port_event = asyncio.Event()
+        submitted = poller_for(self.site).clock()
+        await self.submit_batch_script()
+        while True:
+            # A reported port proves the job runs: fetch its node at once.
+            age = 0.0 if self._port_event.is_set() else self.startup_poll_interval
+            status = await self._status(age, since=submitted)
+            if status == batchspawner.JobStatus.RUNNING:
+                break
+            if status == batchspawner.JobStatus.NOTFOUND:
+                why = self.end_reason or "it disappeared from the queue"
+                self.clear_state()
+                raise web.HTTPError(500, f"The session's job ended before it started: {why}.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
+        self.ip = self.state_gethost()
+        await self._port_event.wait()
+        self.log.info("Job %s of %s runs on %s:%s", self.job_id, self.user.name, self.ip, self.port)
+        return self.ip, self.port
 
     async def progress(self):
         """Events a student reads while waiting: queue position, node, server start."""

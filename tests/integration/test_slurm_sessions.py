@@ -170,4 +170,6 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm_hub: Hub, hub_dir
     assert httpx.delete(
         slurm_hub.url + "hub/api/users/alice/server", headers=bob_headers
     ).status_code in (403, 404)
+    alice_starts_for_bob = api.post("/users/bob/server", json={"user_options": {}})
+    assert alice_starts_for_bob.status_code in (403, 404)
     assert api.delete("/users/alice/server").status_code in (202, 204)

@@ -110,3 +110,13 @@ def test_port_callback_accepts_nothing_but_an_integer_port(body: object) -> None
 
 def test_port_callback_reads_a_port() -> None:
     assert parse_port_body({"port": 8888}) == 8888
+
+
+async def test_a_snapshot_older_than_a_submission_is_not_trusted() -> None:
+    slurm, clock = FakeSlurm(), Clock()
+    poller = SlurmPoller(slurm, max_age=30, clock=clock)
+    await poller.job("7")
+    clock.now += 0.1
+    submitted = clock()  # the new job is not in the snapshot taken 0.1 s ago
+    await poller.job("7", max_age=30, since=submitted)
+    assert slurm.calls == 2
