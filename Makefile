@@ -9,11 +9,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 UP_ARGS ?=
 
-.PHONY: setup setup-test up test test-unit lint system-packages
+.PHONY: setup setup-test up test test-unit lint system-packages browser-packages
 
 setup: system-packages $(BIN)/.installed node_modules/.installed
 
-setup-test: setup $(BIN)/.installed-test
+setup-test: setup browser-packages $(BIN)/.installed-test
 
 up: setup
 	$(BIN)/naic up $(UP_ARGS)
@@ -41,6 +41,19 @@ system-packages:
 	  else \
 	    echo "naic-hub needs these Debian packages:$$missing"; \
 	    echo "install them with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# The browser tests drive Debian's Chromium through Playwright (`playwright install`
+# downloads a browser, which cannot work here). As a normal user it names the package and
+# goes on: the unit tests need no browser, and the browser tests fail loudly without one.
+browser-packages:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "the browser tests need the Debian package chromium;"; \
+	    echo "install it with: sudo apt-get install chromium"; \
 	  fi; \
 	fi
 

@@ -18,10 +18,12 @@ from traitlets.config import Config
 
 from naic.hub import catalogue
 from naic.hub.auth import ensure_secret_file
+from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+TEMPLATES = Path(__file__).with_name("templates")
 
 
 def default_data_dir() -> Path:
@@ -133,6 +135,14 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     if material.is_dir():
         c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)
     c.Spawner.default_url = "/lab"
+    # The spawn form's start estimate (JupyterHub logs that extra_handlers is deprecated).
+    c.JupyterHub.extra_handlers = [(ESTIMATE_PATH, EstimateHandler)]
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    # Researchers run several sessions (a GPU prototype beside a CPU one).
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 5
+    # A queued job may wait long; the progress page tells the user where it stands.
+    c.SlurmSpawner.start_timeout = 12 * 3600
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
     return c

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import subprocess
 import sys
 import time
@@ -46,10 +47,15 @@ def test_student_logs_in_starts_jupyterlab_stops_and_logs_out(naic_hub: Hub) -> 
     assert resp.status_code == 302, resp.text
     assert client.get("/hub/home").status_code == 200
 
-    # "Start My Server", as the home page's button does.
+    # "Start My Server" opens the catalogue's form; the student picks the small resource.
     spawn = client.get("/hub/spawn", follow_redirects=True)
     assert spawn.status_code == 200
+    assert "Small: 1 CPU, 2 GB" in spawn.text and "Medium: 2 CPUs, 4 GB" in spawn.text
+    action = re.search(r'action="([^"]+)"', spawn.text).group(1).replace("&amp;", "&")
+    started = client.post(action, data={"resource_choice": "local:small"})
+    assert started.status_code == 302, started.text
     server = wait_ready(client, "student1")
+    assert server["user_options"] == {"site": "local", "resource": "small"}
     assert server["url"] == "/user/student1/"
 
     # Through the proxy, with the OAuth hand-shake a browser does; then lab's own API calls.
