@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default: /var/lib/naic-hub as root, else ~/.local/share/naic-hub)",
     )
     up.add_argument(
+        "--hub-ip",
+        default="127.0.0.1",
+        help="address the hub's API listens on; Slurm nodes other than this machine must "
+        "reach it (default 127.0.0.1; the public proxy stays on 127.0.0.1)",
+    )
+    up.add_argument(
         "--admin",
         action="append",
         default=[],
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.file)
     from naic.hub.up import run_up
 
-    return run_up(args.catalogue, args.port, args.data_dir, args.admin)
+    return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip)
 
 
 if __name__ == "__main__":

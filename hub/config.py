@@ -40,6 +40,7 @@ class Settings:
     catalogue: Path = catalogue.DEFAULT_CATALOGUE
     data_dir: Path = field(default_factory=default_data_dir)
     port: int = 8000
+    hub_ip: str = "127.0.0.1"  # where Slurm jobs on other nodes reach the hub's API
     admins: tuple[str, ...] = ()
 
     @classmethod
@@ -49,6 +50,7 @@ class Settings:
             catalogue=Path(env.get("NAIC_CATALOGUE") or s.catalogue),
             data_dir=Path(env.get("NAIC_DATA_DIR") or s.data_dir).absolute(),
             port=int(env.get("NAIC_PORT") or s.port),
+            hub_ip=env.get("NAIC_HUB_IP") or s.hub_ip,
             admins=tuple(a for a in (env.get("NAIC_ADMINS") or "").split(",") if a),
         )
 
@@ -57,6 +59,7 @@ class Settings:
             "NAIC_CATALOGUE": str(self.catalogue),
             "NAIC_DATA_DIR": str(self.data_dir),
             "NAIC_PORT": str(self.port),
+            "NAIC_HUB_IP": self.hub_ip,
             "NAIC_ADMINS": ",".join(self.admins),
         }
 
@@ -105,7 +108,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c = Config()
     c.JupyterHub.bind_url = f"http://127.0.0.1:{s.port}"
     # Neighbouring ports keep JupyterHub's usual 8000/8001/8081 layout for port 8000.
-    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{s.port + 81}"
+    c.JupyterHub.hub_bind_url = f"http://{s.hub_ip}:{s.port + 81}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.port + 1}"
     c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
     if proxy:

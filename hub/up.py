@@ -33,11 +33,18 @@ def _root_checks(s: Settings) -> str | None:
     return None
 
 
-def run_up(cat_path: Path | None, port: int, data_dir: Path | None, admins: list[str]) -> int:
+def run_up(
+    cat_path: Path | None,
+    port: int,
+    data_dir: Path | None,
+    admins: list[str],
+    hub_ip: str = "127.0.0.1",
+) -> int:
     s = Settings(
         catalogue=(cat_path or catalogue.DEFAULT_CATALOGUE).absolute(),
         data_dir=(data_dir or default_data_dir()).absolute(),
         port=port,
+        hub_ip=hub_ip,
         admins=tuple(admins),
     )
     try:
