@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from naic.hub.catalogue import load
 from naic.hub.estimate import (
     SlurmRefused,
     SlurmUnreachable,
@@ -15,11 +13,9 @@ from naic.hub.estimate import (
     slurm_answer,
     start_message,
 )
-from naic.spawners.request import UserFacts, parse_request
+from naic.spawners.request import parse_request
+from tests.unit.examples import ALICE, TC
 
-REPO = Path(__file__).resolve().parents[2]
-TC = load(REPO / "examples" / "catalogue-testcluster.yaml")
-ALICE = UserFacts("alice", frozenset({"alice"}))
 NOW = datetime(2026, 11, 27, 4, 0, 0)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import yaml
 
-from naic.hub.catalogue import load, parse
+from naic.hub.catalogue import parse
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.request import (
     RequestError,
@@ -18,12 +17,8 @@ from naic.spawners.request import (
     options_from_form,
     parse_request,
 )
+from tests.unit.examples import ALICE, DEMO, GOLDEN, REPO, TC
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).parent / "golden"
-TC = load(REPO / "examples" / "catalogue-testcluster.yaml")
-DEMO = load(REPO / "examples" / "catalogue.yaml")
-ALICE = UserFacts("alice", frozenset({"alice"}))
 CAROL = UserFacts("carol", frozenset({"carol"}))  # in no project
 URL = "/hub/api/naic/estimate"
 

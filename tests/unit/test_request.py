@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naic.hub.catalogue import load, parse
+from naic.hub.catalogue import parse
 from naic.spawners.request import (
     OPTIONS,
     RequestError,
@@ -23,13 +22,10 @@ from naic.spawners.request import (
     projects_of,
 )
 from naic.spawners.script import SBATCH_LINE_CHARS, SHELL_LINE_CHARS, render_batch_script
+from tests.unit.examples import ALICE, DEMO, TC
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = load(REPO / "examples" / "catalogue.yaml")
-TC = load(REPO / "examples" / "catalogue-testcluster.yaml")
 CATS = {"demo": DEMO, "tc": TC}
 
-ALICE = UserFacts("alice", frozenset({"alice"}))
 BOB = UserFacts("bob", frozenset({"bob"}))
 OLA = UserFacts("ola", frozenset({"ola", "ola@uio.no"}))
 KARI = UserFacts("kari", frozenset({"kari", "kari@uio.no"}), frozenset({"fc:org:uio.no"}))

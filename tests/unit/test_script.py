@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from naic.hub.catalogue import Environment, load
+from naic.hub.catalogue import Environment
 from naic.spawners import script
 from naic.spawners.request import SessionRequest, UserFacts, parse_request
 from naic.spawners.script import (
@@ -21,12 +21,8 @@ from naic.spawners.script import (
     render_batch_script,
     sbatch_argv,
 )
+from tests.unit.examples import ALICE, DEMO, GOLDEN, TC
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).parent / "golden"
-DEMO = load(REPO / "examples" / "catalogue.yaml")
-TC = load(REPO / "examples" / "catalogue-testcluster.yaml")
-ALICE = UserFacts("alice", frozenset({"alice"}))
 OLA = UserFacts("ola", frozenset({"ola", "ola@uio.no"}))
 SINGLEUSER = "/opt/naic/envs/base/bin/jupyterhub-singleuser"
 
