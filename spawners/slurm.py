@@ -16,6 +16,7 @@ import pwd
 
 import batchspawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, Float, Unicode, default, observe
 
 from naic.spawners import script
@@ -173,6 +174,25 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             self.end_reason = END_REASONS[info.state]
         return batchspawner.JobStatus.NOTFOUND
 
+    async def stop(self, now: bool = False) -> None:
+        """Cancel the job; unless `now`, wait (about 10 s at most) until Slurm shows it gone.
+
+        Asks for snapshots taken after the cancel: batchspawner's loop would read the shared,
+        still-fresh snapshot that says RUNNING and always wait its full 10 s."""
+        poller = poller_for(self.site)
+        cancelled_at = poller.clock()
+        await self.cancel_batch_job()
+        if now or not self.job_id:
+            return
+        for _ in range(40):
+            status = await self._status(self.startup_poll_interval, since=cancelled_at)
+            ending = self._info is not None and self._info.state == "COMPLETING"
+            if ending or status in (batchspawner.JobStatus.NOTFOUND,):
+                return
+            await asyncio.sleep(self.startup_poll_interval)
+            cancelled_at = poller.clock()
+        self.log.warning("Job %s of %s did not end after scancel", self.job_id, self.user.name)
+
     async def cancel_batch_job(self) -> None:
         if self.job_id:
             await self._run([*self._as_user(), "scancel", self.job_id])
@@ -225,8 +245,30 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
                 await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
         self.ip = self.state_gethost()
         await self._port_event.wait()
+        await self._wait_http()
         self.log.info("Job %s of %s runs on %s:%s", self.job_id, self.user.name, self.ip, self.port)
         return self.ip, self.port
+
+    server_poll_interval = Float(
+        0.1,
+        help="""Seconds between checks that the started server answers HTTP. JupyterHub's own
+        check backs off exponentially (0.2, 0.6, 1.4, 3 s…) and so finds a server late.""",
+    ).tag(config=True)
+
+    async def _wait_http(self) -> None:
+        """Return as soon as the server answers (any HTTP status), at most `http_timeout`."""
+        url = f"http://{self.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
+        client = AsyncHTTPClient()
+        deadline = asyncio.get_running_loop().time() + self.http_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                resp = await client.fetch(url, raise_error=False, request_timeout=2)
+                if resp.code != 599:  # any answer, even 404, means it listens
+                    return
+            except (OSError, HTTPClientError):  # not listening yet
+                pass
+            await asyncio.sleep(self.server_poll_interval)
+        # JupyterHub's own check then reports the failure in its usual words.
 
     async def progress(self):
         """Events a student reads while waiting: queue position, node, server start."""
