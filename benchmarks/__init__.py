@@ -1,0 +1,1 @@
+"""Benchmarks against baselines measured in the same run (see README, "Benchmarks")."""
