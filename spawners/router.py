@@ -120,7 +120,7 @@ class Router(WrapSpawner):
         return self.child_spawner
 
     def start(self):
-        # JupyterHub set the token and options after a restored child was built.
+        # A new session: drop any child restored from the previous one's state.
         self.child_spawner = None
         self.child_state = {}
         return super().start()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
 
 import batchspawner
 from tornado import web
@@ -46,6 +47,12 @@ WAITING_FOR = {
 
 #: What sbatch says when slurmctld is down or not answering.
 UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
+
+
+def _job_name(user: str, server: str) -> str:
+    """`naic-<user>[-<server>]`; server names are the user's own words, so keep safe letters."""
+    name = f"naic-{user}" + (f"-{server}" if server else "")
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64]
 
 
 def _submit_error(site_title: str, message: str) -> web.HTTPError:
@@ -133,7 +140,7 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         text = script.render_batch_script(
             self.request,
             self.catalogue,
-            job_name=f"naic-{self.user.name}" + (f"-{self.name}" if self.name else ""),
+            job_name=_job_name(self.user.name, self.name),
             command=self._command(),
             workdir=account.pw_dir,
             output=f"{account.pw_dir}/.naic-session-%j.log",
@@ -194,8 +201,12 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         self.log.warning("Job %s of %s did not end after scancel", self.job_id, self.user.name)
 
     async def cancel_batch_job(self) -> None:
-        if self.job_id:
+        if not self.job_id:
+            return
+        try:
             await self._run([*self._as_user(), "scancel", self.job_id])
+        except RuntimeError as exc:  # e.g. the job ended meanwhile: nothing left to cancel
+            self.log.warning("scancel %s: %s", self.job_id, exc)
 
     def state_ispending(self) -> bool:
         return bool(self._info and self._info.state == "PENDING")

@@ -1,0 +1,31 @@
+"""Small pure parts of the Slurm backend."""
+
+from naic.spawners.slurm import _job_name, _submit_error
+
+
+def test_job_names_keep_only_safe_characters_of_a_server_name() -> None:
+    assert _job_name("alice", "") == "naic-alice"
+    assert _job_name("alice", "gpu 1;$(id)") == "naic-alice-gpu-1---id-"
+    assert len(_job_name("alice", "x" * 200)) == 64
+
+
+def test_a_scheduler_outage_is_a_503_with_a_sentence() -> None:
+    err = _submit_error(
+        "Saga",
+        "sbatch failed at saga: sbatch: error: Batch job submission "
+        "failed: Unable to contact slurm controller (connect failure)",
+    )
+    assert err.status_code == 503
+    assert err.log_message.startswith("The scheduler at Saga is not answering")
+
+
+def test_a_refused_submission_is_a_400_naming_the_site_and_slurms_reason() -> None:
+    err = _submit_error(
+        "Saga",
+        "sbatch failed at saga: sbatch: error: Invalid account or "
+        "account/partition combination specified",
+    )
+    assert err.status_code == 400
+    assert err.log_message == (
+        "Saga refused the session: Invalid account or account/partition combination specified."
+    )
