@@ -21,7 +21,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, Float, Unicode, default, observe
 
 from naic.spawners import script
-from naic.spawners.poller import JobInfo, Unreachable, poller_for
+from naic.spawners.poller import JobInfo, Unreachable, poller_for, run_argv
 
 #: Slurm states after which the job will never run again, in words a user reads.
 END_REASONS = {
@@ -47,6 +47,15 @@ WAITING_FOR = {
 
 #: What sbatch says when slurmctld is down or not answering.
 UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
+
+
+SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=State", "--jobs"]
+
+
+def end_reason_from_sacct(out: str) -> str:
+    """Pure: words for the first state sacct prints ("CANCELLED by 1001" → "cancelled")."""
+    words = out.split()
+    return END_REASONS.get(words[0], "") if words else ""
 
 
 def _job_name(user: str, server: str) -> str:
@@ -179,6 +188,13 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             return batchspawner.JobStatus.PENDING
         if info and info.state in END_REASONS:
             self.end_reason = END_REASONS[info.state]
+        elif info is None and not self.end_reason:
+            # squeue forgets a job MinJobAge after it ends; accounting, if any, remembers.
+            try:
+                code, out, _ = await run_argv(["sacct", *SACCT_ARGS, self.job_id], limit_s=10)
+            except OSError:  # no sacct on this host
+                code, out = 1, ""
+            self.end_reason = end_reason_from_sacct(out) if code == 0 else ""
         return batchspawner.JobStatus.NOTFOUND
 
     async def stop(self, now: bool = False) -> None:

@@ -1,6 +1,6 @@
 """Small pure parts of the Slurm backend."""
 
-from naic.spawners.slurm import _job_name, _submit_error
+from naic.spawners.slurm import _job_name, _submit_error, end_reason_from_sacct
 
 
 def test_job_names_keep_only_safe_characters_of_a_server_name() -> None:
@@ -29,3 +29,11 @@ def test_a_refused_submission_is_a_400_naming_the_site_and_slurms_reason() -> No
     assert err.log_message == (
         "Saga refused the session: Invalid account or account/partition combination specified."
     )
+
+
+def test_end_reasons_read_from_sacct() -> None:
+    assert end_reason_from_sacct("TIMEOUT\n") == "time limit reached"
+    assert end_reason_from_sacct("CANCELLED by 1001\n") == "cancelled"
+    assert end_reason_from_sacct("OUT_OF_MEMORY\n") == "out of memory"
+    assert end_reason_from_sacct("") == ""
+    assert end_reason_from_sacct("RUNNING\n") == ""
