@@ -81,13 +81,26 @@ def log_in(hub: Hub, name: str, password: str) -> tuple[httpx.Client, httpx.Resp
     return client, resp
 
 
-def start_hub(data_dir: Path, *args: str, port: int | None = None) -> Hub:
-    """`naic up` on `port` (default: a free one); returns once `/hub/api` answers."""
+def start_hub(
+    data_dir: Path, *args: str, port: int | None = None, run_as: str | None = None
+) -> Hub:
+    """`naic up` on `port` (default: a free one), as `run_as` (default: this account);
+    returns once `/hub/api` answers."""
     port = port or free_port_base()
+    prefix = ["setpriv", f"--reuid={run_as}", f"--regid={run_as}", "--init-groups"]
     log = data_dir.parent / "naic-up.log"
     out = log.open("a")
     proc = subprocess.Popen(
-        [NAIC, "up", "--port", str(port), "--data-dir", str(data_dir), *args],
+        [
+            *(prefix if run_as else []),
+            NAIC,
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
