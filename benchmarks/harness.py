@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import secrets
@@ -406,6 +407,15 @@ def sdiag_rpcs() -> dict[str, int]:
 
 
 # --- reporting --------------------------------------------------------------------------
+
+
+def publish(text: str, result: dict, path: Path) -> None:
+    """Print the table and keep the figures as JSON beside it."""
+    print()
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {path}")
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -23,7 +23,6 @@ Results: a table on stdout and benchmarks/results/poll_load.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -211,11 +210,7 @@ def main() -> None:
     if levels != sorted(set(levels)) or levels[0] < 1:
         parser.error("--sessions must be ascending positive numbers")
     result = run(levels, args.interval, window, args.keep)
-    print()
-    print(report(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.json}")
+    harness.publish(report(result), result, args.json)
 
 
 if __name__ == "__main__":

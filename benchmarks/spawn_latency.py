@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -201,11 +200,7 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     result = run(args.runs, args.warmup, args.keep)
-    print()
-    print(report(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.json}")
+    harness.publish(report(result), result, args.json)
 
 
 if __name__ == "__main__":
