@@ -104,9 +104,9 @@ class LocalSpawner(LocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        # The session prologue copies the material as the user, then execs the server.
+        # The launcher copies the material as the user, then runs the server.
         singleuser = str(Path(sys.executable).parent / "jupyterhub-singleuser")
-        cmd = [sys.executable, "-m", "naic.extensions.welcome"]
+        cmd = [sys.executable, "-m", "naic.extensions.launch"]
         if self.material_dir:
             cmd += ["--material", self.material_dir]
         return [*cmd, "--", singleuser]

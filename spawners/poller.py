@@ -102,8 +102,10 @@ class SlurmPoller:
         self._error = None
         self._jobs = parse_squeue(out)
 
-    def _stale(self, max_age: float, since: float | None) -> bool:
-        too_old = self.clock() - self._taken_at > max_age
+    def _stale(self, asked: float, max_age: float, since: float | None) -> bool:
+        # Measured from when the caller asked, so max_age=0 means "one snapshot taken after
+        # I asked", not "newer than now", which no finished query can ever be.
+        too_old = self._taken_at < asked - max_age
         return too_old or (since is not None and self._taken_at < since)
 
     async def job(
@@ -115,7 +117,8 @@ class SlurmPoller:
         submission, so a fresh but older snapshot cannot report a new job as gone.
         """
         age = self.max_age if max_age is None else max_age
-        while self._stale(age, since):
+        asked = self.clock()
+        while self._stale(asked, age, since):
             if self._inflight is None or self._inflight.done():
                 self._inflight = asyncio.ensure_future(self._refresh())
             await asyncio.shield(self._inflight)

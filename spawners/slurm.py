@@ -137,10 +137,11 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         return out.decode()
 
     def _command(self) -> list[str]:
-        cmd = ["python", "-m", "naic.extensions.welcome"]
+        # The launcher reports the port to our callback and runs the server in one process.
+        cmd = ["python", "-m", "naic.extensions.launch", "--report-port"]
         if self.material_dir:
             cmd += ["--material", self.material_dir]
-        return [*cmd, "--", "batchspawner-singleuser", "jupyterhub-singleuser", *self.get_args()]
+        return [*cmd, "--", "jupyterhub-singleuser", *self.get_args()]
 
     # --- batchspawner's hooks -------------------------------------------------------
 

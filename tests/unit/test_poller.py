@@ -120,3 +120,14 @@ async def test_a_snapshot_older_than_a_submission_is_not_trusted() -> None:
     submitted = clock()  # the new job is not in the snapshot taken 0.1 s ago
     await poller.job("7", max_age=30, since=submitted)
     assert slurm.calls == 2
+
+
+async def test_max_age_zero_takes_one_fresh_snapshot_and_returns() -> None:
+    # The start loop asks for age 0 once the port arrives; time passes during every squeue,
+    # so "newer than now" would never hold and the caller would query forever.
+    slurm = FakeSlurm()
+    ticks = iter(range(1000, 2000))
+    poller = SlurmPoller(slurm, max_age=30, clock=lambda: float(next(ticks)))
+    await poller.job("7")
+    assert (await asyncio.wait_for(poller.job("7", max_age=0), 1)).state == "RUNNING"
+    assert slurm.calls == 2
