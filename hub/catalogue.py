@@ -184,9 +184,44 @@ class Storage(_Model):
 class Project(_Model):
     title: str = Field(min_length=1)
     slurm_account: str | None = Field(None, pattern=SAFE_WORD)
-    gpu_hours: float = Field(0, ge=0, description="GPU-hour budget")
+    #: GPU-hours per budget period; None means no budget is enforced.
+    gpu_hours: float | None = Field(None, ge=0, description="GPU-hour budget")
+    #: When the budget starts afresh: the first day (UTC) of each month, quarter or year.
+    budget_period: Literal["month", "quarter", "year", "never"] = "year"
+    #: Identities (the identity claim's values, or hub user names) that belong to it.
     members: list[str] = []
+    #: IdP groups (the groups claim's values) whose members belong to it.
     groups: list[str] = []
+
+
+#: Where a hub user name comes from: the identity's part before `@`, or the operator's file.
+UsernameRule = Literal["local_part", "mapping"]
+
+
+class Identity(_Model):
+    """Institutional login over OpenID Connect (Feide, eduGAIN proxies, any OIDC provider)."""
+
+    title: str = Field("your institution", min_length=1, description='"Log in with {title}"')
+    issuer: str = Field(pattern=r"^https?://[^\s]+$")
+    scopes: list[str] = ["openid", "profile", "email"]
+    #: The claim that names a person, e.g. `eduPersonPrincipalName` (`ola@uio.no`).
+    identity_claim: str = Field("sub", min_length=1)
+    #: The claim listing the person's groups, matched against projects' `groups`.
+    groups_claim: str | None = None
+    usernames: UsernameRule = "local_part"
+    #: YAML file `identity: username` the operator maintains (with `usernames: mapping`).
+    mapping_file: str | None = None
+    #: Environment variables holding the OAuth client id and secret (never in this file).
+    client_id_env: str = Field("NAIC_OIDC_CLIENT_ID", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    client_secret_env: str = Field("NAIC_OIDC_CLIENT_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _mapping_needs_file(self) -> Identity:
+        if self.usernames == "mapping" and not self.mapping_file:
+            raise ValueError("usernames: mapping needs mapping_file (a YAML file of identity: name)")
+        if self.mapping_file and not self.mapping_file.startswith("/"):
+            raise ValueError("mapping_file must be an absolute path")
+        return self
 
 
 class Catalogue(_Model):
@@ -195,6 +230,8 @@ class Catalogue(_Model):
     environments: dict[str, Environment] = {}
     storage: dict[str, Storage] = {}
     projects: dict[str, Project] = {}
+    #: Institutional login; without it the hub uses its dev login (`naic up`).
+    identity: Identity | None = None
 
     def environments_for(self, site: str, resource: str) -> list[str]:
         """Environment names offered for one resource, in catalogue order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from naic.hub.catalogue import Amount, Catalogue, Resource, Site
+from naic.hub.catalogue import Amount, Catalogue, Project, Resource, Site
 
 
 def _amount(a: Amount, unit: str, plural: str = "") -> str:
@@ -52,10 +52,20 @@ def render_summary(cat: Catalogue, file: str) -> str:
         areas.append(f"  {k:<16} {st.path}" + (f" ({extra})" if extra else ""))
     lines += [f"Storage ({len(cat.storage)}):", *areas] if areas else ["Storage: none"]
     projects = [
-        f"  {k:<16} {p.title} — {p.gpu_hours:g} GPU-hours, "
+        f"  {k:<16} {p.title} — {_budget(p)}, "
         f"{len(p.members)} member{'s' * (len(p.members) != 1)}, "
         f"{len(p.groups)} group{'s' * (len(p.groups) != 1)}"
         for k, p in cat.projects.items()
     ]
     lines += [f"Projects ({len(projects)}):", *projects] if projects else ["Projects: none"]
+    if cat.identity:
+        i = cat.identity
+        lines.append(f"Login: {i.title} ({i.issuer}), identity from {i.identity_claim}")
     return "\n".join(lines) + "\n"
+
+
+def _budget(p: Project) -> str:
+    if p.gpu_hours is None:
+        return "no GPU-hour budget"
+    per = "" if p.budget_period == "never" else f" per {p.budget_period}"
+    return f"{p.gpu_hours:g} GPU-hours{per}"

@@ -25,7 +25,7 @@ Storage (4):
   scratch          /cluster/work/{username} (purged after 21 days)
   datasets         /datasets (read-only)
 Projects (1):
-  nn1234k          Deep learning for weather — 1000 GPU-hours, 1 member, 1 group
+  nn1234k          Deep learning for weather — 1000 GPU-hours per year, 1 member, 1 group
 """
 
 
