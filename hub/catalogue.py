@@ -218,7 +218,7 @@ class Identity(_Model):
     @model_validator(mode="after")
     def _mapping_needs_file(self) -> Identity:
         if self.usernames == "mapping" and not self.mapping_file:
-            raise ValueError("usernames: mapping needs mapping_file (a YAML file of identity: name)")
+            raise ValueError("usernames: mapping needs mapping_file (YAML of identity: name)")
         if self.mapping_file and not self.mapping_file.startswith("/"):
             raise ValueError("mapping_file must be an absolute path")
         return self
