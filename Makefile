@@ -9,11 +9,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 UP_ARGS ?=
 
-.PHONY: setup setup-test up test test-unit lint system-packages browser-packages
+.PHONY: setup setup-test up test test-unit lint system-packages browser-packages postgres-packages
 
 setup: system-packages $(BIN)/.installed node_modules/.installed
 
-setup-test: setup browser-packages $(BIN)/.installed-test
+setup-test: setup browser-packages postgres-packages $(BIN)/.installed-test
 
 up: setup
 	$(BIN)/naic up $(UP_ARGS)
@@ -54,6 +54,25 @@ browser-packages:
 	  else \
 	    echo "the browser tests need the Debian package chromium;"; \
 	    echo "install it with: sudo apt-get install chromium"; \
+	  fi; \
+	fi
+
+# The ledger's integration tests start a throw-away PostgreSQL server from Debian's binaries
+# (tests/postgres.py); they never touch a cluster the machine itself runs, and installing the
+# package creates none (create_main_cluster = false). As a normal user it names the package
+# and goes on, as for Chromium.
+postgres-packages:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then \
+	      mkdir -p /etc/postgresql-common; \
+	      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; \
+	    fi; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      -o Dpkg::Options::=--force-confold postgresql; \
+	  else \
+	    echo "the ledger's PostgreSQL tests need the Debian package postgresql;"; \
+	    echo "install it with: sudo apt-get install postgresql"; \
 	  fi; \
 	fi
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from naic.hub import catalogue
+from naic.hub import access, accounting, catalogue, oidc
 from naic.hub.auth import ensure_secret_file
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
@@ -123,23 +123,34 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.JupyterHub.authenticator_class = "naic-dev"
     c.DevAuthenticator.password_file = str(s.password_file)
     c.Authenticator.admin_users = set(s.admins)
+    if cat.identity is not None:  # institutional login (OIDC) instead of the dev login
+        oidc.configure(c, cat.identity)
 
     # The operator's token (for scripts) belongs to a service with the admin role.
     token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None
     if token:
         c.JupyterHub.services = [{"name": "naic-operator", "api_token": token}]
-        c.JupyterHub.load_roles = [{"name": "admin", "services": ["naic-operator"]}]
+    # Roles: admin, instructor, and users/servers that read only their own usage.
+    c.JupyterHub.custom_scopes = accounting.SCOPES
+    c.JupyterHub.load_roles = accounting.roles(["naic-operator"] if token else [])
+    c.JupyterHub.extra_user_scopes = ["custom:naic:usage:read!user"]
 
     # Every spawn goes through the router, whose request model is the one input gate.
     c.JupyterHub.spawner_class = "naic-router"
     c.Router.catalogue_file = str(s.catalogue)
+    wire_ledger(c, s)
     c.LocalSpawner.home_root = str(s.homes)
     material = REPO_ROOT / "notebooks"
     if material.is_dir():
         c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)
     c.Spawner.default_url = "/lab"
     # The spawn form's start estimate (JupyterHub logs that extra_handlers is deprecated).
-    c.JupyterHub.extra_handlers = [(ESTIMATE_PATH, EstimateHandler)]
+    c.JupyterHub.extra_handlers = [
+        (ESTIMATE_PATH, EstimateHandler),
+        (accounting.USAGE_PATH, accounting.UsageHandler),
+        (accounting.ADMIN_USAGE_PATH, accounting.AdminUsageHandler),
+        *access.HANDLERS,
+    ]
     c.JupyterHub.template_paths = [str(TEMPLATES)]
     # Researchers run several sessions (a GPU prototype beside a CPU one).
     c.JupyterHub.allow_named_servers = True
@@ -149,6 +160,20 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 90
     return c
+
+
+def wire_ledger(c: Config, s: Settings) -> None:
+    """GPU-hour budgets: the usage ledger lives in the hub's own database (`db_url`)."""
+    url = c.JupyterHub.db_url
+    c.Router.ledger_url = url
+    c.JupyterHub.tornado_settings = {
+        **c.JupyterHub.get("tornado_settings", {}),
+        "naic": {"catalogue_file": str(s.catalogue), "ledger_url": url},
+    }
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        "naic_projects": accounting.home_projects(str(s.catalogue), url),
+    }
 
 
 def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
@@ -163,7 +188,9 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
     if created:
         print(f"naic-hub: generated the dev login password: {password}", file=sys.stderr)
     c.merge(build_config(s, cat, find_proxy()))
+    oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)
+    wire_ledger(c, s)  # again: an operator's file may have moved the database
 
 
 def _load_config_d(c: Config, folder: Path) -> None:

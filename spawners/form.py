@@ -88,7 +88,7 @@ def _site_refusal(cat: Catalogue, site: Site, mine: list[str]) -> str | None:
     if site.backend == "slurm" and cat.projects and not mine:
         return (
             f"Sessions at {site.title} are charged to a project, and you are in no project "
-            "yet; ask your project leader to add you."
+            "yet; ask for access to one on the hub's Access page."
         )
     return None
 

@@ -14,13 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-#: `%i|%T|%r|%N|%S|%P|%u`: id, state, reason, nodes, expected start, partition, user.
+#: `%i|%T|%r|%N|%S|%P|%u|%e`: id, state, reason, nodes, expected start, partition, user, end
+#: (the time limit's end while it runs, the real end once it ended).
 SQUEUE_ARGV = [
     "squeue",
     "--noheader",
     "--states=all",
     "--sort=-p,i",
-    "--format=%i|%T|%r|%N|%S|%P|%u",
+    "--format=%i|%T|%r|%N|%S|%P|%u|%e",
 ]
 
 Runner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
@@ -36,6 +37,7 @@ class JobInfo:
     partition: str
     user: str
     position: int = 0  # 1-based among pending jobs of its partition; 0 when not pending
+    end: str = ""  # Slurm's end time (local time, ISO without zone), or "N/A"
 
 
 class Unreachable(Exception):
@@ -48,13 +50,13 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
     waiting: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 7:
+        if len(parts) != 8:
             continue
-        job_id, state, reason, node, start, partition, user = parts
+        job_id, state, reason, node, start, partition, user, end = parts
         position = 0
         if state == "PENDING":
             position = waiting[partition] = waiting.get(partition, 0) + 1
-        jobs[job_id] = JobInfo(job_id, state, reason, node, start, partition, user, position)
+        jobs[job_id] = JobInfo(job_id, state, reason, node, start, partition, user, position, end)
     return jobs
 
 

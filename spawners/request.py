@@ -28,20 +28,23 @@ _SHOW_CHARS = 40  # a user's string is echoed at most this long
 
 @dataclass(frozen=True)
 class UserFacts:
-    """Who asks: the hub user name, the identities they logged in with, their IdP groups."""
+    """Who asks: the hub user name, the identities they logged in with, their IdP groups,
+    and the projects an admin granted them (approved access requests)."""
 
     name: str
     identities: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
+    granted: frozenset[str] = frozenset()
 
 
 def projects_of(cat: Catalogue, user: UserFacts) -> list[str]:
-    """Projects the user may charge, in catalogue order: by identity (or hub name) or group."""
+    """Projects the user may charge, in catalogue order: by identity (or hub name), group or
+    an admin's grant (a grant of a project the catalogue no longer has counts for nothing)."""
     ids = user.identities | {user.name}
     return [
         name
         for name, p in cat.projects.items()
-        if ids.intersection(p.members) or user.groups.intersection(p.groups)
+        if ids.intersection(p.members) or user.groups.intersection(p.groups) or name in user.granted
     ]
 
 
@@ -218,7 +221,7 @@ def _project(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts, site: Site
             raise RequestError(
                 "project",
                 f"Sessions at {_plain(site.title)} are charged to a project, and you are in no "
-                "project yet; ask your project leader to add you.",
+                "project yet; ask for access to one on the hub's Access page.",
             )
         return mine[0]
     if not isinstance(value, str):

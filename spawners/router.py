@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Any, Dict, Unicode, default
+from traitlets import Any, Dict, Integer, Unicode, default
 from wrapspawner import WrapSpawner
 
-from naic.hub import catalogue
+from naic.hub import accounting, catalogue
+from naic.hub.ledger import Ledger
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
 from naic.spawners.request import (
@@ -50,14 +51,30 @@ class Router(WrapSpawner):
         help="""Extra traits per backend, e.g. {"slurm": {"status_max_age": 30}}.""",
     ).tag(config=True)
 
+    ledger_url = Unicode(
+        "",
+        help="""Database of the GPU-hour ledger (the hub's own db_url); empty: no budgets.
+
+        Example: c.Router.ledger_url = "sqlite:////var/lib/naic-hub/jupyterhub.sqlite"
+        """,
+    ).tag(config=True)
+
     request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
     last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
+    usage_id = Integer(0, help="The current session's record in the usage ledger.")
+    _seen_alive = False  # this hub process saw the session running
 
     @property
     def catalogue(self) -> catalogue.Catalogue:
         return _load(self.catalogue_file)
 
+    @property
+    def ledger(self) -> Ledger | None:
+        return accounting.ledger_for(self.ledger_url) if self.ledger_url else None
+
     def user_facts(self) -> UserFacts:
+        if self.ledger is not None:
+            return accounting.user_facts(self.user, self.ledger)
         groups = frozenset(g.name for g in getattr(self.user, "groups", []) or [])
         return UserFacts(name=self.user.name, identities=frozenset({self.user.name}), groups=groups)
 
@@ -71,6 +88,10 @@ class Router(WrapSpawner):
             req = parse_request(user_options or {}, self.catalogue, self.user_facts())
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
+        if self.ledger is not None:
+            refusal = accounting.budget_check(self.catalogue, self.ledger, req, datetime.now(UTC))
+            if refusal:
+                raise web.HTTPError(403, refusal)
         self._select(req)
 
     def _select(self, req: SessionRequest) -> None:
@@ -98,8 +119,9 @@ class Router(WrapSpawner):
             extra = dict(
                 self.child_options.get(self.catalogue.sites[self.request.site].backend, {})
             )
+            extra.update(request=self.request, catalogue=self.catalogue)
             if self.child_class is SlurmSpawner:
-                extra.update(site=self.request.site, request=self.request, catalogue=self.catalogue)
+                extra.update(site=self.request.site)
             child = self.child_class(
                 user=self.user,
                 orm_spawner=self.orm_spawner,
@@ -119,11 +141,14 @@ class Router(WrapSpawner):
             self.child_spawner = child
         return self.child_spawner
 
-    def start(self):
+    async def start(self):
         # A new session: drop any child restored from the previous one's state.
         self.child_spawner = None
         self.child_state = {}
-        return super().start()
+        self.usage_id = 0
+        ip_port = await super().start()
+        self._record_start()
+        return ip_port
 
     async def poll(self) -> int | None:
         if self.child_spawner is None:
@@ -132,6 +157,9 @@ class Router(WrapSpawner):
         if status is not None:
             reason = getattr(self.child_spawner, "end_reason", "") or "the server stopped"
             self._ended(reason)
+        elif self.usage_id and self.ledger is not None:
+            self.ledger.session_seen(self.usage_id)
+            self._seen_alive = True
         return status
 
     async def stop(self, now: bool = False) -> None:
@@ -142,11 +170,43 @@ class Router(WrapSpawner):
     def _ended(self, reason: str) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self.last_end = {"reason": reason, "at": at}
+        self._record_end()
+
+    # --- usage ledger ------------------------------------------------------------------
+
+    def _record_start(self) -> None:
+        if self.ledger is None or self.request is None:
+            return
+        req = self.request
+        self.usage_id = self.ledger.session_started(
+            user=self.user.name,
+            server=self.name,
+            project=req.project,
+            site=req.site,
+            gpus=req.gpus,
+            job_id=str(getattr(self.child_spawner, "job_id", "") or ""),
+        )
+        self._seen_alive = True
+
+    def _record_end(self) -> None:
+        """Close the usage record: at the scheduler's end time when it still knows it; else
+        now, if this hub saw the session alive; else (it ended while the hub was down) at the
+        last time a hub saw it running, which never charges time nobody observed."""
+        if not self.usage_id or self.ledger is None:
+            return
+        at = getattr(self.child_spawner, "ended_at", None)
+        if at is None and not self._seen_alive:
+            rec = next((s for s in self.ledger.open_sessions() if s.id == self.usage_id), None)
+            at = rec.last_seen if rec else None
+        self.ledger.session_ended(self.usage_id, at)
+        self.usage_id = 0
 
     def get_state(self) -> dict:
         state = Spawner.get_state(self)
         if self.last_end:
             state["last_end"] = self.last_end
+        if self.usage_id:
+            state["usage_id"] = self.usage_id
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -156,6 +216,7 @@ class Router(WrapSpawner):
     def load_state(self, state: dict) -> None:
         Spawner.load_state(self, state)
         self.last_end = state.get("last_end", {})
+        self.usage_id = state.get("usage_id", 0)
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -169,6 +230,7 @@ class Router(WrapSpawner):
         last_end = self.last_end  # outlives the session: the home page shows it
         super().clear_state()
         self.request = None
+        self.usage_id = 0
         self.last_end = last_end
 
     async def progress(self):

@@ -144,7 +144,7 @@ def test_a_user_in_no_project_cannot_pick_a_site_that_charges_projects():
     radios = {r["value"]: r for r in Fields(html).radios()}
     assert "checked" in radios["local:cpu-small"]
     assert "disabled" in radios["testcluster:a100"] and "disabled" in radios["testcluster:cpu"]
-    assert "you are in no project yet; ask your project leader to add you." in html
+    assert "you are in no project yet; ask for access to one on the hub&#x27;s Access page." in html
 
 
 def test_a_resource_without_environments_cannot_be_picked_and_says_why():

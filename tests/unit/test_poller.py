@@ -10,22 +10,31 @@ from naic.spawners.callback import parse_port_body
 from naic.spawners.poller import SQUEUE_ARGV, JobInfo, SlurmPoller, Unreachable, parse_squeue
 
 SQUEUE = """\
-7|RUNNING|None|vm|2026-11-27T03:40:00|accel|alice
-9|PENDING|Priority|||accel|carol
-8|PENDING|Resources||2026-11-27T04:05:00|accel|bob
-10|PENDING|Resources||N/A|normal|bob
-5|TIMEOUT|TimeLimit|vm|2026-11-27T03:00:00|accel|alice
+7|RUNNING|None|vm|2026-11-27T03:40:00|accel|alice|2026-11-27T04:10:00
+9|PENDING|Priority|||accel|carol|N/A
+8|PENDING|Resources||2026-11-27T04:05:00|accel|bob|2026-11-27T05:05:00
+10|PENDING|Resources||N/A|normal|bob|N/A
+5|TIMEOUT|TimeLimit|vm|2026-11-27T03:00:00|accel|alice|2026-11-27T03:30:02
 """
 
 
 def test_parse_squeue_gives_states_and_queue_positions_per_partition() -> None:
     jobs = parse_squeue(SQUEUE)
     assert jobs["7"] == JobInfo(
-        "7", "RUNNING", "None", "vm", "2026-11-27T03:40:00", "accel", "alice", 0
+        "7",
+        "RUNNING",
+        "None",
+        "vm",
+        "2026-11-27T03:40:00",
+        "accel",
+        "alice",
+        0,
+        "2026-11-27T04:10:00",
     )
     assert (jobs["9"].position, jobs["8"].position, jobs["10"].position) == (1, 2, 1)
     assert jobs["5"].state == "TIMEOUT"
     assert parse_squeue("garbage\n\n1|2|3\n") == {}
+    assert jobs["5"].end == "2026-11-27T03:30:02"
 
 
 class FakeSlurm:

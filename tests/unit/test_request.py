@@ -231,7 +231,7 @@ HOSTILE = [
      'You are not a member of project "demo"; you are in no project yet.'),
     ("no-project-on-slurm", "tc", "eve", {"site": "testcluster"}, "project",
      "Sessions at Test cluster (Slurm on this machine) are charged to a project, "
-     "and you are in no project yet; ask your project leader to add you."),
+     "and you are in no project yet; ask for access to one on the hub's Access page."),
     ("environment-not-offered", "tc", "alice", {**A100, "environment": "pytorch"}, "environment",
      f'"environment" "pytorch" is not offered for {TC_A100}; choose one of: python.'),
     ("unknown-key", "demo", "ola", {"colour": "red"}, "colour",

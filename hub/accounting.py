@@ -1,0 +1,234 @@
+"""GPU-hour budgets on the hub: who may charge what, what is left, and who may read it.
+
+The ledger (`naic.hub.ledger`) records sessions; this module turns it and the catalogue into
+what people see: a project list with GPU-hours left (home page, `GET
+/hub/api/naic/users/{name}/usage`, the widgets), the spawn-time budget check, the admin's
+usage page, and the scopes and roles that say who may read which usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import UTC, datetime
+
+from jupyterhub.apihandlers import APIHandler
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.roles import get_default_roles
+from jupyterhub.scopes import has_scope
+from tornado import web
+
+from naic.hub import catalogue
+from naic.hub.ledger import Ledger, budget_refusal, next_reset, period_start
+from naic.spawners.request import SessionRequest, UserFacts, projects_of
+
+USAGE_PATH = r"/api/naic/users/([^/]+)/usage"
+ADMIN_USAGE_PATH = r"/naic/admin/usage"
+
+#: Custom scopes (JupyterHub requires the `custom:` prefix); filters such as `!user` apply.
+SCOPES = {
+    "custom:naic:usage:read": {
+        "description": "Read GPU-hour budgets, usage and access requests.",
+    },
+    "custom:naic:workshops": {
+        "description": "Create workshops and manage one's own workshops and their students.",
+    },
+}
+#: JupyterHub group whose members get the instructor role.
+INSTRUCTORS_GROUP = "instructors"
+
+
+def roles(operator_services: list[str]) -> list[dict]:
+    """Pure: instructor (workshops), and servers that read their owner's usage (the widgets).
+    Users read their own usage through `extra_user_scopes`; JupyterHub forbids changing the
+    admin role's scopes, so handlers let `admin:users` read everyone's."""
+    defaults = {r["name"]: r for r in get_default_roles()}
+    out = [
+        {
+            "name": "instructor",
+            "description": "Runs workshops: creates them and manages their own students.",
+            "scopes": ["self", "custom:naic:workshops"],
+            "groups": [INSTRUCTORS_GROUP],
+        },
+        {
+            "name": "server",
+            "scopes": [*defaults["server"]["scopes"], "custom:naic:usage:read!user"],
+        },
+    ]
+    if operator_services:
+        out.insert(0, {"name": "admin", "services": operator_services})
+    return out
+
+
+def may(handler, scope: str, **filters: str) -> bool:
+    """Whether the request holds `scope` for this user (or `admin:users`, as admins do)."""
+    have = handler.parsed_scopes
+    target = "".join(f"!{k}={v}" for k, v in filters.items())
+    return has_scope("admin:users", have, db=handler.db) or has_scope(
+        scope + target, have, db=handler.db
+    )
+
+
+@functools.cache
+def ledger_for(url: str) -> Ledger:
+    """One ledger (one connection pool) per database in this hub process."""
+    return Ledger(url)
+
+
+@functools.cache
+def _catalogue(path: str) -> catalogue.Catalogue:
+    return catalogue.load(path)
+
+
+def facts_for(name: str, groups: frozenset[str], ledger: Ledger) -> UserFacts:
+    """Who a hub user is for projects: name, bound identity, IdP groups, granted projects."""
+    identity = ledger.identity_of(name)
+    return UserFacts(
+        name=name,
+        identities=frozenset({name, identity} - {None}),
+        groups=groups,
+        granted=frozenset(ledger.granted_projects(name)),
+    )
+
+
+def user_facts(user, ledger: Ledger) -> UserFacts:
+    return facts_for(user.name, frozenset(g.name for g in user.groups), ledger)
+
+
+def used_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime):
+    return ledger.gpu_hours(
+        project=project, since=period_start(cat.projects[project].budget_period, now), now=now
+    )
+
+
+def project_report(
+    cat: catalogue.Catalogue, ledger: Ledger, facts: UserFacts, now: datetime
+) -> list[dict]:
+    """The user's projects with their budgets: what the home page, API and widgets show."""
+    out = []
+    for name in projects_of(cat, facts):
+        p = cat.projects[name]
+        used = used_this_period(ledger, cat, name, now)
+        reset = next_reset(p.budget_period, now)
+        out.append(
+            {
+                "name": name,
+                "title": p.title,
+                "gpu_hours": p.gpu_hours,
+                "used": round(used, 3),
+                "left": None if p.gpu_hours is None else round(max(p.gpu_hours - used, 0), 3),
+                "period": p.budget_period,
+                "resets": reset.isoformat() if reset else None,
+                "mine": round(
+                    ledger.gpu_hours(
+                        project=name,
+                        user=facts.name,
+                        since=period_start(p.budget_period, now),
+                        now=now,
+                    ),
+                    3,
+                ),
+            }
+        )
+    return out
+
+
+def budget_check(
+    cat: catalogue.Catalogue, ledger: Ledger, req: SessionRequest, now: datetime
+) -> str | None:
+    """A refusal sentence when this session could run its project's budget below zero.
+
+    What counts: GPU-hours used this period (running sessions up to now) plus this
+    session's GPUs × hours, the most it can use. CPU-only sessions cost no GPU-hours."""
+    if req.project is None or req.gpus == 0:
+        return None
+    p = cat.projects[req.project]
+    used = used_this_period(ledger, cat, req.project, now)
+    return budget_refusal(
+        req.project, p.gpu_hours, used, req.gpus * req.hours, p.budget_period, now
+    )
+
+
+def _request_json(r) -> dict:
+    return {
+        "id": r.id,
+        "project": r.project,
+        "state": r.state,
+        "reason": r.reason,
+        "created": r.created_at.isoformat(),
+        "decided": r.decided_at.isoformat() if r.decided_at else None,
+        "note": r.note,
+    }
+
+
+class _NaicHandlerMixin:
+    @property
+    def naic_catalogue(self) -> catalogue.Catalogue:
+        return _catalogue(self.settings["naic"]["catalogue_file"])
+
+    @property
+    def naic_ledger(self) -> Ledger:
+        return ledger_for(self.settings["naic"]["ledger_url"])
+
+
+class UsageHandler(_NaicHandlerMixin, APIHandler):
+    """`GET /hub/api/naic/users/{name}/usage`: projects, budgets, usage and requests."""
+
+    def get(self, user_name: str) -> None:
+        # Checked here, not with @needs_scope: custom scopes exist only once the hub loaded
+        # its config, after this module was imported.
+        if self.current_user is None:
+            raise web.HTTPError(403, "Log in, or send a token, to read usage.")
+        if not may(self, "custom:naic:usage:read", user=user_name):
+            raise web.HTTPError(403, "You may read only your own usage and requests.")
+        user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404, f"There is no user {user_name!r} on this hub.")
+        ledger, now = self.naic_ledger, datetime.now(UTC)
+        facts = user_facts(user, ledger)
+        body = {
+            "user": user.name,
+            "projects": project_report(self.naic_catalogue, ledger, facts, now),
+            "requests": [_request_json(r) for r in ledger.requests(user=user.name)],
+        }
+        self.finish(json.dumps(body))
+
+
+class AdminUsageHandler(_NaicHandlerMixin, BaseHandler):
+    """`/hub/naic/admin/usage`: GPU-hours per project and per user this period (admins)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        if not self.current_user.admin:
+            raise web.HTTPError(403, "Only the hub's admins see everybody's usage.")
+        cat, ledger, now = self.naic_catalogue, self.naic_ledger, datetime.now(UTC)
+        projects = []
+        for name, p in cat.projects.items():
+            since = period_start(p.budget_period, now)
+            projects.append(
+                {
+                    "name": name,
+                    "title": p.title,
+                    "budget": p.gpu_hours,
+                    "used": ledger.gpu_hours(project=name, since=since, now=now),
+                    "users": sorted(ledger.usage_by_user(since, project=name).items()),
+                    "period": p.budget_period,
+                }
+            )
+        html = await self.render_template(
+            "naic-usage.html", projects=projects, open_sessions=ledger.open_sessions()
+        )
+        self.finish(html)
+
+
+def home_projects(cat_file: str, ledger_url: str):
+    """A template variable: the logged-in user's projects and budgets (home page)."""
+
+    def value(user) -> list[dict]:
+        if user is None or getattr(user, "kind", "user") != "user":
+            return []
+        ledger = ledger_for(ledger_url)
+        facts = user_facts(user, ledger)
+        return project_report(_catalogue(cat_file), ledger, facts, datetime.now(UTC))
+
+    return value

@@ -1,0 +1,128 @@
+"""GPU-hour budgets on the real test cluster: refused with a sentence, charged by wall time,
+reconciled after a hub that was down, readable only by their owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.hub_process import Hub, log_in, start_hub, stop_hub
+from tests.integration.test_slurm_lifecycle import FAST_POLLS, client, ready, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+
+REPO = Path(__file__).resolve().parents[2]
+TOO_BIG = {"site": "testcluster", "resource": "a100", "gpus": 2, "hours": 1, "project": "demo"}
+FITS = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5, "project": "demo"}
+
+
+@pytest.fixture
+def budget_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+    """The test cluster's catalogue with project demo holding 1 GPU-hour a month."""
+    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
+    cat["environments"]["python"]["venv"] = sys.prefix
+    cat["projects"]["demo"].update(gpu_hours=1, budget_period="month")
+    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
+    config_d = hub_dir / "data" / "jupyterhub_config.d"
+    config_d.mkdir(parents=True)
+    (config_d / "10-fast-polls.py").write_text(FAST_POLLS)
+    hub = start_hub(
+        hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), "--admin", "ops"
+    )
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+        subprocess.run(["scancel", "--user=alice"], check=False)
+
+
+def demo_usage(c, name: str = "alice") -> dict:
+    resp = c.get(f"/hub/api/naic/users/{name}/usage")
+    assert resp.status_code == 200, resp.text
+    return next(p for p in resp.json()["projects"] if p["name"] == "demo")
+
+
+def test_budget_refuses_then_allows_and_charges_wall_time(budget_hub: Hub) -> None:
+    alice = client(budget_hub, "alice")
+    refused = alice.post("/hub/api/users/alice/server", json={"user_options": TOO_BIG})
+    assert refused.status_code == 403
+    assert refused.json()["message"] == (
+        "Project demo has used 0 of its 1 GPU-hours this month; this session would need 2 more. "
+        f"The budget resets on {_first_of_next_month()}."
+    )
+    assert not alice.get("/hub/api/users/alice").json()["servers"]  # nothing half-created
+
+    assert alice.post("/hub/api/users/alice/server", json={"user_options": FITS}).is_success
+    wait_until(lambda: ready(alice, "alice"), 120, "alice's 1-GPU session ready")
+    started = time.monotonic()
+    time.sleep(20)
+    assert alice.delete("/hub/api/users/alice/server").status_code in (202, 204)
+    wait_until(lambda: not alice.get("/hub/api/users/alice").json()["servers"], 60, "stop")
+    wall_s = time.monotonic() - started
+
+    demo = demo_usage(alice)
+    assert abs(demo["used"] * 3600 - wall_s) < 60, (demo, wall_s)
+    assert demo["mine"] == demo["used"] and demo["gpu_hours"] == 1
+    assert demo["left"] == pytest.approx(1 - demo["used"], abs=0.001)
+
+    # The home page says what is left; bob's token cannot read alice's usage.
+    web, _ = log_in(budget_hub, "alice", budget_hub.password)
+    home = web.get("/hub/home").text
+    assert 'data-project="demo"' in home and "GPU-hours left" in home
+    bob = client(budget_hub, "bob")
+    assert bob.get("/hub/api/naic/users/alice/usage").status_code == 403
+    assert demo_usage(bob, "bob")["mine"] == 0
+
+    # Admins see usage per project and per user; students do not.
+    assert web.get("/hub/naic/admin/usage").status_code == 403
+    ops, _ = log_in(budget_hub, "ops", budget_hub.password)
+    page = ops.get("/hub/naic/admin/usage")
+    assert page.status_code == 200
+    row = page.text.split('data-project="demo"', 1)[1].split("</tr>", 1)[0]
+    assert f"alice: {demo['used']:.2f}" in row and "1 per month" in row
+
+
+def test_a_session_that_ends_while_the_hub_is_down_is_charged_until_its_end(
+    budget_hub: Hub,
+) -> None:
+    alice = client(budget_hub, "alice")
+    assert alice.post("/hub/api/users/alice/server", json={"user_options": FITS}).is_success
+    wait_until(lambda: ready(alice, "alice"), 120, "alice's session ready")
+    started = time.monotonic()
+
+    os.kill(budget_hub.process.pid, signal.SIGKILL)
+    budget_hub.process.wait(timeout=10)
+    time.sleep(5)
+    subprocess.run(["scancel", "--user=alice"], check=True)  # ends while no hub watches
+    ran_s = time.monotonic() - started
+    time.sleep(25)  # the hub stays down well after the job ended
+
+    port = int(budget_hub.url.rsplit(":", 1)[1].strip("/"))
+    restarted = start_hub(
+        budget_hub.data_dir,
+        "--catalogue",
+        str(budget_hub.data_dir.parent / "catalogue.yaml"),
+        port=port,
+    )
+    budget_hub.process = restarted.process
+    wait_until(
+        lambda: not alice.get("/hub/api/users/alice").json()["servers"], 60, "the end noticed"
+    )
+    used_s = demo_usage(alice)["used"] * 3600
+    assert abs(used_s - ran_s) < 15, (used_s, ran_s)  # not the 30 s the hub was away
+    time.sleep(6)
+    assert demo_usage(alice)["used"] * 3600 == pytest.approx(used_s, abs=1)  # closed
+
+
+def _first_of_next_month() -> str:
+    t = time.gmtime()
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return f"1 {time.strftime('%B', (year, month, 1, 0, 0, 0, 0, 1, 0))} {year}"
