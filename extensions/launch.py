@@ -24,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 SINGLEUSER = "jupyterhub-singleuser"
+#: The session's own endpoints (naic.extensions.server), loaded into every session's server.
+SERVER_EXTENSION = "--ServerApp.jpserver_extensions=naic.extensions.server=True"
 
 
 def copy_missing(src: Path, dest: Path) -> list[Path]:
@@ -86,7 +88,7 @@ def run_server(command: list[str]) -> None:
         _lighter_imports()
         from jupyterhub.singleuser import main as singleuser
 
-        sys.argv = [SINGLEUSER, *command[1:]]
+        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION]
         sys.exit(singleuser())
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
 

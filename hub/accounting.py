@@ -52,7 +52,12 @@ def roles(operator_services: list[str]) -> list[dict]:
         },
         {
             "name": "server",
-            "scopes": [*defaults["server"]["scopes"], "custom:naic:usage:read!user"],
+            # Its own usage (the budget widget) and stopping itself (the Stop button).
+            "scopes": [
+                *defaults["server"]["scopes"],
+                "custom:naic:usage:read!user",
+                "servers!server",
+            ],
         },
     ]
     if operator_services:

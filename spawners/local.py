@@ -11,10 +11,13 @@ import os
 import pwd
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Unicode, default
+from traitlets import Any, Unicode, default
+
+from naic.spawners.session_env import session_env
 
 
 class LocalSpawner(LocalProcessSpawner):
@@ -39,6 +42,9 @@ class LocalSpawner(LocalProcessSpawner):
         (edited or not) are never overwritten. Example: "/opt/naic/notebooks".
         """,
     ).tag(config=True)
+
+    request = Any(None, allow_none=True, help="The validated SessionRequest (set by the router).")
+    catalogue = Any(None, allow_none=True, help="The loaded Catalogue (set by the router).")
 
     @property
     def home(self) -> Path:
@@ -100,6 +106,9 @@ class LocalSpawner(LocalProcessSpawner):
 
     def user_env(self, env: dict) -> dict:
         env.update(USER=self.account, HOME=str(self.home), SHELL="/bin/bash")
+        if self.request is not None and self.catalogue is not None:  # the session's own facts
+            now = datetime.now(UTC)
+            env.update(session_env(self.request, self.catalogue, self.user.name, started_at=now))
         return env
 
     @default("cmd")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pwd
 import re
+from datetime import UTC, datetime
 
 import batchspawner
 from tornado import web
@@ -22,6 +24,9 @@ from traitlets import Any, Enum, Float, Unicode, default, observe
 
 from naic.spawners import script
 from naic.spawners.poller import JobInfo, Unreachable, poller_for, run_argv
+from naic.spawners.session_env import session_env
+
+_log = logging.getLogger(__name__)
 
 #: Slurm states after which the job will never run again, in words a user reads.
 END_REASONS = {
@@ -62,6 +67,23 @@ def _job_name(user: str, server: str) -> str:
     """`naic-<user>[-<server>]`; server names are the user's own words, so keep safe letters."""
     name = f"naic-{user}" + (f"-{server}" if server else "")
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64]
+
+
+def dask_job_name(job_id: str) -> str:
+    """Name of a session's Dask worker jobs (as `naic.extensions.dask` submits them)."""
+    return f"naic-dask-{job_id}"
+
+
+async def cancel_dask_workers(job_id: str, user: str, run) -> None:
+    """Cancel the Dask worker jobs of session job `job_id`, so none outlives its session.
+
+    `run(argv)` runs a command with the spawner's privileges (raises RuntimeError on
+    failure). scancel matching no job is fine; a failure is logged, not raised: the
+    workers' death timeout ends them anyway."""
+    try:
+        await run(["scancel", f"--name={dask_job_name(job_id)}", f"--user={user}"])
+    except RuntimeError as exc:
+        _log.warning("scancel Dask workers of %s: %s", job_id, exc)
 
 
 def _submit_error(site_title: str, message: str) -> web.HTTPError:
@@ -106,6 +128,8 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         return self._deprecated_db_session
 
     _info: JobInfo | None = None
+    #: The session job whose Dask workers were cancelled (once per job is enough).
+    _dask_cancelled_for: str = ""
 
     # --- how commands run -----------------------------------------------------------
 
@@ -135,6 +159,13 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         if proc.returncode:
             raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.decode().strip()}")
         return out.decode()
+
+    def get_env(self) -> dict:
+        env = super().get_env()
+        if self.request is not None and self.catalogue is not None:  # the session's own facts
+            now = datetime.now(UTC)
+            env.update(session_env(self.request, self.catalogue, self.user.name, started_at=now))
+        return env
 
     def _command(self) -> list[str]:
         # The launcher reports the port to our callback and runs the server in one process.
@@ -187,6 +218,8 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             return batchspawner.JobStatus.RUNNING
         if info and info.state in ("PENDING", "CONFIGURING", "REQUEUED", "RESIZING"):
             return batchspawner.JobStatus.PENDING
+        # The session's job ended (or Slurm forgot it): its Dask workers go too.
+        await self._cancel_dask_workers()
         if info and info.state in END_REASONS:
             self.end_reason = END_REASONS[info.state]
         elif info is None and not self.end_reason:
@@ -224,6 +257,16 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             await self._run([*self._as_user(), "scancel", self.job_id])
         except RuntimeError as exc:  # e.g. the job ended meanwhile: nothing left to cancel
             self.log.warning("scancel %s: %s", self.job_id, exc)
+        await self._cancel_dask_workers()
+
+    async def _cancel_dask_workers(self) -> None:
+        """Once per session job: cancel the Dask workers it started (`naic.extensions.dask`)."""
+        if not self.job_id or self._dask_cancelled_for == self.job_id:
+            return
+        self._dask_cancelled_for = self.job_id
+        await cancel_dask_workers(
+            self.job_id, self.user.name, lambda argv: self._run([*self._as_user(), *argv])
+        )
 
     def state_ispending(self) -> bool:
         return bool(self._info and self._info.state == "PENDING")
@@ -238,6 +281,17 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         return self._info.node if self._info else ""
 
     end_reason = Unicode("", help="Why the last job of this session ended, in words.")
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When Slurm says the job ended, if it still remembers (for the usage ledger)."""
+        info = self._info
+        if info is None or info.state not in END_REASONS or info.end in ("", "N/A", "Unknown"):
+            return None
+        try:  # Slurm prints the cluster's local time without a zone
+            return datetime.fromisoformat(info.end).astimezone(UTC)
+        except ValueError:
+            return None
 
     startup_poll_interval = Float(
         0.25,

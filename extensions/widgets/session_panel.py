@@ -1,0 +1,144 @@
+"""SessionPanel: where this session runs, what it has, how long it has left, and Stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+
+import ipywidgets as w
+
+from naic.extensions.session import describe_time_left
+from naic.extensions.sources import EnvSessionSource, HubClient, HubError, HubSource, SessionSource
+from naic.extensions.widgets._parts import escape, labelled, show, visible
+
+STOP_QUESTION = (
+    "Stop this session now? Running kernels end and unsaved changes in open notebooks are lost."
+)
+
+
+class SessionPanel(w.VBox):
+    """The session's site and resources, time left, a Stop button with a confirmation step,
+    and an "Ask for more time" area that appears only when the hub can extend sessions."""
+
+    def __init__(
+        self,
+        source: SessionSource | None = None,
+        hub: HubClient | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tz: tzinfo | None = None,
+    ):
+        super().__init__()
+        self.add_class("naic-session")
+        self.source = source if source is not None else EnvSessionSource()
+        self.hub = hub if hub is not None else HubSource()
+        self.clock, self.tz = clock, tz
+
+        self.site = labelled(w.HTML(), "naic-session-site")
+        self.resources = labelled(w.HTML(), "naic-session-resources")
+        self.time_left = labelled(w.HTML(), "naic-session-time-left")
+        self.refresh_button = labelled(
+            w.Button(description="Refresh", icon="refresh"), "naic-session-refresh"
+        )
+        self.stop_button = labelled(
+            w.Button(description="Stop this session", button_style="danger", icon="stop"),
+            "naic-session-stop",
+        )
+        self.confirm_text = w.Label(STOP_QUESTION)
+        self.confirm_button = labelled(
+            w.Button(description="Yes, stop it", button_style="danger"), "naic-session-stop-confirm"
+        )
+        self.cancel_button = labelled(w.Button(description="Cancel"), "naic-session-stop-cancel")
+        self.confirm_box = labelled(
+            w.VBox([self.confirm_text, w.HBox([self.confirm_button, self.cancel_button])]),
+            "naic-session-confirm",
+        )
+        self.status = labelled(w.Label(), "naic-session-status")
+        self.extend_button = labelled(
+            w.Button(description="Ask for more time", icon="clock-o"), "naic-session-extend-ask"
+        )
+        self.extend_box = labelled(
+            w.VBox([w.Label("Need longer than planned?"), self.extend_button]),
+            "naic-session-extend",
+        )
+
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.stop_button.on_click(lambda _: self.ask_to_stop())
+        self.cancel_button.on_click(lambda _: self.cancel_stop())
+        self.confirm_button.on_click(lambda _: self.confirm_stop())
+        self.extend_button.on_click(lambda _: self.ask_for_more_time())
+        show(self.confirm_box, False)
+        show(self.status, False)
+
+        self.children = [
+            w.HTML("<h3>This session</h3>"),
+            self.site,
+            self.resources,
+            self.time_left,
+            w.HBox([self.refresh_button, self.stop_button]),
+            self.confirm_box,
+            self.status,
+            self.extend_box,
+        ]
+        self.refresh()
+
+    def refresh(self) -> None:
+        facts = self.source.facts()
+        show(self.stop_button, facts.is_naic)
+        show(self.extend_box, facts.is_naic and bool(getattr(self.hub, "can_extend", False)))
+        if not facts.is_naic:
+            self.site.value = escape(facts.reason)
+            self.resources.value = ""
+            self.time_left.value = ""
+            return
+        site = f"<b>{escape(facts.site_title)}</b>"
+        if facts.project:
+            site += f" · project {escape(facts.project_title or facts.project)}"
+        self.site.value = site
+        self.resources.value = (
+            f"{escape(facts.resource_title)} · {escape(facts.resources_text())} · "
+            f"{escape(facts.environment_title)}"
+        )
+        left = facts.time_left(self.clock())
+        words = describe_time_left(left)
+        if facts.ends_at is None:
+            self.time_left.value = "Time left: unknown"
+        elif words == "ended":
+            self.time_left.value = "The session's time is up."
+        else:
+            end = facts.ends_at.astimezone(self.tz).strftime("%H:%M %Z").strip()
+            self.time_left.value = f"<b>{words}</b> left (ends at {escape(end)})"
+
+    def ask_to_stop(self) -> None:
+        show(self.confirm_box, True)
+        show(self.stop_button, False)
+
+    def cancel_stop(self) -> None:
+        show(self.confirm_box, False)
+        show(self.stop_button, True)
+
+    def confirm_stop(self) -> None:
+        if not visible(self.confirm_box):
+            return  # only after the question was asked
+        show(self.confirm_box, False)
+        try:
+            self.hub.stop_server()
+        except HubError as exc:
+            self._say(str(exc))
+            show(self.stop_button, True)
+            return
+        self._say("Stopping… this page will lose its connection in a moment.")
+
+    def ask_for_more_time(self) -> None:
+        extend = getattr(self.hub, "extend", None)
+        if extend is None:
+            return
+        try:
+            self._say(str(extend()))
+        except HubError as exc:
+            self._say(str(exc))
+        self.refresh()
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+        show(self.status, bool(text))

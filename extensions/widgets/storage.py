@@ -1,0 +1,93 @@
+"""StorageOverview: one bar per storage area, "12.3 of 20 GB", with the area's rules."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from naic.extensions.session import SessionFacts
+from naic.extensions.sources import LocalStorageSource, StorageSource, StorageUsage
+from naic.extensions.widgets._parts import bar_style, close_tree, escape, labelled, number, show
+
+
+def default_storage_source() -> StorageSource:
+    """This session's areas from `NAIC_SESSION`, measured here as the session's user."""
+    import getpass
+
+    facts = SessionFacts.from_env(ask_scheduler=False)
+    return LocalStorageSource(facts.storage, getpass.getuser())
+
+
+def usage_text(u: StorageUsage) -> str:
+    """What the label beside the bar says."""
+    if not u.available:
+        return u.note or "not available here"
+    used = f"{u.used_gb:.1f}"
+    if u.limit_gb is None:
+        return f"{used} GB used, no quota"
+    if u.scope == "file system":
+        return f"{used} of {number(u.limit_gb)} GB used on the shared file system"
+    return f"{used} of {number(u.limit_gb)} GB"
+
+
+def notes_text(u: StorageUsage) -> str:
+    notes = []
+    if u.area.read_only:
+        notes.append("read-only")
+    if u.area.purge_days:
+        notes.append(f"files not used for {u.area.purge_days} days are deleted")
+    return "; ".join(notes)
+
+
+class StorageRow(w.VBox):
+    def __init__(self, usage: StorageUsage):
+        area = usage.area
+        self.usage = usage
+        self.title = labelled(
+            w.HTML(f"<b>{escape(area.title)}</b> <code>{escape(area.path)}</code>"),
+            "naic-storage-title",
+        )
+        limit = usage.limit_gb or 0.0
+        used = usage.used_gb or 0.0
+        self.bar = labelled(
+            w.FloatProgress(
+                value=min(used, limit) if limit else 0.0,
+                min=0.0,
+                max=limit or 1.0,
+                bar_style=bar_style(used, limit),
+            ),
+            "naic-storage-bar",
+        )
+        self.label = labelled(w.Label(usage_text(usage)), "naic-storage-label")
+        self.notes = labelled(w.Label(notes_text(usage)), "naic-storage-notes")
+        show(self.bar, usage.available and bool(usage.limit_gb))
+        show(self.notes, bool(self.notes.value))
+        super().__init__([self.title, w.HBox([self.bar, self.label]), self.notes])
+        self.add_class("naic-storage-area")
+        if not usage.available:
+            self.add_class("naic-storage-unavailable")
+
+
+class StorageOverview(w.VBox):
+    """Usage against quota for each storage area of this session."""
+
+    def __init__(self, source: StorageSource | None = None):
+        super().__init__()
+        self.add_class("naic-storage")
+        self.source = source if source is not None else default_storage_source()
+        self.rows: dict[str, StorageRow] = {}
+        self.message = labelled(w.HTML(), "naic-storage-message")
+        self.refresh_button = labelled(
+            w.Button(description="Refresh", icon="refresh"), "naic-storage-refresh"
+        )
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.heading = w.HTML("<h3>Storage</h3>")
+        self.refresh()
+
+    def refresh(self) -> None:
+        for row in self.rows.values():
+            close_tree(row)
+        usages = self.source.usage()
+        self.rows = {u.area.name: StorageRow(u) for u in usages}
+        self.message.value = "" if usages else "This session has no storage areas to show."
+        show(self.message, not usages)
+        self.children = [self.heading, self.message, *self.rows.values(), self.refresh_button]

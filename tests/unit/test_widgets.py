@@ -1,0 +1,406 @@
+"""Widgets fed by fake sources: what a user sees (the text and values of the parts that are
+shown), and what the buttons do."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ipywidgets as w
+import pytest
+
+from naic.extensions.session import SessionFacts, StorageArea
+from naic.extensions.sources import (
+    BUDGETS_NOT_AVAILABLE,
+    Budgets,
+    FakeGPUSource,
+    FakeHubSource,
+    FakeStorageSource,
+    FixedSessionSource,
+    GPUSample,
+    GPUSampler,
+    ProjectUsage,
+    StorageUsage,
+)
+from naic.extensions.widgets import (
+    DaskLauncher,
+    GPUMonitor,
+    OnboardingChecklist,
+    ProjectBudget,
+    SessionPanel,
+    StorageOverview,
+    mark_done,
+)
+from naic.extensions.widgets.dask_launcher import proxied_dashboard
+from naic.spawners.request import SessionRequest
+from naic.spawners.session_env import session_env
+from tests.unit.examples import DEMO
+
+
+def shown(widget: w.Widget) -> list[w.Widget]:
+    """The widget and everything inside it that is not hidden."""
+    if getattr(getattr(widget, "layout", None), "display", "") == "none":
+        return []
+    out = [widget]
+    for child in getattr(widget, "children", ()):
+        out += shown(child)
+    return out
+
+
+def text(widget: w.Widget) -> str:
+    """What a user reads: labels, HTML without tags, button and checkbox captions."""
+    parts = []
+    for x in shown(widget):
+        if isinstance(x, w.HTML | w.Label):
+            parts.append(re.sub(r"<[^>]+>", "", x.value))
+        elif isinstance(x, w.Button | w.Checkbox):
+            parts.append(x.description)
+    return " | ".join(p for p in parts if p)
+
+
+def by_class(widget: w.Widget, css: str) -> list[w.Widget]:
+    return [x for x in shown(widget) if css in getattr(x, "_dom_classes", ())]
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+HOME = StorageArea("home", "Home", "/home/ola", quota_gb=20)
+SCRATCH = StorageArea("scratch", "Scratch", "/cluster/work/ola", purge_days=21)
+DATASETS = StorageArea("datasets", "Datasets", "/datasets", read_only=True)
+PROJECT = StorageArea("project", "Project", "/cluster/projects/nn1234k", quota_gb=1000)
+
+
+def test_storage_shows_one_bar_per_area_with_used_of_quota() -> None:
+    overview = StorageOverview(
+        FakeStorageSource(
+            [
+                StorageUsage(HOME, True, 12.34, 20.0, "area", "du"),
+                StorageUsage(SCRATCH, True, 120.0, 500.0, "file system", "df"),
+                StorageUsage(DATASETS, True, 40.0, 80.0, "file system", "df"),
+                StorageUsage(PROJECT, False, method="du", note="not available here"),
+            ]
+        )
+    )
+    home = overview.rows["home"]
+    assert (home.bar.value, home.bar.max, home.label.value) == (12.34, 20.0, "12.3 of 20 GB")
+    assert "Home" in home.title.value and "/home/ola" in home.title.value
+    scratch = overview.rows["scratch"]
+    assert scratch.label.value == "120.0 of 500 GB used on the shared file system"
+    assert "files not used for 21 days are deleted" in text(scratch)
+    assert "read-only" in text(overview.rows["datasets"])
+    project = overview.rows["project"]
+    assert text(project) == "Project /cluster/projects/nn1234k | not available here"
+    assert by_class(overview, "naic-storage-bar") == [
+        home.bar,
+        scratch.bar,
+        overview.rows["datasets"].bar,
+    ]
+
+
+def test_a_nearly_full_home_is_red_and_an_overfull_one_stays_on_the_bar() -> None:
+    overview = StorageOverview(FakeStorageSource([StorageUsage(HOME, True, 25.0, 20.0, "area")]))
+    bar = overview.rows["home"].bar
+    assert (bar.value, bar.bar_style) == (20.0, "danger")
+    assert overview.rows["home"].label.value == "25.0 of 20 GB"
+
+
+def test_storage_refresh_shows_new_numbers() -> None:
+    source = FakeStorageSource([StorageUsage(HOME, True, 1.0, 20.0, "area")])
+    overview = StorageOverview(source)
+    source.usages = [StorageUsage(HOME, True, 2.0, 20.0, "area")]
+    overview.refresh_button.click()
+    assert overview.rows["home"].label.value == "2.0 of 20 GB"
+
+
+def test_no_storage_areas_says_so() -> None:
+    assert "no storage areas" in text(StorageOverview(FakeStorageSource([])))
+
+
+# --- the session panel --------------------------------------------------------------------------
+
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def saga_facts() -> SessionFacts:
+    req = SessionRequest(
+        site="saga",
+        resource="a100",
+        gpus=1,
+        cpus=8,
+        memory_gb=32,
+        hours=4.0,
+        environment="pytorch",
+        project="nn1234k",
+    )
+    env = session_env(req, DEMO, "ola", started_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    return SessionFacts.from_env(env)
+
+
+def panel(hub: FakeHubSource | None = None) -> SessionPanel:
+    return SessionPanel(
+        FixedSessionSource(saga_facts()), hub or FakeHubSource(), clock=lambda: NOON, tz=UTC
+    )
+
+
+def test_the_panel_shows_site_resources_and_time_left() -> None:
+    p = panel()
+    assert text(p.site) == "Saga (Sigma2) · project Deep learning for weather"
+    assert text(p.resources) == "NVIDIA A100 · 1 × a100 GPU, 8 CPUs, 32 GB memory · PyTorch + CUDA"
+    assert text(p.time_left) == "1 h 0 min left (ends at 13:00 UTC)"
+
+
+def test_stop_asks_first_and_calls_the_hub_only_after_yes() -> None:
+    hub = FakeHubSource()
+    p = panel(hub)
+    assert not by_class(p, "naic-session-confirm")
+    p.stop_button.click()
+    assert hub.stops == 0
+    assert "Running kernels end" in text(by_class(p, "naic-session-confirm")[0])
+    p.cancel_button.click()
+    assert hub.stops == 0 and not by_class(p, "naic-session-confirm")
+    p.confirm_button.click()  # a stray click without the question does nothing
+    assert hub.stops == 0
+    p.stop_button.click()
+    p.confirm_button.click()
+    assert hub.stops == 1
+    assert "Stopping" in text(p.status)
+
+
+def test_a_refused_stop_is_explained_and_stop_stays_available() -> None:
+    p = panel(FakeHubSource(stop_error="The hub does not let this session stop itself."))
+    p.stop_button.click()
+    p.confirm_button.click()
+    assert text(p.status) == "The hub does not let this session stop itself."
+    assert by_class(p, "naic-session-stop")
+
+
+def test_asking_for_more_time_appears_only_when_the_hub_can_extend() -> None:
+    assert not by_class(panel(FakeHubSource()), "naic-session-extend")
+    assert by_class(panel(FakeHubSource(can_extend=True)), "naic-session-extend")
+
+
+def test_outside_naic_hub_the_panel_says_so_and_offers_no_stop() -> None:
+    p = SessionPanel(FixedSessionSource(SessionFacts.from_env({})), FakeHubSource())
+    assert (
+        text(p) == "This session | This is not a naic-hub session, so there are no "
+        "session facts to show. | Refresh"
+    )
+
+
+def test_a_session_whose_time_is_up() -> None:
+    p = SessionPanel(
+        FixedSessionSource(saga_facts()),
+        FakeHubSource(),
+        clock=lambda: datetime(2026, 3, 2, 14, tzinfo=UTC),
+    )
+    assert text(p.time_left) == "The session's time is up."
+
+
+# --- GPUs ---------------------------------------------------------------------------------------
+
+
+def a100(i: int, util: float | None, used_mb: float) -> GPUSample:
+    return GPUSample(i, "NVIDIA A100-SXM4-80GB", util, used_mb, 81920.0)
+
+
+def test_no_gpu_in_this_session() -> None:
+    monitor = GPUMonitor(FakeGPUSource([]))
+    assert text(monitor) == "GPUs | No GPU in this session."
+
+
+def test_each_gpu_has_utilisation_and_memory_bars() -> None:
+    monitor = GPUMonitor(FakeGPUSource([a100(0, 37.0, 12288.0), a100(1, None, 0.0)]))
+    first, second = monitor.rows
+    assert (first.util_bar.value, first.util_label.value) == (37.0, "37 %")
+    assert (first.memory_bar.value, first.memory_label.value) == (12288.0, "12.0 of 80.0 GB")
+    assert "GPU 0" in first.title.value and "A100" in first.title.value
+    assert second.util_label.value == "not reported"
+    assert "No GPU" not in text(monitor)
+
+
+def test_the_plot_draws_recent_utilisation_as_svg() -> None:
+    now = [0.0]
+    source = FakeGPUSource([a100(0, 0.0, 0)], [a100(0, 50.0, 0)], [a100(0, 100.0, 0)])
+    monitor = GPUMonitor(sampler=GPUSampler(source, clock=lambda: now[0]))
+    assert monitor.plot.value == ""  # one reading is no line
+    monitor.refresh()
+    monitor.refresh()
+    svg = monitor.plot.value
+    assert svg.startswith("<svg") and 'points="0.0,64.0 160.0,32.0 320.0,0.0"' in svg
+    assert monitor.rows[0].util_label.value == "100 %"
+
+
+def test_live_view_starts_and_stops_the_sampler_and_updates_in_place() -> None:
+    sampler = GPUSampler(FakeGPUSource([a100(0, 5.0, 0)], [a100(0, 95.0, 0)]), interval_s=60)
+    monitor = GPUMonitor(sampler=sampler)
+    row = monitor.rows[0]
+    monitor.live_button.click()
+    try:
+        assert sampler.running and monitor.live_button.description == "Stop live view"
+        sampler.sample_once()  # what the thread does every interval
+        assert monitor.rows[0] is row and row.util_label.value == "95 %"
+    finally:
+        monitor.live_button.click()
+    assert not sampler.running and monitor.live_button.description == "Start live view"
+
+
+# --- budgets ------------------------------------------------------------------------------------
+
+
+def test_budgets_show_used_of_budget_per_project() -> None:
+    budgets = Budgets(
+        True,
+        (
+            ProjectUsage(
+                "nn1234k",
+                "Deep learning for weather",
+                1000.0,
+                12.5,
+                987.5,
+                "year",
+                "2027-01-01T00:00:00+00:00",
+                2.0,
+            ),
+            ProjectUsage("open", "Open science", None, 3.0, None),
+        ),
+    )
+    widget = ProjectBudget(FakeHubSource(budgets))
+    row = widget.rows["nn1234k"]
+    assert (row.bar.value, row.bar.max) == (12.5, 1000.0)
+    assert row.label.value == "12.5 of 1000 GPU-hours used · 987.5 left · resets 1 Jan 2027"
+    assert row.mine.value == "2.0 GPU-hours of it are yours"
+    free = widget.rows["open"]
+    assert text(free) == "Open science open | 3.0 GPU-hours used; no budget limit"
+
+
+def test_budgets_not_available_yet() -> None:
+    widget = ProjectBudget(FakeHubSource())
+    assert text(widget) == f"GPU-hour budgets | {BUDGETS_NOT_AVAILABLE} | Refresh"
+
+
+def test_no_project_yet() -> None:
+    widget = ProjectBudget(FakeHubSource(Budgets(True, ())))
+    assert "You are in no project yet" in text(widget)
+
+
+# --- Dask ---------------------------------------------------------------------------------------
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.scaled: list[int] = []
+        self.closed = False
+        self.dashboard_link = "http://10.1.2.3:8787/status"
+
+    def scale(self, n: int) -> None:
+        self.scaled.append(n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+HUB_ENV = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ola/"}
+
+
+def test_dask_start_scale_stop() -> None:
+    clusters: list[FakeCluster] = []
+
+    def factory() -> FakeCluster:
+        clusters.append(FakeCluster())
+        return clusters[-1]
+
+    launcher = DaskLauncher(factory, workers=2, environ=HUB_ENV)
+    assert text(launcher.status) == "No cluster running."
+    assert launcher.scale_button.disabled and launcher.stop_button.disabled
+    launcher.start_button.click()
+    [cluster] = clusters
+    assert cluster.scaled == [2] and launcher.start_button.disabled
+    assert 'href="/user/ola/proxy/8787/status"' in launcher.dashboard.value
+    launcher.workers.value = 8
+    launcher.scale_button.click()
+    assert cluster.scaled == [2, 8] and text(launcher.status) == "Running, 8 workers asked for."
+    launcher.stop_button.click()
+    assert (
+        cluster.closed
+        and launcher.cluster is None
+        and not by_class(launcher, "naic-dask-dashboard")
+    )
+
+
+def test_a_cluster_that_fails_to_start_says_why() -> None:
+    def factory():
+        raise RuntimeError("no account <b>x</b>")
+
+    launcher = DaskLauncher(factory)
+    launcher.start_button.click()
+    assert launcher.cluster is None
+    assert launcher.status.value == "The cluster did not start: no account &lt;b&gt;x&lt;/b&gt;"
+
+
+def test_dashboard_links_go_through_the_hub_when_there_is_one() -> None:
+    assert (
+        proxied_dashboard("http://10.1.2.3:8787/status", HUB_ENV) == "/user/ola/proxy/8787/status"
+    )
+    named = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ola/gpu/"}
+    assert proxied_dashboard("http://node:41234/", named) == "/user/ola/gpu/proxy/41234/status"
+    assert proxied_dashboard("http://127.0.0.1:8787/status", {}) == "http://127.0.0.1:8787/status"
+
+
+# --- onboarding ---------------------------------------------------------------------------------
+
+
+def test_the_checklist_remembers_across_instances(tmp_path: Path) -> None:
+    state = tmp_path / ".naic" / "onboarding.json"
+    first = OnboardingChecklist(state)
+    assert [b.description for b in first.boxes.values()] == [
+        "Start here (00-start-here.ipynb)",
+        "Storage and data (01-storage-and-data.ipynb)",
+        "Compute and GPUs (02-compute-and-gpus.ipynb)",
+        "Scale out with Dask (03-scale-out-with-dask.ipynb)",
+    ]
+    assert first.summary.value == "0 of 4 done" and not state.exists()
+    first.boxes["00-start-here"].value = True
+    first.mark("02-compute-and-gpus")
+    assert json.loads(state.read_text()) == {
+        "done": {"00-start-here": True, "02-compute-and-gpus": True}
+    }
+    second = OnboardingChecklist(state)
+    assert [b.value for b in second.boxes.values()] == [True, False, True, False]
+    assert second.summary.value == "2 of 4 done"
+    assert [p.name for p in state.parent.iterdir()] == ["onboarding.json"]  # no temp files left
+
+
+def test_a_notebook_marks_itself_done_and_all_done_is_celebrated(tmp_path: Path) -> None:
+    state = tmp_path / "onboarding.json"
+    for name in ("00-start-here", "01-storage-and-data", "02-compute-and-gpus"):
+        mark_done(name, path=state)
+    checklist = OnboardingChecklist(state)
+    checklist.boxes["03-scale-out-with-dask"].value = True
+    assert checklist.summary.value == "All done: you know your way around."
+
+
+def test_a_broken_state_file_counts_as_nothing_done(tmp_path: Path) -> None:
+    state = tmp_path / "onboarding.json"
+    state.write_text("{half a file")
+    checklist = OnboardingChecklist(state)
+    assert checklist.summary.value == "0 of 4 done"
+    checklist.mark("00-start-here")
+    assert json.loads(state.read_text()) == {"done": {"00-start-here": True}}
+
+
+@pytest.mark.parametrize(
+    "css",
+    ["naic-storage", "naic-session", "naic-gpus", "naic-budget", "naic-dask", "naic-onboarding"],
+)
+def test_every_widget_carries_its_css_class(css: str, tmp_path: Path) -> None:
+    widgets = {
+        "naic-storage": lambda: StorageOverview(FakeStorageSource([])),
+        "naic-session": lambda: panel(),
+        "naic-gpus": lambda: GPUMonitor(FakeGPUSource([])),
+        "naic-budget": lambda: ProjectBudget(FakeHubSource()),
+        "naic-dask": lambda: DaskLauncher(FakeCluster),
+        "naic-onboarding": lambda: OnboardingChecklist(tmp_path / "o.json"),
+    }
+    assert css in widgets[css]()._dom_classes
