@@ -1,0 +1,454 @@
+"""The OIDC login's pure parts: user names, claims, ID token checks and refusal wording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from traitlets.config import Config
+
+from naic.hub import catalogue, oidc
+from naic.hub.config import Settings, build_config
+from naic.hub.oidc import (
+    MappingFile,
+    Refusal,
+    claim_value,
+    groups_from,
+    identity_from,
+    parse_mapping,
+    refusal,
+    username_for,
+    verify_id_token,
+)
+
+ISSUER = "https://idp.example.org"
+CLIENT = "naic-hub"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def other_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def token(key, **changes) -> str:
+    claims = {
+        "iss": ISSUER,
+        "sub": "abc123",
+        "aud": [CLIENT],
+        "iat": int(NOW) - 10,
+        "exp": int(NOW) + 3600,
+        "eduPersonPrincipalName": "ola@uio.no",
+    }
+    alg = changes.pop("_alg", "RS256")
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return jwt.encode(claims, key, algorithm=alg)
+
+
+def verify(tok: str, key, **kw):
+    args = dict(
+        issuer=ISSUER, client_id=CLIENT, algorithms=["RS256"], now=NOW, leeway=60, provider="Feide"
+    )
+    args.update(kw)
+    return verify_id_token(tok, [key.public_key()], **args)
+
+
+def refused(kind: str, fn, *args, **kwargs) -> Refusal:
+    with pytest.raises(Refusal) as info:
+        fn(*args, **kwargs)
+    assert info.value.kind == kind, str(info.value)
+    return info.value
+
+
+# --- user names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "name"),
+    [("ola@uio.no", "ola"), ("Kari-N@ntnu.no", "kari-n"), ("per_2", "per_2")],
+)
+def test_local_part_is_the_lowercased_part_before_the_at(identity: str, name: str) -> None:
+    assert username_for(identity, "local_part") == name
+
+
+@pytest.mark.parametrize(
+    "identity",
+    ["ola.nordmann@uio.no", "1st@uio.no", "@uio.no", "x" * 25 + "@uio.no", "øyvind@uio.no"],
+)
+def test_a_local_part_that_is_no_valid_name_is_refused_with_the_rule(identity: str) -> None:
+    r = refused("invalid_name", username_for, identity, "local_part")
+    assert identity in str(r)
+    assert "lowercase letters, digits, - and _" in str(r)
+    assert "Ask the hub's operators" in str(r)
+
+
+def test_mapping_maps_identities_case_insensitively() -> None:
+    table = {"Ola.Nordmann@UiO.no": "ola", "kari@ntnu.no": "kari2"}
+    assert username_for("ola.nordmann@uio.no", "mapping", table) == "ola"
+    assert username_for("kari@ntnu.no", "mapping", table) == "kari2"
+
+
+def test_an_identity_missing_from_the_mapping_is_refused() -> None:
+    r = refused("unmapped", username_for, "nils@ntnu.no", "mapping", {"ola@uio.no": "ola"})
+    assert str(r) == (
+        "Your identity nils@ntnu.no has no user name on this hub yet. Ask the hub's operators "
+        "to add it to the hub's list of user names."
+    )
+
+
+def test_a_mapped_name_that_is_invalid_is_refused() -> None:
+    refused("invalid_name", username_for, "ola@uio.no", "mapping", {"ola@uio.no": "Ola Nordmann"})
+
+
+def test_mapping_file_is_parsed_and_checked() -> None:
+    assert parse_mapping("ola@uio.no: ola\nkari@ntnu.no: kari\n", "f") == {
+        "ola@uio.no": "ola",
+        "kari@ntnu.no": "kari",
+    }
+    assert parse_mapping("", "f") == {}
+    with pytest.raises(ValueError, match=r"f: ola@uio.no: 'Ola' is not a valid user name"):
+        parse_mapping("ola@uio.no: Ola\n", "f")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        parse_mapping("- ola\n", "f")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_mapping("a: [\n", "f")
+
+
+def test_mapping_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "names.yaml"
+    path.write_text("ola@uio.no: ola\n")
+    mapping = MappingFile(str(path))
+    assert mapping.table() == {"ola@uio.no": "ola"}
+    path.write_text("ola@uio.no: ola\nkari@ntnu.no: kari\n")
+    assert mapping.table() == {"ola@uio.no": "ola", "kari@ntnu.no": "kari"}
+
+
+# --- claims -------------------------------------------------------------------------------
+
+
+def test_claims_by_exact_name_or_dotted_path() -> None:
+    claims = {"https://x.org/claims.groups": ["a"], "realm_access": {"roles": ["r"]}}
+    assert claim_value(claims, "https://x.org/claims.groups") == ["a"]
+    assert claim_value(claims, "realm_access.roles") == ["r"]
+    assert claim_value(claims, "realm_access.nothing") is None
+
+
+def test_identity_comes_from_the_id_token_before_userinfo() -> None:
+    claim = "eduPersonPrincipalName"
+    assert identity_from({claim: "ola@uio.no"}, {claim: "evil@x"}, claim) == "ola@uio.no"
+    assert identity_from({}, {claim: "ola@uio.no"}, claim) == "ola@uio.no"
+    assert identity_from({claim: ["ola@uio.no"]}, {}, claim) == "ola@uio.no"
+    assert identity_from({claim: ""}, {}, claim) is None
+    assert identity_from({claim: ["a", "b"]}, {}, claim) is None
+    assert identity_from({}, {}, claim) is None
+
+
+def test_groups_are_text_values_from_the_id_token_else_userinfo() -> None:
+    assert groups_from({"groups": ["b", "a", 3, "a"]}, {}, "groups") == ["a", "b"]
+    assert groups_from({"groups": "solo"}, {}, "groups") == ["solo"]
+    assert groups_from({}, {"groups": ["u"]}, "groups") == ["u"]
+    assert groups_from({"groups": ["t"]}, {"groups": ["u"]}, "groups") == ["t"]
+    assert groups_from({"groups": ["t"]}, {}, None) == []
+
+
+# --- ID token verification ------------------------------------------------------------
+
+
+def test_a_correct_id_token_gives_its_claims(key) -> None:
+    claims = verify(token(key), key)
+    assert claims["sub"] == "abc123"
+    assert claims["eduPersonPrincipalName"] == "ola@uio.no"
+
+
+def test_a_token_signed_by_another_key_is_refused(key, other_key) -> None:
+    r = refused("signature", verify, token(other_key), key)
+    assert "does not match Feide's published keys" in str(r)
+
+
+def test_a_token_whose_claims_were_changed_is_refused(key) -> None:
+    head, _, sig = token(key).split(".")
+    forged = jwt.encode({"eduPersonPrincipalName": "boss@uio.no"}, "k" * 32, algorithm="HS256")
+    refused("signature", verify, f"{head}.{forged.split('.')[1]}.{sig}", key)
+
+
+def test_any_of_several_keys_may_have_signed_it(key, other_key) -> None:
+    tok = token(key)
+    claims = verify_id_token(
+        tok,
+        [other_key.public_key(), key.public_key()],
+        issuer=ISSUER,
+        client_id=CLIENT,
+        algorithms=["RS256"],
+        now=NOW,
+    )
+    assert claims["sub"] == "abc123"
+
+
+def test_a_foreign_issuer_is_refused_and_named(key) -> None:
+    r = refused("issuer", verify, token(key, iss="https://evil.example"), key)
+    assert str(r).startswith(
+        f"The identity token was issued by https://evil.example, not by {ISSUER}, the provider "
+        "this hub trusts"
+    )
+
+
+def test_another_audience_is_refused(key) -> None:
+    r = refused("audience", verify, token(key, aud=["another-service"]), key)
+    assert "issued for another service, not for this hub" in str(r)
+
+
+def test_several_audiences_need_us_as_authorized_party(key) -> None:
+    refused("audience", verify, token(key, aud=[CLIENT, "other"]), key)
+    assert verify(token(key, aud=[CLIENT, "other"], azp=CLIENT), key)["azp"] == CLIENT
+    refused("audience", verify, token(key, azp="other"), key)
+
+
+def test_an_expired_token_is_refused_after_the_leeway(key) -> None:
+    refused("expired", verify, token(key, exp=int(NOW) - 61), key)
+    assert verify(token(key, exp=int(NOW) - 59), key)  # within the leeway
+    r = refused("expired", verify, token(key), key, now=NOW + 7200)  # the hub's clock moved
+    assert "has expired" in str(r) and "clocks" in str(r)
+
+
+def test_a_token_from_the_future_is_refused(key) -> None:
+    refused("not_yet_valid", verify, token(key, iat=int(NOW) + 600), key)
+    refused("not_yet_valid", verify, token(key, nbf=int(NOW) + 600), key)
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "exp", "iat", "sub"])
+def test_a_token_without_a_required_claim_is_refused(key, claim: str) -> None:
+    r = refused("missing_claim", verify, token(key, **{claim: None}), key)
+    assert repr(claim) in str(r)
+
+
+def test_unsigned_and_symmetric_tokens_are_refused(key) -> None:
+    unsigned = jwt.encode({"iss": ISSUER}, None, algorithm="none")
+    refused("algorithm", verify, unsigned, key)
+    hs = token("the-client-secret-" * 2, _alg="HS256")
+    r = refused("algorithm", verify, hs, key, algorithms=["RS256", "HS256"])
+    assert "'HS256'" in str(r)
+
+
+def test_garbage_is_refused_as_unreadable(key) -> None:
+    refused("malformed", verify, "not.a.token", key)
+    refused("malformed", verify, "", key)
+
+
+# --- refusal wording -------------------------------------------------------------------
+
+
+def test_every_refusal_says_what_happened_and_what_to_do() -> None:
+    facts = dict(
+        provider="Feide",
+        got="x",
+        expected="y",
+        alg="'none'",
+        claim="sub",
+        identity="ola@uio.no",
+        name="ola",
+        error="server_error",
+    )
+    for kind in oidc._WORDS:
+        r = refusal(kind, **facts)
+        text = str(r)
+        assert text.endswith("."), kind
+        assert "{" not in text, kind
+        assert any(
+            hint in text for hint in ("Start again", "Ask the hub", "Try again", "tell the hub")
+        ), (kind, text)
+        assert 400 <= r.status < 600
+
+
+def test_state_refusal_wording() -> None:
+    assert str(refusal("state")) == (
+        "The login could not be finished because its security check (the OAuth state) did not "
+        "match: this happens when a login link is reused, opened in another browser, or "
+        "altered. Start again from the login page."
+    )
+    assert refusal("state").status == 400
+
+
+def test_collision_refusal_does_not_name_the_other_identity() -> None:
+    text = str(refusal("collision", name="ola", identity="ola@ntnu.no"))
+    assert text == (
+        "The user name 'ola' already belongs to another identity, so ola@ntnu.no cannot use "
+        "it. Ask the hub's operators to give you a different user name."
+    )
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+IDENTITY_YAML = """
+identity:
+  title: Feide
+  issuer: https://auth.dataporten.no
+  identity_claim: eduPersonPrincipalName
+  groups_claim: groups
+  client_id_env: FEIDE_ID
+  client_secret_env: FEIDE_SECRET
+"""
+
+
+def test_build_config_selects_the_oidc_login_from_the_catalogue(tmp_path: Path) -> None:
+    text = catalogue.DEFAULT_CATALOGUE.read_text() + IDENTITY_YAML
+    cat = catalogue.parse(text)
+    c = build_config(Settings(data_dir=tmp_path), cat, None)
+    assert c.JupyterHub.authenticator_class == "naic-oidc"
+    a = c.NaicOIDCAuthenticator
+    assert a.issuer == "https://auth.dataporten.no"
+    assert a.login_service == "Feide"
+    assert a.identity_claim == "eduPersonPrincipalName"
+    assert a.client_secret_variable == "FEIDE_SECRET"
+    paths = [h[0] for h in c.JupyterHub.extra_handlers]
+    assert {"/naic/access", "/naic/access/ask", "/naic/admin/access"} <= set(paths)
+
+
+def test_without_identity_the_dev_login_stays(tmp_path: Path) -> None:
+    cat = catalogue.load(catalogue.DEFAULT_CATALOGUE)
+    c = build_config(Settings(data_dir=tmp_path), cat, None)
+    assert c.JupyterHub.authenticator_class == "naic-dev"
+
+
+def test_prepare_stops_the_hub_naming_a_missing_variable(tmp_path: Path, capsys) -> None:
+    cat = catalogue.parse(catalogue.DEFAULT_CATALOGUE.read_text() + IDENTITY_YAML)
+    with pytest.raises(SystemExit):
+        oidc.prepare(Config(), tmp_path, cat, env={"FEIDE_ID": "x"})
+    assert capsys.readouterr().err.strip() == (
+        "naic-hub: the institutional login needs its OAuth client secret in the environment "
+        "variable FEIDE_SECRET, which is not set."
+    )
+
+
+def test_discovery_of_an_unreachable_issuer_names_it() -> None:
+    with pytest.raises(oidc.StartupError, match=r"the identity provider http://127.0.0.1:9/x "):
+        oidc.discover("http://127.0.0.1:9/x", timeout=2)
+
+
+def test_crypt_key_is_generated_once_private_and_usable(tmp_path: Path) -> None:
+    from jupyterhub.crypto import _validate_key
+
+    path = tmp_path / "auth-state-key"
+    key = oidc.ensure_crypt_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert oidc.ensure_crypt_key(path) == key
+    assert len(_validate_key(key)) == 32
+
+
+def test_a_missing_mapping_file_stops_the_hub_naming_it(tmp_path: Path, capsys) -> None:
+    extra = IDENTITY_YAML + "  usernames: mapping\n  mapping_file: /nonexistent/names.yaml\n"
+    cat = catalogue.parse(catalogue.DEFAULT_CATALOGUE.read_text() + extra)
+    with pytest.raises(SystemExit):
+        oidc.prepare(Config(), tmp_path, cat, env={"FEIDE_ID": "x", "FEIDE_SECRET": "y"})
+    assert capsys.readouterr().err.strip() == (
+        "naic-hub: the user name mapping file /nonexistent/names.yaml cannot be used: "
+        "No such file or directory."
+    )
+
+
+class _Answer:
+    def __init__(self, doc: dict):
+        self.body = json.dumps(doc).encode()
+
+    def read(self) -> bytes:
+        return self.body
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_discovery_must_name_the_configured_issuer(monkeypatch) -> None:
+    doc = {
+        "issuer": "https://other.example",
+        "authorization_endpoint": "a",
+        "token_endpoint": "t",
+        "jwks_uri": "j",
+    }
+    monkeypatch.setattr(oidc.urllib.request, "urlopen", lambda url, timeout: _Answer(doc))
+    with pytest.raises(oidc.StartupError) as info:
+        oidc.discover(ISSUER)
+    assert str(info.value) == (
+        f"naic-hub: the identity provider at {ISSUER} calls itself https://other.example; set "
+        "`identity.issuer` in the catalogue to exactly that."
+    )
+    doc["issuer"] = ISSUER + "/"  # a trailing slash is the same issuer
+    assert oidc.discover(ISSUER)["token_endpoint"] == "t"
+    del doc["jwks_uri"]
+    with pytest.raises(oidc.StartupError, match="lacks jwks_uri"):
+        oidc.discover(ISSUER)
+
+
+DISCOVERY = {
+    "issuer": ISSUER,
+    "authorization_endpoint": ISSUER + "/authorize",
+    "token_endpoint": ISSUER + "/token",
+    "userinfo_endpoint": ISSUER + "/userinfo",
+    "jwks_uri": ISSUER + "/jwks",
+}
+
+
+class _Group:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _User:
+    groups = (_Group("instructors"), _Group("old-idp-group"))
+
+
+def test_the_authenticator_follows_discovery_and_keeps_hub_groups() -> None:
+    a = oidc.NaicOIDCAuthenticator(issuer=ISSUER, discovery=DISCOVERY)
+    assert a.token_url == ISSUER + "/token"
+    assert a.userdata_url == ISSUER + "/userinfo"
+    assert a.basic_auth  # the OAuth and OIDC default client authentication
+    assert a.enable_auth_state and a.manage_groups
+    assert a.algorithms == ["RS256"]
+    # Provider groups replace provider groups; the hub's own groups stay, and a provider
+    # group named like one of them is ignored.
+    assert a._groups(["fc:org:uio.no", "instructors"], _User()) == ["fc:org:uio.no", "instructors"]
+    assert a._groups(["fc:org:uio.no", "instructors"], None) == ["fc:org:uio.no"]
+
+
+def test_refresh_sends_client_credentials_only_once() -> None:
+    a = oidc.NaicOIDCAuthenticator(
+        issuer=ISSUER, discovery=DISCOVERY, client_id="id", client_secret="s"
+    )
+    assert a.build_refresh_token_request_params("rt") == {
+        "grant_type": "refresh_token",
+        "refresh_token": "rt",
+    }
+    post = oidc.NaicOIDCAuthenticator(
+        issuer=ISSUER,
+        discovery={**DISCOVERY, "token_endpoint_auth_methods_supported": ["client_secret_post"]},
+        client_id="id",
+        client_secret="s",
+    )
+    assert not post.basic_auth
+    assert post.build_refresh_token_request_params("rt")["client_secret"] == "s"
+
+
+def test_client_credentials_come_from_the_named_variables(monkeypatch) -> None:
+    monkeypatch.setenv("FEIDE_ID", "the-id")
+    monkeypatch.setenv("FEIDE_SECRET", "the-secret")
+    a = oidc.NaicOIDCAuthenticator(
+        issuer=ISSUER,
+        discovery=DISCOVERY,
+        client_id_variable="FEIDE_ID",
+        client_secret_variable="FEIDE_SECRET",
+    )
+    assert (a.client_id, a.client_secret) == ("the-id", "the-secret")
