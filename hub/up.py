@@ -69,7 +69,9 @@ def run_up(
     url = f"http://127.0.0.1:{s.port}/"
     print(f"naic-hub: {cat.name} — {len(cat.sites)} site(s) from {s.catalogue}")
     print(f"  open      {url}")
-    if created:
+    if cat.identity is not None:
+        print(f"  log in    with {cat.identity.title} ({cat.identity.issuer})")
+    elif created:
         print(f"  log in    any user name, with the password {password}")
         print(f"            (shown once; it is kept in {s.password_file})")
     else:

@@ -89,7 +89,7 @@ def refusal_of(resp: httpx.Response) -> str:
 def test_the_login_page_offers_the_institution(oidc_hub: OidcHub) -> None:
     page = httpx.get(oidc_hub.hub.url + "hub/login")
     assert page.status_code == 200
-    assert "Sign in with Test IdP" in page.text
+    assert "Log in with Test IdP" in page.text
 
 
 def test_a_project_member_logs_in_and_lands_on_home_with_the_mapped_name(
