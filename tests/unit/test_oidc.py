@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from traitlets.config import Config
 
-from naic.hub import catalogue, oidc
+from naic.hub import catalogue, identity, oidc
 from naic.hub.config import Settings, build_config
-from naic.hub.oidc import (
+from naic.hub.identity import (
     MappingFile,
     Refusal,
     claim_value,
@@ -260,7 +260,7 @@ def test_every_refusal_says_what_happened_and_what_to_do() -> None:
         name="ola",
         error="server_error",
     )
-    for kind in oidc._WORDS:
+    for kind in identity._WORDS:
         r = refusal(kind, **facts)
         text = str(r)
         assert text.endswith("."), kind
