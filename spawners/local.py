@@ -108,7 +108,15 @@ class LocalSpawner(LocalProcessSpawner):
         env.update(USER=self.account, HOME=str(self.home), SHELL="/bin/bash")
         if self.request is not None and self.catalogue is not None:  # the session's own facts
             now = datetime.now(UTC)
-            env.update(session_env(self.request, self.catalogue, self.user.name, started_at=now))
+            env.update(
+                session_env(
+                    self.request,
+                    self.catalogue,
+                    self.user.name,
+                    started_at=now,
+                    home=str(self.home),
+                )
+            )
         return env
 
     @default("cmd")

@@ -51,9 +51,16 @@ def iso_utc(when: datetime) -> str:
 
 
 def session_facts(
-    req: SessionRequest, cat: Catalogue, username: str, *, started_at: datetime
+    req: SessionRequest,
+    cat: Catalogue,
+    username: str,
+    *,
+    started_at: datetime,
+    home: str | None = None,
 ) -> dict[str, Any]:
-    """The facts as a mapping (what `session_env` serialises)."""
+    """The facts as a mapping (what `session_env` serialises). `home`: where the backend
+    really put the user's home (the local backend's own folders), overriding the catalogue's
+    `home` area path."""
     site = cat.sites[req.site]
     res = site.resources[req.resource]
     env = cat.environments.get(req.environment)
@@ -70,7 +77,7 @@ def session_facts(
             {
                 "name": name,
                 "title": area.title or name.capitalize(),
-                "path": area.path.format_map(names),
+                "path": home if name == "home" and home else area.path.format_map(names),
                 "quota_gb": area.quota_gb,
                 "read_only": area.read_only,
                 "purge_days": area.purge_days,
@@ -107,8 +114,13 @@ def session_facts(
 
 
 def session_env(
-    req: SessionRequest, cat: Catalogue, username: str, *, started_at: datetime
+    req: SessionRequest,
+    cat: Catalogue,
+    username: str,
+    *,
+    started_at: datetime,
+    home: str | None = None,
 ) -> dict[str, str]:
     """`{"NAIC_SESSION": json}` for the server's environment."""
-    facts = session_facts(req, cat, username, started_at=started_at)
+    facts = session_facts(req, cat, username, started_at=started_at, home=home)
     return {VARIABLE: json.dumps(facts, separators=(",", ":"))}

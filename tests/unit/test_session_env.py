@@ -115,10 +115,12 @@ def test_the_local_backend_gives_its_server_the_facts() -> None:
         user=SimpleNamespace(name="ola"),
     )
     facts = json.loads(spawner.user_env({})["NAIC_SESSION"])
+    # The home area is where the local backend really put the home, not the catalogue's
+    # cluster path, so the storage widget measures the folder the user works in.
     assert (facts["site"], facts["backend"], facts["storage"][0]["path"]) == (
         "local",
         "local",
-        "/home/ola",
+        "/tmp/naic-homes/ola",
     )
 
 
