@@ -25,6 +25,7 @@ import subprocess
 import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -218,6 +219,10 @@ def slurm_cluster(**overrides: Any) -> SLURMCluster:
         session = dict(session, ends_at=_slurm_end(job_id) or session.get("ends_at"))
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     settings = cluster_settings(session, job_id, node=node, now=datetime.now(UTC), **overrides)
+    # Worker job logs in one hidden folder, not as slurm-N.out files all over the home.
+    logs = Path.home() / ".naic" / "dask-logs"
+    settings.setdefault("log_directory", str(logs))
+    logs.mkdir(parents=True, exist_ok=True)
     if os.environ.get("JUPYTERHUB_SERVICE_PREFIX"):
         dask.config.set({"distributed.dashboard.link": PROXIED_LINK})
     cluster = SLURMCluster(**settings)

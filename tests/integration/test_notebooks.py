@@ -241,7 +241,9 @@ def test_storage_and_data_reads_the_same_data_both_ways(runs: dict, where: str) 
     nb = runs[where]["01-storage-and-data"]
     ran_cleanly(nb)
     text = nb["text"]
-    assert "- home: /home/alice" in text
+    # Slurm sessions use the cluster account's home; local ones the home the hub made.
+    home = "/home/alice" if where == "slurm" else "/data/users/alice"
+    assert re.search(rf"^- home: \S*{home} ", text, re.M), text
     assert "- scratch: /var/tmp/naic-scratch/alice" in text
     assert re.search(r"^home: .*GB", text, re.M) and re.search(r"^scratch: ", text, re.M), text
     whole = re.search(r"Checksum \(all at once\): ([0-9a-f]{16})", text)

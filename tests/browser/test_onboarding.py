@@ -1,0 +1,87 @@
+"""A student's first session in Debian's Chromium: JupyterLab through the hub, `00-start-here`
+run top to bottom, and every onboarding widget on the page (screenshot kept as an artifact)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from tests.browser.test_spawn_form import CHROMIUM, CHROMIUM_ARGS, log_in, stop_server
+from tests.hub_process import Hub
+from tests.integration import test_slurm_sessions as sessions
+
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+
+slurm_hub = sessions.slurm_hub
+#: Screenshots a person can look at after CI (ignored by git).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+GPU_SESSION = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 1, "project": "demo"}
+#: Each widget of 00-start-here, by the CSS class it carries, and words it must show.
+WIDGETS = {
+    ".naic-session": "Test cluster",
+    ".naic-storage": "home",
+    ".naic-gpus": "GPU",
+    ".naic-budget": "demo",
+    ".naic-onboarding": "00-start-here",
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_start_here_runs_in_jupyterlab_and_shows_every_widget(
+    slurm_hub: Hub, browser: Browser
+) -> None:
+    with slurm_hub.api() as api:
+        api.post("/users/alice")
+        resp = api.post("/users/alice/server", json={"user_options": GPU_SESSION})
+        assert resp.status_code in (201, 202), resp.text
+        deadline = time.monotonic() + 120
+        while not api.get("/users/alice").json()["servers"].get("", {}).get("ready"):
+            assert time.monotonic() < deadline, "alice's session did not become ready"
+            time.sleep(0.5)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = context.new_page()
+    try:
+        log_in(page, slurm_hub, "alice")
+        page.goto(slurm_hub.url + "user/alice/lab/tree/00-start-here.ipynb")
+        page.wait_for_url(re.compile(r".*/user/alice/lab/tree/00-start-here\.ipynb.*"))
+        notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        expect(notebook).to_be_visible(timeout=120_000)
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(
+            timeout=60_000
+        )
+
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+        for css, words in WIDGETS.items():
+            widget = notebook.locator(css).first
+            expect(widget).to_be_visible(timeout=120_000)
+            expect(widget).to_contain_text(words, ignore_case=True)
+        expect(notebook.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / "00-start-here.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "00-start-here-failed.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+        stop_server(slurm_hub, "alice")
