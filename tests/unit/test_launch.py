@@ -1,0 +1,60 @@
+"""The session launcher: material never overwrites, the port report is exactly {"port": N}."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from naic.extensions.launch import copy_missing, report_port
+
+
+def test_material_fills_gaps_and_never_overwrites(tmp_path: Path) -> None:
+    src, home = tmp_path / "material", tmp_path / "home"
+    (src / "sub").mkdir(parents=True)
+    (src / "00.ipynb").write_text("new")
+    (src / "sub" / "data.csv").write_text("a,b")
+    (src / ".hidden").write_text("x")
+    home.mkdir()
+    (home / "00.ipynb").write_text("my edits")
+    (home / "sub").mkdir()
+    (home / "sub" / "data.csv").symlink_to("/nonexistent")  # a user's dangling link stays
+
+    copied = copy_missing(src, home)
+
+    assert copied == []  # both names exist in the home already
+    assert (home / "00.ipynb").read_text() == "my edits"
+    assert not (home / ".hidden").exists()
+    (home / "00.ipynb").unlink()
+    assert copy_missing(src, home) == [home / "00.ipynb"]
+
+
+def test_the_port_report_sends_only_the_port_with_the_servers_token() -> None:
+    seen: dict = {}
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen["path"] = self.path
+            seen["auth"] = self.headers["Authorization"]
+            seen["body"] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    env = {
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{server.server_port}/hub/api",
+        "JUPYTERHUB_API_TOKEN": "tok",
+        "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/",
+    }
+    port = report_port(env)
+    thread.join(5)
+    server.server_close()
+
+    assert seen == {"path": "/hub/api/batchspawner", "auth": "token tok", "body": {"port": port}}
+    assert env["JUPYTERHUB_SERVICE_URL"] == f"http://0.0.0.0:{port}/user/alice/"
