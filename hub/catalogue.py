@@ -32,6 +32,16 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 #: Slurm accounts, partitions, GPU types and Lmod modules go into `#SBATCH` lines and shell.
 SAFE_WORD = r"^[A-Za-z0-9][A-Za-z0-9._+/:-]*$"
 PATH_PLACEHOLDERS = {"username", "project"}
+VENV_PATH = r"^/[A-Za-z0-9._+/-]*$"
+URL = r"^https?://[^\s]+$"
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+#: How a pattern mismatch reads in an error message.
+PATTERN_WORDS = {
+    SAFE_WORD: "must be one word of letters, digits and . _ + / : - (no spaces or quotes)",
+    VENV_PATH: "must be an absolute path of letters, digits and . _ + / -",
+    URL: "must be an http:// or https:// URL without spaces",
+    ENV_NAME: "must be an environment variable name (capitals, digits and _)",
+}
 
 
 class _Model(BaseModel):
@@ -145,7 +155,7 @@ class Site(_Model):
 
 class Environment(_Model):
     title: str = Field(min_length=1)
-    venv: str | None = Field(None, pattern=r"^/[A-Za-z0-9._+/-]*$")
+    venv: str | None = Field(None, pattern=VENV_PATH)
     modules: list[Annotated[str, Field(pattern=SAFE_WORD)]] = []
 
     @model_validator(mode="after")
@@ -202,7 +212,7 @@ class Identity(_Model):
     """Institutional login over OpenID Connect (Feide, eduGAIN proxies, any OIDC provider)."""
 
     title: str = Field("your institution", min_length=1, description='"Log in with {title}"')
-    issuer: str = Field(pattern=r"^https?://[^\s]+$")
+    issuer: str = Field(pattern=URL)
     scopes: list[str] = ["openid", "profile", "email"]
     #: The claim that names a person, e.g. `eduPersonPrincipalName` (`ola@uio.no`).
     identity_claim: str = Field("sub", min_length=1)
@@ -212,8 +222,8 @@ class Identity(_Model):
     #: YAML file `identity: username` the operator maintains (with `usernames: mapping`).
     mapping_file: str | None = None
     #: Environment variables holding the OAuth client id and secret (never in this file).
-    client_id_env: str = Field("NAIC_OIDC_CLIENT_ID", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    client_secret_env: str = Field("NAIC_OIDC_CLIENT_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    client_id_env: str = Field("NAIC_OIDC_CLIENT_ID", pattern=ENV_NAME)
+    client_secret_env: str = Field("NAIC_OIDC_CLIENT_SECRET", pattern=ENV_NAME)
 
     @model_validator(mode="after")
     def _mapping_needs_file(self) -> Identity:
@@ -316,9 +326,7 @@ def _rule(err: dict[str, Any], model_fields: list[str]) -> str:
     if kind == "literal_error":
         return "must be one of: " + ctx["expected"].replace("'", "").replace(" or ", ", ")
     if kind == "string_pattern_mismatch":
-        if ctx["pattern"] == SAFE_WORD:
-            return "must be one word of letters, digits and . _ + / : - (no spaces or quotes)"
-        return "must be an absolute path of letters, digits and . _ + / -"
+        return PATTERN_WORDS.get(ctx["pattern"], f"must match {ctx['pattern']}")
     if kind == "extra_forbidden":
         near = difflib.get_close_matches(str(err["loc"][-1]), model_fields, n=1)
         return "is not a known field" + (f"; did you mean `{near[0]}`?" if near else "")

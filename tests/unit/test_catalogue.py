@@ -489,6 +489,29 @@ BROKEN = [
         "  c.yaml: sites.Saga.resources.a100.partition: is required on a Slurm site",
         id="several-cross-section-problems-in-order",
     ),
+    pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org, usernames: mapping}\n",
+        H1 + "identity: usernames: mapping needs mapping_file (YAML of identity: name)",
+        id="identity-mapping-without-file",
+    ),
+    pytest.param(
+        DEMO + "identity: {issuer: idp.example.org}\n",
+        H1 + "identity.issuer: must be an http:// or https:// URL without spaces "
+        "(got 'idp.example.org')",
+        id="identity-issuer-not-a-url",
+    ),
+    pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org, client_secret_env: my-secret}\n",
+        H1 + "identity.client_secret_env: must be an environment variable name "
+        "(capitals, digits and _) (got 'my-secret')",
+        id="identity-secret-env-name",
+    ),
+    pytest.param(
+        edit("gpu_hours: 1000,", "gpu_hours: 1000, budget_period: weekly,"),
+        H1 + "projects.nn1234k.budget_period: must be one of: month, quarter, year, never "
+        "(got 'weekly')",
+        id="budget-period-unknown",
+    ),
 ]
 
 
