@@ -57,8 +57,9 @@ def test_start_here_runs_in_jupyterlab_and_shows_every_widget(
     page = context.new_page()
     try:
         log_in(page, slurm_hub, "alice")
-        page.goto(slurm_hub.url + "user/alice/lab/tree/00-start-here.ipynb")
-        page.wait_for_url(re.compile(r".*/user/alice/lab/tree/00-start-here\.ipynb.*"))
+        # A workspace of its own, so alice's default one is left as it was.
+        page.goto(slurm_hub.url + "user/alice/lab/workspaces/onboarding/tree/00-start-here.ipynb")
+        page.wait_for_url(re.compile(r".*/user/alice/lab/.*00-start-here\.ipynb.*"))
         notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
         expect(notebook).to_be_visible(timeout=120_000)
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(

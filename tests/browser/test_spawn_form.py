@@ -102,7 +102,8 @@ def test_a_student_picks_one_a100_sees_the_estimate_and_lands_in_jupyterlab(
 
         page.get_by_role("button", name="Start").click()
         page.wait_for_url(re.compile(r".*/user/alice/lab.*"), timeout=180_000)
-        expect(page.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
+        # The lab shell, whatever tabs alice's saved workspace reopens.
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=120_000)
         expect(page.locator(".jp-DirListing-item").first).to_be_visible()
         shot(page, tmp_path, "jupyterlab.png")
 

@@ -88,7 +88,7 @@ def _start_session(job_id: str, mode: str, workdir: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", SESSION_SCRIPT, mode],
         env=_session_env(job_id),
-        cwd=workdir,  # dask-jobqueue's sbatch leaves the workers' slurm-N.out here
+        cwd=workdir,  # the session's working folder (worker logs go to ~/.naic/dask-logs)
         user=USER,
         group=USER,
         extra_groups=[],
@@ -180,8 +180,10 @@ def test_session_scales_out_computes_and_leaves_no_workers(slurm_cluster, workdi
     jobs = _wait_none_live(name)
     assert len(jobs) == 2, jobs  # two worker jobs ran under the session's name
     assert not LIVE & set(jobs.values()), jobs
-    logs = list(Path(workdir).glob("slurm-*.out"))
+    # Worker logs in one hidden folder of the home, not as slurm-N.out in the working folder.
+    logs = list(Path(f"/home/{USER}/.naic/dask-logs").glob(f"{name}-*.out"))
     assert len(logs) == 2, logs
+    assert not list(Path(workdir).glob("slurm-*.out"))
 
 
 def test_workers_of_a_killed_session_are_cancelled_by_the_hub(slurm_cluster, workdir):
