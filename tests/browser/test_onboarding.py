@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
-from tests.browser.test_spawn_form import CHROMIUM, CHROMIUM_ARGS, log_in, stop_server
+from tests.browser.test_spawn_form import browser, log_in, stop_server
 from tests.hub_process import Hub
 from tests.integration import test_slurm_sessions as sessions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 slurm_hub = sessions.slurm_hub
+__all__ = ["browser", "slurm_hub"]  # fixtures shared with the spawn-form tests
 #: Screenshots a person can look at after CI (ignored by git).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 GPU_SESSION = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 1, "project": "demo"}
@@ -29,16 +29,6 @@ WIDGETS = {
     ".naic-budget": "demo",
     ".naic-onboarding": "00-start-here",
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_start_here_runs_in_jupyterlab_and_shows_every_widget(
