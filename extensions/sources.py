@@ -595,12 +595,23 @@ class HubError(Exception):
     """The hub refused or did not answer; `str()` is a sentence for the user."""
 
 
+@dataclass(frozen=True)
+class Extension:
+    """What the hub answered to "more time": the new end, as Slurm has it."""
+
+    ends_at: datetime | None
+    hours_total: float
+    extensions_left: int
+
+
 class HubClient(Protocol):
     can_extend: bool
 
     def budget(self) -> Budgets: ...
 
     def stop_server(self) -> None: ...
+
+    def extend(self, hours: float | None = None) -> Extension: ...
 
 
 #: Sends one request; returns (HTTP status, body). Raises OSError when nothing answers.
@@ -618,8 +629,7 @@ def urllib_transport(req: urllib.request.Request, timeout_s: float) -> tuple[int
 class HubSource:
     """The hub's REST API with this server's own token (`JUPYTERHUB_API_TOKEN`)."""
 
-    #: Asking for more time needs a hub endpoint that does not exist yet.
-    can_extend = False
+    _offers_extension: bool | None = None
 
     def __init__(
         self,
@@ -635,13 +645,57 @@ class HubSource:
         self.server_name = env.get("JUPYTERHUB_SERVER_NAME", "")
         self._send, self._timeout = transport, timeout_s
 
-    def _request(self, method: str, path: str) -> tuple[int, bytes]:
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         req = urllib.request.Request(  # noqa: S310 - the hub's API URL from JupyterHub
             f"{self.api}/{path}",
+            data=body,
             method=method,
             headers={"Authorization": f"token {self.token}", "Accept": "application/json"},
         )
         return self._send(req, self._timeout)
+
+    def _extend_path(self) -> str:
+        user = quote(self.user, safe="")
+        if self.server_name:
+            return f"naic/users/{user}/servers/{quote(self.server_name, safe='')}/extend"
+        return f"naic/users/{user}/extend"
+
+    @property
+    def can_extend(self) -> bool:
+        """Whether the hub offers more time for this session (asked once, then remembered)."""
+        if self._offers_extension is None:
+            offered = False
+            if self.api and self.user:
+                try:
+                    status, body = self._request("GET", self._extend_path())
+                    offered = status == 200 and bool(json.loads(body).get("offered"))
+                except (OSError, ValueError, AttributeError):
+                    offered = False
+            self._offers_extension = offered
+        return self._offers_extension
+
+    def extend(self, hours: float | None = None) -> Extension:
+        """Ask the hub for more time (default: the resource's usual step)."""
+        if not (self.api and self.user):
+            raise HubError("This session does not run under a hub, so it cannot be extended.")
+        body = json.dumps({} if hours is None else {"hours": hours}).encode()
+        try:
+            status, data = self._request("POST", self._extend_path(), body)
+        except OSError:
+            raise HubError("The hub does not answer; try again in a minute.") from None
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            answer = {}
+        if status != 200:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise HubError(message or f"The hub could not extend this session (HTTP {status}).")
+        end = answer.get("ends_at")
+        return Extension(
+            ends_at=datetime.fromisoformat(end) if end else None,
+            hours_total=float(answer.get("hours_total") or 0),
+            extensions_left=int(answer.get("extensions_left") or 0),
+        )
 
     def budget(self) -> Budgets:
         if not (self.api and self.user):
@@ -695,12 +749,22 @@ def _project(p: dict[str, Any]) -> ProjectUsage:
 
 @dataclass
 class FakeHubSource:
-    """Fake: fixed budgets; counts stop requests; `extend` only when `can_extend`."""
+    """Fake: fixed budgets; counts stop requests; `extend` answers `extension` (or raises
+    `extend_error`) and counts the requests."""
 
     budgets: Budgets = field(default_factory=lambda: Budgets(False, message=BUDGETS_NOT_AVAILABLE))
     can_extend: bool = False
     stops: int = 0
     stop_error: str = ""
+    extension: Extension | None = None
+    extend_error: str = ""
+    extends: int = 0
+
+    def extend(self, hours: float | None = None) -> Extension:
+        self.extends += 1
+        if self.extend_error or self.extension is None:
+            raise HubError(self.extend_error or "This hub does not extend sessions.")
+        return self.extension
 
     def budget(self) -> Budgets:
         return self.budgets

@@ -30,6 +30,9 @@ SCOPES = {
     "custom:naic:usage:read": {
         "description": "Read GPU-hour budgets, usage and access requests.",
     },
+    "custom:naic:extend": {
+        "description": "Extend running sessions within the catalogue's policy.",
+    },
     "custom:naic:workshops": {
         "description": "Create workshops and manage one's own workshops and their students.",
     },
@@ -52,10 +55,11 @@ def roles(operator_services: list[str]) -> list[dict]:
         },
         {
             "name": "server",
-            # Its own usage (the budget widget) and stopping itself (the Stop button).
+            # Its own usage (the budget widget), stopping and extending itself (the panel).
             "scopes": [
                 *defaults["server"]["scopes"],
                 "custom:naic:usage:read!user",
+                "custom:naic:extend!server",
                 "servers!server",
             ],
         },

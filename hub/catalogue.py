@@ -105,12 +105,22 @@ class Resource(_Model):
     environments: list[str] | None = Field(
         None, description="environments offered on this resource (default: the site's)"
     )
+    #: Extending a running session: how often, and by how much; `max_hours` bounds the total.
+    max_extensions: int = Field(
+        0, ge=0, description="times a running session may be extended (0: not offered)"
+    )
+    extend_step_hours: float = Field(1.0, gt=0, description="hours one extension adds")
 
     @model_validator(mode="after")
     def _hours(self) -> Resource:
         if self.default_hours is not None and self.default_hours > self.max_hours:
             raise ValueError(
                 f"default_hours ({self.default_hours:g}) must be ≤ max_hours ({self.max_hours:g})"
+            )
+        if self.max_extensions and self.extend_step_hours > self.max_hours:
+            raise ValueError(
+                f"extend_step_hours ({self.extend_step_hours:g}) must be ≤ max_hours "
+                f"({self.max_hours:g})"
             )
         return self
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from naic.hub import access, accounting, catalogue, oidc
+from naic.hub import access, accounting, catalogue, metrics, oidc
 from naic.hub.auth import ensure_secret_file
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
+from naic.hub.extend import EXTEND_HANDLERS
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     # Roles: admin, instructor, and users/servers that read only their own usage.
     c.JupyterHub.custom_scopes = accounting.SCOPES
     c.JupyterHub.load_roles = accounting.roles(["naic-operator"] if token else [])
-    c.JupyterHub.extra_user_scopes = ["custom:naic:usage:read!user"]
+    c.JupyterHub.extra_user_scopes = ["custom:naic:usage:read!user", "custom:naic:extend!user"]
 
     # Every spawn goes through the router, whose request model is the one input gate.
     c.JupyterHub.spawner_class = "naic-router"
@@ -149,6 +150,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         (ESTIMATE_PATH, EstimateHandler),
         (accounting.USAGE_PATH, accounting.UsageHandler),
         (accounting.ADMIN_USAGE_PATH, accounting.AdminUsageHandler),
+        *EXTEND_HANDLERS,
         *access.HANDLERS,
     ]
     c.JupyterHub.template_paths = [str(TEMPLATES)]
@@ -191,6 +193,8 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
     oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)
     wire_ledger(c, s)  # again: an operator's file may have moved the database
+    # naic's gauges join JupyterHub's own at /hub/metrics (computed when scraped).
+    metrics.register(str(s.catalogue), c.JupyterHub.db_url)
 
 
 def _load_config_d(c: Config, folder: Path) -> None:

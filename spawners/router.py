@@ -10,6 +10,7 @@ needs, and the state holds the request, from which site and backend follow again
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, datetime
 
 from jupyterhub.spawner import Spawner
@@ -18,7 +19,7 @@ from tornado import web
 from traitlets import Any, Dict, Integer, Unicode, default
 from wrapspawner import WrapSpawner
 
-from naic.hub import accounting, catalogue
+from naic.hub import accounting, catalogue, metrics
 from naic.hub.ledger import Ledger
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
@@ -62,6 +63,7 @@ class Router(WrapSpawner):
     request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
     last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
     usage_id = Integer(0, help="The current session's record in the usage ledger.")
+    extensions_used = Integer(0, help="How often the current session was extended.")
     _seen_alive = False  # this hub process saw the session running
 
     @property
@@ -146,7 +148,10 @@ class Router(WrapSpawner):
         self.child_spawner = None
         self.child_state = {}
         self.usage_id = 0
+        self.extensions_used = 0
+        began = time.monotonic()
         ip_port = await super().start()
+        metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
         self._record_start()
         return ip_port
 
@@ -207,6 +212,8 @@ class Router(WrapSpawner):
             state["last_end"] = self.last_end
         if self.usage_id:
             state["usage_id"] = self.usage_id
+        if self.extensions_used:
+            state["extensions_used"] = self.extensions_used
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -217,6 +224,7 @@ class Router(WrapSpawner):
         Spawner.load_state(self, state)
         self.last_end = state.get("last_end", {})
         self.usage_id = state.get("usage_id", 0)
+        self.extensions_used = state.get("extensions_used", 0)
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -231,6 +239,7 @@ class Router(WrapSpawner):
         super().clear_state()
         self.request = None
         self.usage_id = 0
+        self.extensions_used = 0
         self.last_end = last_end
 
     async def progress(self):

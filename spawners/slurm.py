@@ -22,6 +22,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, Float, Unicode, default, observe
 
+from naic.hub import metrics
 from naic.spawners import script
 from naic.spawners.poller import JobInfo, Unreachable, poller_for, run_argv
 from naic.spawners.session_env import session_env
@@ -84,6 +85,32 @@ async def cancel_dask_workers(job_id: str, user: str, run) -> None:
         await run(["scancel", f"--name={dask_job_name(job_id)}", f"--user={user}"])
     except RuntimeError as exc:
         _log.warning("scancel Dask workers of %s: %s", job_id, exc)
+
+
+def minutes_from_slurm(text: str) -> int | None:
+    """Pure: a Slurm duration (`30:00`, `1:30:00`, `2-00:00:00`, `45`) in whole minutes;
+    None for UNLIMITED, N/A or anything else."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if m is None:
+        return None
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        h, mins, secs = a, b or 0, c or 0
+    elif c is not None:  # hours:minutes:seconds
+        h, mins, secs = a, b, c
+    elif b is not None:  # minutes:seconds
+        h, mins, secs = 0, a, b
+    else:  # minutes
+        h, mins, secs = 0, a, 0
+    return (days or 0) * 1440 + h * 60 + mins + (1 if secs else 0)
+
+
+def time_from_slurm(text: str) -> datetime | None:
+    """Pure: Slurm's time without a zone (the cluster's local time) in UTC; None for N/A."""
+    try:
+        return datetime.fromisoformat(text.strip()).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def _submit_error(site_title: str, message: str) -> web.HTTPError:
@@ -268,6 +295,19 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             self.job_id, self.user.name, lambda argv: self._run([*self._as_user(), *argv])
         )
 
+    async def time_limit(self) -> tuple[int | None, datetime | None]:
+        """The job's time limit in minutes and its end, as Slurm has them now."""
+        out = await self._run(["squeue", "-h", "-j", self.job_id, "-o", "%l|%e"])
+        limit, _, end = out.strip().partition("|")
+        return minutes_from_slurm(limit), time_from_slurm(end)
+
+    async def set_time_limit(self, minutes: int) -> None:
+        """Change the job's time limit. Run as the hub, never as the user: Slurm lets users
+        only lower their limits, so the hub (root, or a service account that is a Slurm
+        operator) raises them."""
+        argv = ["scontrol", "update", f"JobId={self.job_id}", f"TimeLimit={minutes}"]
+        await self._run(argv)
+
     def state_ispending(self) -> bool:
         return bool(self._info and self._info.state == "PENDING")
 
@@ -318,6 +358,8 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             age = 0.0 if self._port_event.is_set() else self.startup_poll_interval
             status = await self._status(age, since=submitted)
             if status == batchspawner.JobStatus.RUNNING:
+                waited = poller_for(self.site).clock() - submitted
+                metrics.QUEUE_WAIT.labels(self.site).observe(waited)
                 break
             if status == batchspawner.JobStatus.NOTFOUND:
                 why = self.end_reason or "it disappeared from the queue"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
@@ -33,6 +34,9 @@ class SessionPanel(w.VBox):
         self.source = source if source is not None else EnvSessionSource()
         self.hub = hub if hub is not None else HubSource()
         self.clock, self.tz = clock, tz
+        #: The end the hub answered after an extension (the job-end source may lag a minute).
+        self.extended_end: datetime | None = None
+        self.extensions_left: int | None = None  # unknown until the hub answered once
 
         self.site = labelled(w.HTML(), "naic-session-site")
         self.resources = labelled(w.HTML(), "naic-session-resources")
@@ -84,8 +88,11 @@ class SessionPanel(w.VBox):
 
     def refresh(self) -> None:
         facts = self.source.facts()
+        if self.extended_end and (facts.ends_at is None or facts.ends_at < self.extended_end):
+            facts = dataclasses.replace(facts, ends_at=self.extended_end)
         show(self.stop_button, facts.is_naic)
-        show(self.extend_box, facts.is_naic and bool(getattr(self.hub, "can_extend", False)))
+        can_extend = bool(getattr(self.hub, "can_extend", False)) and self.extensions_left != 0
+        show(self.extend_box, facts.is_naic and can_extend)
         if not facts.is_naic:
             self.site.value = escape(facts.reason)
             self.resources.value = ""
@@ -134,10 +141,21 @@ class SessionPanel(w.VBox):
         if extend is None:
             return
         try:
-            self._say(str(extend()))
+            got = extend()
         except HubError as exc:
             self._say(str(exc))
+            return
+        if got.ends_at is None:
+            said = "The session was extended."
+        else:
+            self.extended_end = got.ends_at
+            end = got.ends_at.astimezone(self.tz).strftime("%H:%M %Z").strip()
+            said = f"Extended: the session now ends at {end}."
+        self.extensions_left = got.extensions_left
+        if got.extensions_left == 0:
+            said += " That was the last extension this resource allows."
         self.refresh()
+        self._say(said)
 
     def _say(self, text: str) -> None:
         self.status.value = text

@@ -452,6 +452,19 @@ BROKEN = [
         id="default-hours-over-max",
     ),
     pytest.param(
+        edit(
+            "max_hours: 24\n",
+            "max_hours: 24\n        max_extensions: 2\n        extend_step_hours: 30\n",
+        ),
+        H1 + "sites.saga.resources.a100: extend_step_hours (30) must be ≤ max_hours (24)",
+        id="extend-step-over-max",
+    ),
+    pytest.param(
+        edit("max_hours: 24\n", "max_hours: 24\n        max_extensions: -1\n"),
+        H1 + "sites.saga.resources.a100.max_extensions: must be ≥ 0 (got -1)",
+        id="max-extensions-negative",
+    ),
+    pytest.param(
         edit("max_hours: 24", "max_hours: 0"),
         H1 + "sites.saga.resources.a100.max_hours: must be > 0 (got 0)",
         id="max-hours-zero",

@@ -15,6 +15,7 @@ from naic.extensions.session import SessionFacts, StorageArea
 from naic.extensions.sources import (
     BUDGETS_NOT_AVAILABLE,
     Budgets,
+    Extension,
     FakeGPUSource,
     FakeHubSource,
     FakeStorageSource,
@@ -179,6 +180,25 @@ def test_a_refused_stop_is_explained_and_stop_stays_available() -> None:
 def test_asking_for_more_time_appears_only_when_the_hub_can_extend() -> None:
     assert not by_class(panel(FakeHubSource()), "naic-session-extend")
     assert by_class(panel(FakeHubSource(can_extend=True)), "naic-session-extend")
+
+
+def test_more_time_shows_the_new_end_or_the_refusal() -> None:
+    ends = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    hub = FakeHubSource(can_extend=True, extension=Extension(ends, 5.0, 0))
+    p = panel(hub)
+    p.extend_button.click()
+    assert hub.extends == 1
+    assert text(p.status) == (
+        "Extended: the session now ends at 14:00 UTC. "
+        "That was the last extension this resource allows."
+    )
+    assert text(p.time_left) == "2 h 0 min left (ends at 14:00 UTC)"
+    assert not by_class(p, "naic-session-extend")  # none left: the offer goes away
+    refused = "This resource allows at most 2 extensions; you have used 2."
+    p = panel(FakeHubSource(can_extend=True, extend_error=refused))
+    p.extend_button.click()
+    assert text(p.status) == refused
+    assert text(p.time_left) == "1 h 0 min left (ends at 13:00 UTC)"
 
 
 def test_outside_naic_hub_the_panel_says_so_and_offers_no_stop() -> None:

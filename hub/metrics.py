@@ -1,0 +1,116 @@
+"""Prometheus metrics of naic-hub, served with JupyterHub's own at `/hub/metrics`.
+
+Counts that must survive a hub restart (sessions by site and state, GPU-hours) are computed
+at scrape time from what the hub and the ledger know, not kept in counters that a restart
+would zero. Durations are histograms observed as sessions start.
+
+    naic_sessions{site, state}              sessions now: state queued|starting|running
+    naic_spawn_duration_seconds{site}       request → server ready (histogram)
+    naic_queue_wait_seconds{site}           submitted → running at the scheduler (histogram)
+    naic_gpu_hours_allocated{project}       GPU-hours allocated this budget period (ledger)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from prometheus_client import REGISTRY, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: Seconds: sessions start in seconds when a node is free, queues take minutes to hours.
+_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, float("inf"))
+
+SPAWN_DURATION = Histogram(
+    "naic_spawn_duration_seconds",
+    "Seconds from a session request until its server answered, by site",
+    ["site"],
+    buckets=_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "naic_queue_wait_seconds",
+    "Seconds a session's job waited in the scheduler's queue, by site",
+    ["site"],
+    buckets=_BUCKETS,
+)
+
+
+def session_state(spawner) -> str | None:
+    """queued (the scheduler has not started it), starting, running, or None (no session)."""
+    if spawner.ready:
+        return "running"
+    if spawner.pending == "spawn":
+        child = getattr(spawner, "child_spawner", None)
+        if child is not None and getattr(child, "state_ispending", lambda: False)():
+            return "queued"
+        return "starting"
+    return None
+
+
+def count_sessions(spawners: Iterable) -> Counter[tuple[str, str]]:
+    """Pure over spawner-like objects: {(site, state): n}."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for sp in spawners:
+        state = session_state(sp)
+        request = getattr(sp, "request", None)
+        if state and request is not None:
+            counts[(request.site, state)] += 1
+    return counts
+
+
+class NaicCollector(Collector):
+    """Reads the hub's sessions and the ledger when Prometheus scrapes."""
+
+    def __init__(self, spawners: Callable[[], Iterable], gpu_hours: Callable[[], dict]):
+        self.spawners, self.gpu_hours = spawners, gpu_hours
+
+    def describe(self):
+        # What registration asks for, so it does not call collect() before the hub runs.
+        yield GaugeMetricFamily("naic_sessions", "", labels=["site", "state"])
+        yield GaugeMetricFamily("naic_gpu_hours_allocated", "", labels=["project"])
+
+    def collect(self):
+        sessions = GaugeMetricFamily(
+            "naic_sessions", "Sessions by site and state", labels=["site", "state"]
+        )
+        for (site, state), n in sorted(count_sessions(self.spawners()).items()):
+            sessions.add_metric([site, state], n)
+        yield sessions
+        hours = GaugeMetricFamily(
+            "naic_gpu_hours_allocated",
+            "GPU-hours allocated (GPUs x wall time) this budget period, by project",
+            labels=["project"],
+        )
+        for project, h in sorted(self.gpu_hours().items()):
+            hours.add_metric([project], h)
+        yield hours
+
+
+_registered: NaicCollector | None = None
+
+
+def register(cat_file: str, ledger_url: str) -> None:
+    """Add the collector to the default registry, once per process (JupyterHub's registry)."""
+    global _registered
+    if _registered is not None:
+        return
+    from jupyterhub.app import JupyterHub
+
+    from naic.hub import accounting
+
+    def spawners() -> Iterable:
+        if not JupyterHub.initialized():
+            return
+        for user in list(JupyterHub.instance().users.values()):
+            yield from list(user.spawners.values())
+
+    def gpu_hours() -> dict:
+        cat = accounting._catalogue(cat_file)
+        ledger = accounting.ledger_for(ledger_url)
+        now = datetime.now(UTC)
+        return {p: accounting.used_this_period(ledger, cat, p, now) for p in cat.projects}
+
+    _registered = NaicCollector(spawners, gpu_hours)
+    REGISTRY.register(_registered)
