@@ -26,6 +26,12 @@ from urllib.parse import urlparse, urlunparse
 SINGLEUSER = "jupyterhub-singleuser"
 #: The session's own endpoints (naic.extensions.server), loaded into every session's server.
 SERVER_EXTENSION = "--ServerApp.jpserver_extensions=naic.extensions.server=True"
+#: Compute nodes rarely reach the internet, and students should not be asked about
+#: JupyterLab's news feed or told to upgrade the site's software: neither is fetched.
+QUIET_LAB = [
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+]
 
 
 def copy_missing(src: Path, dest: Path) -> list[Path]:
@@ -42,6 +48,23 @@ def copy_missing(src: Path, dest: Path) -> list[Path]:
         shutil.copyfile(path, target)
         copied.append(target)
     return copied
+
+
+#: JupyterLab asks every new user whether to fetch news from the internet; a session's own
+#: default answers "no" (written only when the user has no such setting, so theirs wins).
+LAB_NOTIFICATION_SETTINGS = Path(
+    ".jupyter/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+)
+
+
+def quiet_lab_defaults(home: Path) -> bool:
+    """Write the no-news default into `home` unless the user has a setting; True if written."""
+    target = home / LAB_NOTIFICATION_SETTINGS
+    if target.exists() or target.is_symlink():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}, indent=2))
+    return True
 
 
 def free_port() -> int:
@@ -88,7 +111,7 @@ def run_server(command: list[str]) -> None:
         _lighter_imports()
         from jupyterhub.singleuser import main as singleuser
 
-        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION]
+        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION, *QUIET_LAB]
         sys.exit(singleuser())
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
 
@@ -107,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         if folder.is_dir():
             n = len(copy_missing(folder, home))
             print(f"naic: {n} new file(s) from {folder} in {home}", file=sys.stderr)
+    quiet_lab_defaults(home)
     if args.report_port:
         port = report_port(os.environ)  # type: ignore[arg-type]
         print(f"naic: the server will listen on port {port}", file=sys.stderr)

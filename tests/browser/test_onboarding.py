@@ -64,6 +64,8 @@ def test_start_here_runs_in_jupyterlab_and_shows_every_widget(
             expect(widget).to_be_visible(timeout=120_000)
             expect(widget).to_contain_text(words, ignore_case=True)
         expect(notebook.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
+        # No question about JupyterLab's news feed (sessions do not fetch it).
+        expect(page.get_by_text("official Jupyter news")).to_have_count(0)
 
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / "00-start-here.png"

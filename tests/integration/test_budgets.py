@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.hub_process import Hub, log_in, start_hub, stop_hub
-from tests.integration.test_slurm_lifecycle import FAST_POLLS, client, ready, wait_until
+from tests.integration.test_slurm_lifecycle import (
+    client,
+    ready,
+    start_testcluster_hub,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -27,15 +30,11 @@ FITS = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5, "pro
 @pytest.fixture
 def budget_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     """The test cluster's catalogue with project demo holding 1 GPU-hour a month."""
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    cat["projects"]["demo"].update(gpu_hours=1, budget_period="month")
-    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    config_d = hub_dir / "data" / "jupyterhub_config.d"
-    config_d.mkdir(parents=True)
-    (config_d / "10-fast-polls.py").write_text(FAST_POLLS)
-    hub = start_hub(
-        hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), "--admin", "ops"
+    hub = start_testcluster_hub(
+        hub_dir,
+        lambda cat: cat["projects"]["demo"].update(gpu_hours=1, budget_period="month"),
+        "--admin",
+        "ops",
     )
     try:
         yield hub

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 
 import httpx
@@ -29,9 +32,9 @@ code = (
     "time.sleep(3600)\\n"
 )
 log = open(os.path.expanduser("~/.naic/dask-session-test.log"), "w")
-subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
-                 start_new_session=True)
-print(os.environ["SLURM_JOB_ID"])
+p = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
+                     start_new_session=True)
+print(os.environ["SLURM_JOB_ID"], p.pid)
 """
 
 
@@ -43,7 +46,18 @@ def test_the_dashboard_is_proxied_and_workers_end_with_the_session(slurm_hub: Hu
     options = {"site": "testcluster", "resource": "cpu", "hours": 0.5, "project": "demo"}
     assert api.post("/users/alice/server", json={"user_options": options}).is_success
     wait_ready(api, "alice")
-    job_id = asyncio.run(run_cell(slurm_hub.url + "user/alice/", token, START_CLUSTER)).strip()
+    job_id, pid = asyncio.run(run_cell(slurm_hub.url + "user/alice/", token, START_CLUSTER)).split()
+    try:
+        _dashboard_and_cleanup(slurm_hub, api, token, job_id)
+    finally:
+        # The test cluster tracks job processes by parent (proctrack/linuxproc), so a process
+        # that left its session escapes the job's end; with proctrack/cgroup, as on production
+        # clusters, Slurm kills it. Either way this test leaves nothing running.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def _dashboard_and_cleanup(slurm_hub: Hub, api: httpx.Client, token: str, job_id: str) -> None:
     workers = f"--name=naic-dask-{job_id}"
 
     deadline = time.monotonic() + 90

@@ -4,17 +4,21 @@ as operator, within the catalogue's policy, for the session's owner (or the sess
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from tests.hub_process import Hub, start_hub, stop_hub
-from tests.integration.test_slurm_lifecycle import FAST_POLLS, client, ready, start, wait_until
+from tests.hub_process import Hub, stop_hub
+from tests.integration.test_slurm_lifecycle import (
+    client,
+    ready,
+    start,
+    start_testcluster_hub,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -27,15 +31,13 @@ GPU_EXTEND = "/hub/api/naic/users/alice/servers/gpu/extend"
 @pytest.fixture
 def extend_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     """The test cluster's catalogue, its A100s extendable once by one hour."""
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    cat["sites"]["testcluster"]["resources"]["a100"].update(max_extensions=1, extend_step_hours=1)
-    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    config_d = hub_dir / "data" / "jupyterhub_config.d"
-    config_d.mkdir(parents=True)
-    (config_d / "10-fast-polls.py").write_text(FAST_POLLS)
-    hub = start_hub(
-        hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), "--admin", "ops"
+    hub = start_testcluster_hub(
+        hub_dir,
+        lambda cat: cat["sites"]["testcluster"]["resources"]["a100"].update(
+            max_extensions=1, extend_step_hours=1
+        ),
+        "--admin",
+        "ops",
     )
     try:
         yield hub

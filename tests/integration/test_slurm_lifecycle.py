@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -28,15 +28,25 @@ CPU = {"site": "testcluster", "resource": "cpu", "hours": 0.5}
 FAST_POLLS = "c.Spawner.poll_interval = 5\nc.SlurmSpawner.status_max_age = 5\n"
 
 
-@pytest.fixture
-def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+def start_testcluster_hub(
+    hub_dir: Path, edit: Callable[[dict], None] | None = None, *args: str
+) -> Hub:
+    """`naic up` on the test cluster's catalogue (this venv as its environment, `edit`
+    applied to the parsed YAML), polling every 5 s; `args` go to `naic up`."""
     cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
     cat["environments"]["python"]["venv"] = sys.prefix
+    if edit is not None:
+        edit(cat)
     (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
     config_d = hub_dir / "data" / "jupyterhub_config.d"
     config_d.mkdir(parents=True)
     (config_d / "10-fast-polls.py").write_text(FAST_POLLS)
-    hub = start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"))
+    return start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), *args)
+
+
+@pytest.fixture
+def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+    hub = start_testcluster_hub(hub_dir)
     try:
         yield hub
     finally:

@@ -126,7 +126,9 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm_hub: Hub, hub_dir
     )
     wait_ready(api, "alice")
 
-    # The job's own token, as the student sees it in their session.
+    # The job's own token, as the student sees it in their session (this job's, not that of
+    # a process some earlier session left behind).
+    job_id = squeue("--user=alice", "--states=RUNNING", "--format=%i").strip()
     job_token = None
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -135,7 +137,7 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm_hub: Hub, hub_dir
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"JUPYTERHUB_USER=alice" in env and any(e.startswith(b"SLURM_JOB_ID=") for e in env):
+        if b"JUPYTERHUB_USER=alice" in env and f"SLURM_JOB_ID={job_id}".encode() in env:
             job_token = next(
                 e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"JUPYTERHUB_API_TOKEN=")
             )

@@ -7,7 +7,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from naic.extensions.launch import copy_missing, report_port
+from naic.extensions.launch import (
+    LAB_NOTIFICATION_SETTINGS,
+    copy_missing,
+    quiet_lab_defaults,
+    report_port,
+)
 
 
 def test_material_fills_gaps_and_never_overwrites(tmp_path: Path) -> None:
@@ -58,3 +63,12 @@ def test_the_port_report_sends_only_the_port_with_the_servers_token() -> None:
 
     assert seen == {"path": "/hub/api/batchspawner", "auth": "token tok", "body": {"port": port}}
     assert env["JUPYTERHUB_SERVICE_URL"] == f"http://0.0.0.0:{port}/user/alice/"
+
+
+def test_jupyterlab_is_told_not_to_ask_about_news_unless_the_user_chose(tmp_path: Path) -> None:
+    assert quiet_lab_defaults(tmp_path)
+    setting = json.loads((tmp_path / LAB_NOTIFICATION_SETTINGS).read_text())
+    assert setting == {"fetchNews": "false", "checkForUpdates": False}
+    (tmp_path / LAB_NOTIFICATION_SETTINGS).write_text('{"fetchNews": "true"}')
+    assert not quiet_lab_defaults(tmp_path)  # the user's own choice stays
+    assert json.loads((tmp_path / LAB_NOTIFICATION_SETTINGS).read_text()) == {"fetchNews": "true"}
