@@ -15,7 +15,6 @@ Every form carries JupyterHub's `_xsrf` token, which the hub checks on every POS
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from typing import Any
@@ -45,13 +44,8 @@ def ledger(settings: dict[str, Any]) -> Ledger:
     return accounting.ledger_for(settings["naic"]["ledger_url"])
 
 
-@functools.cache
-def _load(path: str) -> catalogue.Catalogue:
-    return catalogue.load(path)
-
-
 def catalogue_of(settings: dict[str, Any]) -> catalogue.Catalogue:
-    return _load(settings["naic"]["catalogue_file"])
+    return catalogue.load_cached(settings["naic"]["catalogue_file"])
 
 
 # --- the signed ask-for-access cookie --------------------------------------------------------

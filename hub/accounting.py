@@ -84,11 +84,6 @@ def ledger_for(url: str) -> Ledger:
     return Ledger(url)
 
 
-@functools.cache
-def _catalogue(path: str) -> catalogue.Catalogue:
-    return catalogue.load(path)
-
-
 def facts_for(name: str, groups: frozenset[str], ledger: Ledger) -> UserFacts:
     """Who a hub user is for projects: name, bound identity, IdP groups, granted projects."""
     identity = ledger.identity_of(name)
@@ -173,7 +168,7 @@ def _request_json(r) -> dict:
 class _NaicHandlerMixin:
     @property
     def naic_catalogue(self) -> catalogue.Catalogue:
-        return _catalogue(self.settings["naic"]["catalogue_file"])
+        return catalogue.load_cached(self.settings["naic"]["catalogue_file"])
 
     @property
     def naic_ledger(self) -> Ledger:
@@ -233,11 +228,13 @@ class AdminUsageHandler(_NaicHandlerMixin, BaseHandler):
 def home_projects(cat_file: str, ledger_url: str):
     """A template variable: the logged-in user's projects and budgets (home page)."""
 
-    def value(user) -> list[dict]:
+    def value(user) -> list[dict] | None:
+        cat = catalogue.load_cached(cat_file)
+        if not cat.projects:  # a hub without projects (the embedded default) shows none
+            return None
         if user is None or getattr(user, "kind", "user") != "user":
             return []
         ledger = ledger_for(ledger_url)
-        facts = user_facts(user, ledger)
-        return project_report(_catalogue(cat_file), ledger, facts, datetime.now(UTC))
+        return project_report(cat, ledger, user_facts(user, ledger), datetime.now(UTC))
 
     return value

@@ -9,6 +9,7 @@ each names the file, the field path, the rule and the bad value.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import string
 from dataclasses import dataclass
@@ -522,6 +523,12 @@ def parse(text: str, file: str | Path = "<catalogue>") -> Catalogue:
     if problems:
         raise CatalogueError(file, problems)
     return cat
+
+
+@functools.cache
+def load_cached(path: str) -> Catalogue:
+    """One parse per hub process: the hub validated the file when it started."""
+    return load(path)
 
 
 def load(path: str | Path) -> Catalogue:

@@ -98,7 +98,7 @@ def register(cat_file: str, ledger_url: str) -> None:
         return
     from jupyterhub.app import JupyterHub
 
-    from naic.hub import accounting
+    from naic.hub import accounting, catalogue
 
     def spawners() -> Iterable:
         if not JupyterHub.initialized():
@@ -107,7 +107,7 @@ def register(cat_file: str, ledger_url: str) -> None:
             yield from list(user.spawners.values())
 
     def gpu_hours() -> dict:
-        cat = accounting._catalogue(cat_file)
+        cat = catalogue.load_cached(cat_file)
         ledger = accounting.ledger_for(ledger_url)
         now = datetime.now(UTC)
         return {p: accounting.used_this_period(ledger, cat, p, now) for p in cat.projects}

@@ -9,7 +9,6 @@ needs, and the state holds the request, from which site and backend follow again
 
 from __future__ import annotations
 
-import functools
 import time
 from datetime import UTC, datetime
 
@@ -33,11 +32,6 @@ from naic.spawners.request import (
 from naic.spawners.slurm import SlurmSpawner
 
 BACKENDS: dict[str, type[Spawner]] = {"local": LocalSpawner, "slurm": SlurmSpawner}
-
-
-@functools.cache
-def _load(path: str) -> catalogue.Catalogue:
-    return catalogue.load(path)
 
 
 class Router(WrapSpawner):
@@ -68,7 +62,7 @@ class Router(WrapSpawner):
 
     @property
     def catalogue(self) -> catalogue.Catalogue:
-        return _load(self.catalogue_file)
+        return catalogue.load_cached(self.catalogue_file)
 
     @property
     def ledger(self) -> Ledger | None:

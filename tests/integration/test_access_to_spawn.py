@@ -68,6 +68,7 @@ def test_an_access_request_ends_in_a_running_gpu_session(idp_hub: Hub) -> None:
     # Pending, she can log in, but a GPU session at the cluster needs the project.
     _, home = oidc_log_in(idp_hub.url, "alice-sub", client=browser)
     assert home.url.path == "/hub/home"
+    assert "naic-no-project" in home.text and "naic/access" in home.text
     xsrf = {"X-XSRFToken": browser.cookies.get("_xsrf", path="/hub/")}
     early = browser.post("/hub/api/users/alice/server", json={"user_options": GPU}, headers=xsrf)
     assert early.status_code == 400

@@ -45,7 +45,9 @@ def test_api_answers_with_the_jupyterhub_version(naic_hub: Hub) -> None:
 def test_student_logs_in_starts_jupyterlab_stops_and_logs_out(naic_hub: Hub) -> None:
     client, resp = log_in(naic_hub, "student1", naic_hub.password)
     assert resp.status_code == 302, resp.text
-    assert client.get("/hub/home").status_code == 200
+    home = client.get("/hub/home")
+    assert home.status_code == 200
+    assert "naic-projects" not in home.text  # the embedded default has no projects to show
 
     # "Start My Server" opens the catalogue's form; the student picks the small resource.
     spawn = client.get("/hub/spawn", follow_redirects=True)
