@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_process import Hub, log_in, start_hub, stop_hub
+from tests.hub_process import Hub, log_in, stop_hub
 from tests.integration.test_slurm_lifecycle import (
     client,
     ready,
+    restart_hub,
     start_testcluster_hub,
     wait_until,
 )
@@ -104,14 +105,7 @@ def test_a_session_that_ends_while_the_hub_is_down_is_charged_until_its_end(
     ran_s = time.monotonic() - started
     time.sleep(25)  # the hub stays down well after the job ended
 
-    port = int(budget_hub.url.rsplit(":", 1)[1].strip("/"))
-    restarted = start_hub(
-        budget_hub.data_dir,
-        "--catalogue",
-        str(budget_hub.data_dir.parent / "catalogue.yaml"),
-        port=port,
-    )
-    budget_hub.process = restarted.process
+    restart_hub(budget_hub)
     wait_until(
         lambda: not alice.get("/hub/api/users/alice").json()["servers"], 60, "the end noticed"
     )

@@ -44,6 +44,16 @@ def start_testcluster_hub(
     return start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), *args)
 
 
+def restart_hub(hub: Hub) -> None:
+    """Start the hub again on its data dir, catalogue and port, after it was killed; `hub`
+    then holds the new process (which its fixture stops)."""
+    port = int(hub.url.rsplit(":", 1)[1].strip("/"))
+    restarted = start_hub(
+        hub.data_dir, "--catalogue", str(hub.data_dir.parent / "catalogue.yaml"), port=port
+    )
+    hub.process = restarted.process
+
+
 @pytest.fixture
 def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     hub = start_testcluster_hub(hub_dir)
@@ -125,14 +135,7 @@ def test_sessions_survive_the_hub_being_killed_and_restarted(fast_hub: Hub) -> N
 
     os.kill(fast_hub.process.pid, signal.SIGKILL)  # no clean-up of any kind
     fast_hub.process.wait(timeout=10)
-    port = int(fast_hub.url.rsplit(":", 1)[1].strip("/"))
-    restarted = start_hub(
-        fast_hub.data_dir,
-        "--catalogue",
-        str(fast_hub.data_dir.parent / "catalogue.yaml"),
-        port=port,
-    )
-    fast_hub.process = restarted.process  # the fixture stops the new one
+    restart_hub(fast_hub)
 
     after = subprocess.run(
         ["squeue", "-h", "-u", "alice", "-o", "%i %T"], capture_output=True, text=True, check=True
