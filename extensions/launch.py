@@ -26,6 +26,9 @@ from urllib.parse import urlparse, urlunparse
 SINGLEUSER = "jupyterhub-singleuser"
 #: The session's own endpoints (naic.extensions.server), loaded into every session's server.
 SERVER_EXTENSION = "--ServerApp.jpserver_extensions=naic.extensions.server=True"
+#: The session's notices as JupyterLab notifications: a prebuilt extension shipped in the
+#: package (extensions/labextension), so no `jupyter labextension install` on any node.
+LAB_EXTENSIONS = f"--LabServerApp.extra_labextensions_path={Path(__file__).parent / 'labextension'}"
 #: Compute nodes rarely reach the internet, and students should not be asked about
 #: JupyterLab's news feed or told to upgrade the site's software: neither is fetched.
 QUIET_LAB = [
@@ -111,7 +114,7 @@ def run_server(command: list[str]) -> None:
         _lighter_imports()
         from jupyterhub.singleuser import main as singleuser
 
-        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION, *QUIET_LAB]
+        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION, LAB_EXTENSIONS, *QUIET_LAB]
         sys.exit(singleuser())
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
 

@@ -3,14 +3,18 @@
     GET {base_url}naic/api/session   facts, time left (naic.extensions.session)
     GET {base_url}naic/api/gpus      the latest GPU sample (sampler started at first call)
     GET {base_url}naic/api/storage   usage against quota per storage area
+    GET {base_url}naic/api/notices   what the session warns about now (its end is near, the
+                                     hub's culler will stop it), for JupyterLab's toasts
+    POST {base_url}naic/api/extend   ask the hub for more time (the session's own token)
 
 Authenticated like the rest of the server (a token or the hub's login cookie), and
 authorized on the resource `naic`, which an Authorizer can allow or deny like `kernels`.
 The launcher loads it into every session (`--ServerApp.jpserver_extensions`); a plain
 `jupyter server` can enable it the same way.
 
-Loading adds three routes and nothing else: NVML, `du`, `squeue` and the sources module
-are reached at the first request, so server start-up pays nothing for them.
+Loading adds the routes and, in a hub's session, starts the activity reporter's thread
+(naic.extensions.reporter), which reports GPU use after start-up; NVML, `du`, `squeue` and the
+sources module are reached there or at the first request, so start-up pays nothing for them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +37,8 @@ from tornado import web
 AUTH_RESOURCE = "naic"
 #: Seconds between GPU samples once someone asked for them.
 GPU_INTERVAL_S = 5.0
+#: Seconds the session's facts (one `squeue` call) are reused by the notices endpoint.
+FACTS_TTL_S = 30.0
 
 
 class NaicState:
@@ -41,6 +49,36 @@ class NaicState:
         self._session: Any = None
         self._sampler: Any = None
         self._storage: Any = None
+        self._hub: Any = None
+        self.reporter: Any = None
+        self._facts: tuple[float, Any] | None = None
+
+    def hub(self) -> Any:
+        with self._lock:
+            if self._hub is None:
+                from naic.extensions.sources import HubSource
+
+                self._hub = HubSource()
+            return self._hub
+
+    def recent_facts(self, fresh: bool = False) -> Any:
+        """The session's facts, asked of the scheduler at most every FACTS_TTL_S."""
+        now = time.monotonic()
+        if fresh or self._facts is None or now - self._facts[0] > FACTS_TTL_S:
+            self._facts = (now, self.session().facts())
+        return self._facts[1]
+
+    def start_reporter(self) -> None:
+        """In a hub's session: report GPU use (GPU sessions only) and fetch notices."""
+        from naic.extensions.reporter import ActivityReporter
+        from naic.extensions.session import SessionFacts
+
+        gpus = SessionFacts.from_env(ask_scheduler=False).gpus
+        sampler = self.sampler() if gpus else None
+        if sampler is not None:
+            sampler.start()
+        self.reporter = ActivityReporter(self.hub(), sampler)
+        self.reporter.start()
 
     def session(self) -> Any:
         with self._lock:
@@ -53,9 +91,9 @@ class NaicState:
     def sampler(self) -> Any:
         with self._lock:
             if self._sampler is None:
-                from naic.extensions.sources import GPUSampler, NVMLSource
+                from naic.extensions.sources import GPUSampler, gpu_source
 
-                self._sampler = GPUSampler(NVMLSource(), interval_s=GPU_INTERVAL_S)
+                self._sampler = GPUSampler(gpu_source(), interval_s=GPU_INTERVAL_S)
             return self._sampler
 
     def storage(self) -> Any:
@@ -118,6 +156,54 @@ class StorageHandler(NaicHandler):
         self.answer({"storage": [u.to_json() for u in usages]})
 
 
+class NoticesHandler(NaicHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from naic.extensions.session import session_notices
+
+        facts = await asyncio.to_thread(self.naic.recent_facts)
+        hub = self.naic.hub()
+        can_extend = await asyncio.to_thread(lambda: bool(hub.api) and hub.can_extend)
+        reporter = self.naic.reporter
+        notices = session_notices(
+            facts,
+            reporter.notices if reporter else [],
+            datetime.now(UTC),
+            can_extend=can_extend,
+        )
+        poll = min(30.0, reporter.interval_s) if reporter else 30.0
+        self.answer({"notices": notices, "poll_s": poll})
+
+
+class ExtendHandler(NaicHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        from naic.extensions.sources import HubError
+
+        try:
+            got = await asyncio.to_thread(self.naic.hub().extend)
+        except HubError as exc:
+            self.set_status(403)
+            self.answer({"message": str(exc)})
+            return
+        await asyncio.to_thread(self.naic.recent_facts, True)
+        if got.ends_at is None:
+            message = "The session was extended."
+        else:
+            message = f"Extended: the session now ends at {got.ends_at.astimezone(UTC):%H:%M UTC}."
+        if got.extensions_left == 0:
+            message += " That was the last extension this resource allows."
+        self.answer(
+            {
+                "message": message,
+                "ends_at": got.ends_at.isoformat() if got.ends_at else None,
+                "extensions_left": got.extensions_left,
+            }
+        )
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "naic.extensions.server"}]
 
@@ -132,6 +218,16 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, "naic/api/session"), SessionHandler),
             (url_path_join(base, "naic/api/gpus"), GPUHandler),
             (url_path_join(base, "naic/api/storage"), StorageHandler),
+            (url_path_join(base, "naic/api/notices"), NoticesHandler),
+            (url_path_join(base, "naic/api/extend"), ExtendHandler),
         ],
     )
+    state = web_app.settings["naic_state"]
+    env = os.environ
+    if (
+        env.get("JUPYTERHUB_API_URL")
+        and env.get("JUPYTERHUB_API_TOKEN")
+        and env.get("NAIC_SESSION")
+    ):
+        state.start_reporter()
     serverapp.log.info("naic-hub session endpoints at %snaic/api/", base)

@@ -66,6 +66,8 @@ class SessionFacts:
     ends_at_from: str = ""
     job_id: str | None = None
     storage: tuple[StorageArea, ...] = field(default_factory=tuple)
+    #: The session says "ends at …" this many minutes before its end (the site's policy).
+    time_left_notice_minutes: float = 30.0
 
     @classmethod
     def from_env(
@@ -126,6 +128,7 @@ class SessionFacts:
             started_at=_parse_time(data.get("started_at")),
             ends_at=_parse_time(data.get("ends_at")),
             ends_at_from="request" if data.get("ends_at") else "",
+            time_left_notice_minutes=float(data.get("time_left_notice_minutes", 30)),
             storage=tuple(
                 StorageArea(
                     name=str(a["name"]),
@@ -212,6 +215,37 @@ def describe_time_left(left: timedelta | None) -> str:
     if hours >= 48:
         return f"{hours // 24} days {hours % 24} h"
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def session_notices(
+    facts: SessionFacts, hub_notices: list[dict[str, Any]], now: datetime, *, can_extend: bool
+) -> list[dict[str, Any]]:
+    """Pure: what the session warns about now: its end, when it is near (the site's
+    `time_left_notice_minutes`), then the culler's warnings. The texts stay the same while
+    the facts do, so a page shows each once; an extension changes the end, and the text."""
+    out = []
+    left = facts.time_left(now)
+    notice = timedelta(minutes=facts.time_left_notice_minutes)
+    if facts.is_naic and left is not None and facts.time_left_notice_minutes and left <= notice:
+        end = facts.ends_at.astimezone(UTC).strftime("%H:%M UTC")
+        if left.total_seconds() <= 0:
+            text = f"This session's time ran out at {end}; it is being stopped."
+        else:
+            minutes = f"{facts.time_left_notice_minutes:g} minutes"
+            text = f"This session ends at {end}, in less than {minutes}. Save your work"
+            text += ", or ask for more time." if can_extend else "."
+        out.append(
+            {
+                "id": "expiry",
+                "kind": "expiry",
+                "level": "warning",
+                "text": text,
+                "deadline": facts.ends_at.astimezone(UTC).isoformat(),
+                "can_extend": can_extend and left.total_seconds() > 0,
+            }
+        )
+    out += [{**n, "can_extend": False} for n in hub_notices]
+    return out
 
 
 def _parse_time(text: str | None) -> datetime | None:

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -268,6 +269,41 @@ class FakeGPUSource:
         frame = self._frames[min(self.calls, len(self._frames) - 1)]
         self.calls += 1
         return list(frame)
+
+
+class FileGPUSource:
+    """GPU samples read from a JSON file at each call: a list of GPUSample fields, e.g.
+    `[{"name": "A100", "utilization_pct": 0, "memory_used_mb": 1, "memory_total_mb": 40960}]`.
+
+    The one stand-in for hardware this project allows: tests (and demos on GPU-less machines)
+    set `NAIC_GPU_SAMPLES` to such a file and change it while a real session runs. A missing
+    or unreadable file reads as "no GPU"."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def sample(self) -> list[GPUSample]:
+        try:
+            rows = json.loads(self.path.read_text())
+            return [
+                GPUSample(
+                    index=i,
+                    name=str(r.get("name", "GPU")),
+                    utilization_pct=r.get("utilization_pct"),
+                    memory_used_mb=float(r.get("memory_used_mb", 0)),
+                    memory_total_mb=float(r.get("memory_total_mb", 0)),
+                )
+                for i, r in enumerate(rows)
+            ]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return []
+
+
+def gpu_source(environ: Mapping[str, str] | None = None) -> GPUSource:
+    """The session's GPUs: NVML, or the file `NAIC_GPU_SAMPLES` names (see FileGPUSource)."""
+    env = os.environ if environ is None else environ
+    path = env.get("NAIC_GPU_SAMPLES")
+    return FileGPUSource(path) if path else NVMLSource(env)
 
 
 @dataclass(frozen=True)
@@ -613,6 +649,8 @@ class HubClient(Protocol):
 
     def extend(self, hours: float | None = None) -> Extension: ...
 
+    def activity(self, report: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
 
 #: Sends one request; returns (HTTP status, body). Raises OSError when nothing answers.
 Transport = Callable[[urllib.request.Request, float], tuple[int, bytes]]
@@ -697,6 +735,31 @@ class HubSource:
             extensions_left=int(answer.get("extensions_left") or 0),
         )
 
+    def _session_path(self) -> str:
+        user = quote(self.user, safe="")
+        if self.server_name:
+            return f"naic/users/{user}/servers/{quote(self.server_name, safe='')}"
+        return f"naic/users/{user}"
+
+    def activity(self, report: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a GPU activity report (None: only ask); the hub answers this session's
+        notices and how often to report: {"notices": [...], "report_every_s": s}."""
+        if not (self.api and self.user):
+            raise HubError("This session does not run under a hub.")
+        body = None if report is None else json.dumps(report).encode()
+        path = self._session_path() + "/activity"
+        try:
+            status, data = self._request("GET" if report is None else "POST", path, body)
+        except OSError:
+            raise HubError("The hub does not answer.") from None
+        if status != 200:
+            raise HubError(f"The hub did not take the activity report (HTTP {status}).")
+        try:
+            answer = json.loads(data)
+            return {"notices": list(answer["notices"]), "report_every_s": answer["report_every_s"]}
+        except (ValueError, KeyError, TypeError):
+            raise HubError("The hub's answer to the activity report is not readable.") from None
+
     def budget(self) -> Budgets:
         if not (self.api and self.user):
             return Budgets(False, message=BUDGETS_NOT_AVAILABLE + " (not running under a hub)")
@@ -759,6 +822,14 @@ class FakeHubSource:
     extension: Extension | None = None
     extend_error: str = ""
     extends: int = 0
+
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    def activity(self, report: dict[str, Any] | None = None) -> dict[str, Any]:
+        if report is not None:
+            self.reports.append(report)
+        return {"notices": list(self.notices), "report_every_s": 60}
 
     def extend(self, hours: float | None = None) -> Extension:
         self.extends += 1

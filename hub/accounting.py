@@ -33,6 +33,9 @@ SCOPES = {
     "custom:naic:extend": {
         "description": "Extend running sessions within the catalogue's policy.",
     },
+    "custom:naic:cull": {
+        "description": "Read every running session's activity, warn sessions and stop them.",
+    },
     "custom:naic:workshops": {
         "description": "Create workshops and manage one's own workshops and their students.",
     },
@@ -103,6 +106,12 @@ def used_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now
     return ledger.gpu_hours(
         project=project, since=period_start(cat.projects[project].budget_period, now), now=now
     )
+
+
+def idle_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime):
+    """GPU-hours that sessions of `project` reported idle in its current budget period."""
+    since = period_start(cat.projects[project].budget_period, now)
+    return ledger.gpu_idle_hours(project=project, since=since).get(project, (0.0, 0.0))[1]
 
 
 def project_report(
@@ -215,6 +224,7 @@ class AdminUsageHandler(_NaicHandlerMixin, BaseHandler):
                     "title": p.title,
                     "budget": p.gpu_hours,
                     "used": ledger.gpu_hours(project=name, since=since, now=now),
+                    "idle": idle_this_period(ledger, cat, name, now),
                     "users": sorted(ledger.usage_by_user(since, project=name).items()),
                     "period": p.budget_period,
                 }

@@ -143,10 +143,48 @@ class Submit(_Model):
         return self
 
 
+class Culling(_Model):
+    """When the hub's culler stops a site's sessions, and how early it warns (null: never).
+
+    A session counts as active while its browser, kernels or terminals are, *or* while one of
+    its GPUs is busy, so a long training run is never stopped for an idle browser; a session
+    whose GPUs all sit below `gpu_busy_percent` for `gpu_idle_minutes` is stopped even while
+    its browser tab is open."""
+
+    idle_minutes: float | None = Field(
+        120.0, gt=0, description="minutes without browser, kernel or GPU activity before a stop"
+    )
+    gpu_idle_minutes: float | None = Field(
+        60.0, gt=0, description="minutes a session may hold GPUs that it does not use"
+    )
+    gpu_busy_percent: float = Field(
+        1.0, ge=0, lt=100, description="a GPU whose utilisation exceeds this is in use"
+    )
+    max_age_hours: float | None = Field(
+        None, gt=0, description="hours after which any session is stopped"
+    )
+    warn_minutes: float = Field(10.0, gt=0, description="minutes of warning before a stop")
+    time_left_notice_minutes: float = Field(
+        30.0, ge=0, description='the session says "N minutes left" this long before its end'
+    )
+
+    @model_validator(mode="after")
+    def _warn_fits(self) -> Culling:
+        for name in ("idle_minutes", "gpu_idle_minutes"):
+            limit = getattr(self, name)
+            if limit is not None and self.warn_minutes >= limit:
+                raise ValueError(
+                    f"warn_minutes ({self.warn_minutes:g}) must be shorter than {name} "
+                    f"({limit:g}), or the warning would come before anything was idle"
+                )
+        return self
+
+
 class Site(_Model):
     title: str = Field(min_length=1)
     backend: Literal["local", "slurm"]
     submit: Submit | None = None
+    culling: Culling = Field(default_factory=Culling, description="when sessions are stopped")
     gpus_per_node: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
         None, description="GPUs of each type one node has, e.g. {a100: 4}"
     )

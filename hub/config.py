@@ -16,7 +16,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from naic.hub import access, accounting, catalogue, metrics, oidc
+from naic.hub import access, accounting, catalogue, culling, metrics, oidc
 from naic.hub.auth import ensure_secret_file
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.extend import EXTEND_HANDLERS
@@ -129,11 +129,17 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
 
     # The operator's token (for scripts) belongs to a service with the admin role.
     token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None
-    if token:
-        c.JupyterHub.services = [{"name": "naic-operator", "api_token": token}]
+    operator = [{"name": "naic-operator", "api_token": token}] if token else []
+    # The culler (naic.hub.culler) is a managed service that may only read activity,
+    # warn and stop sessions: it never holds the admin role.
+    culler = {"name": "naic-culler", "command": [sys.executable, "-m", "naic.hub.culler"]}
+    c.JupyterHub.services = [*operator, culler]
     # Roles: admin, instructor, and users/servers that read only their own usage.
     c.JupyterHub.custom_scopes = accounting.SCOPES
-    c.JupyterHub.load_roles = accounting.roles(["naic-operator"] if token else [])
+    c.JupyterHub.load_roles = [
+        *accounting.roles(["naic-operator"] if token else []),
+        {"name": "naic-culler", "scopes": [culling.SCOPE], "services": ["naic-culler"]},
+    ]
     c.JupyterHub.extra_user_scopes = ["custom:naic:usage:read!user", "custom:naic:extend!user"]
 
     # Every spawn goes through the router, whose request model is the one input gate.
@@ -151,6 +157,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         (accounting.USAGE_PATH, accounting.UsageHandler),
         (accounting.ADMIN_USAGE_PATH, accounting.AdminUsageHandler),
         *EXTEND_HANDLERS,
+        *culling.HANDLERS,
         *access.HANDLERS,
     ]
     c.JupyterHub.template_paths = [str(TEMPLATES)]

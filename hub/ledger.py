@@ -104,6 +104,16 @@ sessions_table = sa.Table(
     sa.Column("last_seen", UTCDateTime, nullable=False),
 )
 
+#: What in-session reports said about each session's GPUs: GPU-seconds used and left idle.
+gpu_use_table = sa.Table(
+    "naic_gpu_use",
+    metadata,
+    sa.Column("session_id", sa.Integer, primary_key=True),
+    sa.Column("busy_gpu_seconds", sa.Float, nullable=False),
+    sa.Column("idle_gpu_seconds", sa.Float, nullable=False),
+    sa.Column("reported_at", UTCDateTime, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class Session:
@@ -350,6 +360,48 @@ class Ledger:
         self, since: datetime | None = None, project: str | None = None
     ) -> dict[str, float]:
         return _sum_by(self.sessions(project=project, since=since), "user", since, self._clock())
+
+    def gpu_use_reported(
+        self, session_id: int, *, busy_gpu_s: float, idle_gpu_s: float, at: datetime | None = None
+    ) -> None:
+        """Add one activity report's GPU-seconds (busy and idle) to the session's totals."""
+        at = at or self._clock()
+        g = gpu_use_table.c
+        add = dict(
+            busy_gpu_seconds=g.busy_gpu_seconds + busy_gpu_s,
+            idle_gpu_seconds=g.idle_gpu_seconds + idle_gpu_s,
+            reported_at=at,
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(
+                gpu_use_table.update().where(g.session_id == session_id).values(add)
+            ).rowcount:
+                return
+        first = dict(
+            session_id=session_id, busy_gpu_seconds=busy_gpu_s, idle_gpu_seconds=idle_gpu_s
+        )
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(gpu_use_table.insert().values(reported_at=at, **first))
+        except sa.exc.IntegrityError:  # a report of the same session got in first
+            with self._engine.begin() as conn:
+                conn.execute(gpu_use_table.update().where(g.session_id == session_id).values(add))
+
+    def gpu_idle_hours(self, *, project: str | None = None, since: datetime | None = None) -> dict:
+        """{project or "": (busy, idle) GPU-hours} that sessions reported, for sessions that
+        ran after `since`. Sessions that never reported (no GPUs, or no NVML) add nothing."""
+        s, g = sessions_table.c, gpu_use_table.c
+        query = (
+            sa.select(s.project, sa.func.sum(g.busy_gpu_seconds), sa.func.sum(g.idle_gpu_seconds))
+            .select_from(gpu_use_table.join(sessions_table, s.id == g.session_id))
+            .group_by(s.project)
+        )
+        if project is not None:
+            query = query.where(s.project == project)
+        if since is not None:
+            query = query.where(sa.or_(s.ended_at.is_(None), s.ended_at > since))
+        with self._engine.connect() as conn:
+            return {(p or ""): (busy / 3600, idle / 3600) for p, busy, idle in conn.execute(query)}
 
     def _sessions(self, *filters) -> list[Session]:
         s = sessions_table.c

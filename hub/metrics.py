@@ -8,15 +8,17 @@ would zero. Durations are histograms observed as sessions start.
     naic_spawn_duration_seconds{site}       request → server ready (histogram)
     naic_queue_wait_seconds{site}           submitted → running at the scheduler (histogram)
     naic_gpu_hours_allocated{project}       GPU-hours allocated this budget period (ledger)
+    naic_gpu_hours_idle{project}            of those, GPU-hours the sessions reported idle
+    naic_culls_total{site, reason}          sessions the culler stopped (gpu-idle|idle|max-age)
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import collections
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -36,6 +38,12 @@ QUEUE_WAIT = Histogram(
     buckets=_BUCKETS,
 )
 
+CULLS = Counter(
+    "naic_culls",
+    "Sessions the culler stopped, by site and reason (gpu-idle, idle, max-age)",
+    ["site", "reason"],
+)
+
 
 def session_state(spawner) -> str | None:
     """queued (the scheduler has not started it), starting, running, or None (no session)."""
@@ -49,9 +57,9 @@ def session_state(spawner) -> str | None:
     return None
 
 
-def count_sessions(spawners: Iterable) -> Counter[tuple[str, str]]:
+def count_sessions(spawners: Iterable) -> collections.Counter[tuple[str, str]]:
     """Pure over spawner-like objects: {(site, state): n}."""
-    counts: Counter[tuple[str, str]] = Counter()
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for sp in spawners:
         state = session_state(sp)
         request = getattr(sp, "request", None)
@@ -63,13 +71,19 @@ def count_sessions(spawners: Iterable) -> Counter[tuple[str, str]]:
 class NaicCollector(Collector):
     """Reads the hub's sessions and the ledger when Prometheus scrapes."""
 
-    def __init__(self, spawners: Callable[[], Iterable], gpu_hours: Callable[[], dict]):
-        self.spawners, self.gpu_hours = spawners, gpu_hours
+    def __init__(
+        self,
+        spawners: Callable[[], Iterable],
+        gpu_hours: Callable[[], dict],
+        gpu_idle: Callable[[], dict] = dict,
+    ):
+        self.spawners, self.gpu_hours, self.gpu_idle = spawners, gpu_hours, gpu_idle
 
     def describe(self):
         # What registration asks for, so it does not call collect() before the hub runs.
         yield GaugeMetricFamily("naic_sessions", "", labels=["site", "state"])
         yield GaugeMetricFamily("naic_gpu_hours_allocated", "", labels=["project"])
+        yield GaugeMetricFamily("naic_gpu_hours_idle", "", labels=["project"])
 
     def collect(self):
         sessions = GaugeMetricFamily(
@@ -86,6 +100,14 @@ class NaicCollector(Collector):
         for project, h in sorted(self.gpu_hours().items()):
             hours.add_metric([project], h)
         yield hours
+        idle = GaugeMetricFamily(
+            "naic_gpu_hours_idle",
+            "GPU-hours this budget period that sessions reported their GPUs idle, by project",
+            labels=["project"],
+        )
+        for project, h in sorted(self.gpu_idle().items()):
+            idle.add_metric([project], h)
+        yield idle
 
 
 _registered: NaicCollector | None = None
@@ -112,5 +134,11 @@ def register(cat_file: str, ledger_url: str) -> None:
         now = datetime.now(UTC)
         return {p: accounting.used_this_period(ledger, cat, p, now) for p in cat.projects}
 
-    _registered = NaicCollector(spawners, gpu_hours)
+    def gpu_idle() -> dict:
+        cat = catalogue.load_cached(cat_file)
+        ledger = accounting.ledger_for(ledger_url)
+        now = datetime.now(UTC)
+        return {p: accounting.idle_this_period(ledger, cat, p, now) for p in cat.projects}
+
+    _registered = NaicCollector(spawners, gpu_hours, gpu_idle)
     REGISTRY.register(_registered)

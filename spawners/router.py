@@ -58,6 +58,10 @@ class Router(WrapSpawner):
     last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
     usage_id = Integer(0, help="The current session's record in the usage ledger.")
     extensions_used = Integer(0, help="How often the current session was extended.")
+    gpu_activity = Dict(help="The session's last GPU report: reported_at, busy_at (UTC ISO).")
+    notices = Dict(help="The culler's warnings to this session: {kind: {text, deadline, at}}.")
+    #: Why the next stop happens (the culler's reason); "stopped" when nobody said.
+    stop_reason = ""
     _seen_alive = False  # this hub process saw the session running
 
     @property
@@ -143,6 +147,7 @@ class Router(WrapSpawner):
         self.child_state = {}
         self.usage_id = 0
         self.extensions_used = 0
+        self.gpu_activity, self.notices = {}, {}
         began = time.monotonic()
         ip_port = await super().start()
         metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
@@ -164,7 +169,8 @@ class Router(WrapSpawner):
     async def stop(self, now: bool = False) -> None:
         if self.child_spawner is not None:
             await self.child_spawner.stop(now)
-            self._ended("stopped")
+            self._ended(self.stop_reason or "stopped")
+        self.stop_reason = ""
 
     def _ended(self, reason: str) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -208,6 +214,10 @@ class Router(WrapSpawner):
             state["usage_id"] = self.usage_id
         if self.extensions_used:
             state["extensions_used"] = self.extensions_used
+        if self.gpu_activity:
+            state["gpu_activity"] = self.gpu_activity
+        if self.notices:
+            state["notices"] = self.notices
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -219,6 +229,8 @@ class Router(WrapSpawner):
         self.last_end = state.get("last_end", {})
         self.usage_id = state.get("usage_id", 0)
         self.extensions_used = state.get("extensions_used", 0)
+        self.gpu_activity = state.get("gpu_activity", {})
+        self.notices = state.get("notices", {})
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -234,6 +246,7 @@ class Router(WrapSpawner):
         self.request = None
         self.usage_id = 0
         self.extensions_used = 0
+        self.gpu_activity, self.notices = {}, {}
         self.last_end = last_end
 
     async def progress(self):

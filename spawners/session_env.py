@@ -109,6 +109,7 @@ def session_facts(
         "started_at": iso_utc(start),
         # Whole minutes, as the job's time limit (`--time`) has them.
         "ends_at": iso_utc(start + timedelta(minutes=req.time_minutes)),
+        "time_left_notice_minutes": site.culling.time_left_notice_minutes,
         "storage": storage,
     }
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
 import ipywidgets as w
 
-from naic.extensions.session import describe_time_left
+from naic.extensions.session import describe_time_left, session_notices
 from naic.extensions.sources import EnvSessionSource, HubClient, HubError, HubSource, SessionSource
 from naic.extensions.widgets._parts import escape, labelled, show, visible
 
+log = logging.getLogger(__name__)
 STOP_QUESTION = (
     "Stop this session now? Running kernels end and unsaved changes in open notebooks are lost."
 )
@@ -28,6 +31,7 @@ class SessionPanel(w.VBox):
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: tzinfo | None = None,
+        refresh_every_s: float | None = 60.0,
     ):
         super().__init__()
         self.add_class("naic-session")
@@ -41,6 +45,8 @@ class SessionPanel(w.VBox):
         self.site = labelled(w.HTML(), "naic-session-site")
         self.resources = labelled(w.HTML(), "naic-session-resources")
         self.time_left = labelled(w.HTML(), "naic-session-time-left")
+        #: The end is near, or the hub's culler will stop the session: said in words here.
+        self.notice = labelled(w.HTML(), "naic-session-notice")
         self.refresh_button = labelled(
             w.Button(description="Refresh", icon="refresh"), "naic-session-refresh"
         )
@@ -79,12 +85,39 @@ class SessionPanel(w.VBox):
             self.site,
             self.resources,
             self.time_left,
+            self.notice,
             w.HBox([self.refresh_button, self.stop_button]),
             self.confirm_box,
             self.status,
             self.extend_box,
         ]
+        show(self.notice, False)
         self.refresh()
+        self._stop_refreshing = threading.Event()
+        if refresh_every_s:  # notices must appear without a click
+            threading.Thread(target=self._keep_fresh, args=(refresh_every_s,), daemon=True).start()
+
+    def _keep_fresh(self, every_s: float) -> None:
+        while not self._stop_refreshing.wait(every_s):
+            try:
+                self.refresh()
+            except Exception:  # a failed refresh must not end the loop
+                log.exception("Session panel refresh failed")
+
+    def close(self) -> None:
+        if hasattr(self, "_stop_refreshing"):
+            self._stop_refreshing.set()
+        super().close()
+
+    def _notices(self, facts, can_extend: bool) -> list[dict]:
+        ask = getattr(self.hub, "activity", None)
+        hub_notices = []
+        if ask is not None and facts.is_naic:
+            try:
+                hub_notices = ask()["notices"]
+            except HubError:
+                pass  # the hub is away; the session's own end is still known
+        return session_notices(facts, hub_notices, self.clock(), can_extend=can_extend)
 
     def refresh(self) -> None:
         facts = self.source.facts()
@@ -93,6 +126,9 @@ class SessionPanel(w.VBox):
         show(self.stop_button, facts.is_naic)
         can_extend = bool(getattr(self.hub, "can_extend", False)) and self.extensions_left != 0
         show(self.extend_box, facts.is_naic and can_extend)
+        notices = self._notices(facts, can_extend)
+        self.notice.value = "<br>".join(f"⚠ {escape(n['text'])}" for n in notices)
+        show(self.notice, bool(notices))
         if not facts.is_naic:
             self.site.value = escape(facts.reason)
             self.resources.value = ""

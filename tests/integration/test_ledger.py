@@ -67,6 +67,7 @@ def test_the_ledger_keeps_to_its_own_tables_in_the_hubs_database(db_url, request
             "naic_identities",
             "naic_access_requests",
             "naic_sessions",
+            "naic_gpu_use",
         }
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT name FROM users")).scalars().all() == ["ola"]
@@ -396,3 +397,16 @@ def test_usage_sums_by_project_and_by_user(ledger, clock):
     assert [s.id for s in ledger.sessions(project="demo")] == [b, a]
     assert [s.id for s in ledger.open_sessions()] == [d]
     assert ledger.sessions(user="ola", project="other")[0].server == "big"
+
+
+def test_gpu_use_reports_add_up_per_project_and_period(ledger, clock):
+    first = ledger.session_started(user="ola", server="", project="demo", site="saga", gpus=2)
+    other = ledger.session_started(user="kari", server="", project=None, site="saga", gpus=1)
+    ledger.gpu_use_reported(first, busy_gpu_s=60, idle_gpu_s=60)
+    ledger.gpu_use_reported(first, busy_gpu_s=0, idle_gpu_s=120)
+    ledger.gpu_use_reported(other, busy_gpu_s=3600, idle_gpu_s=0)
+    assert ledger.gpu_idle_hours() == {"demo": (60 / 3600, 180 / 3600), "": (1.0, 0.0)}
+    assert ledger.gpu_idle_hours(project="demo") == {"demo": (60 / 3600, 180 / 3600)}
+    ledger.session_ended(first)
+    clock.now += HOUR
+    assert ledger.gpu_idle_hours(since=clock.now - HOUR / 2) == {"": (1.0, 0.0)}

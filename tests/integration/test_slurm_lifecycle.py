@@ -29,10 +29,11 @@ FAST_POLLS = "c.Spawner.poll_interval = 5\nc.SlurmSpawner.status_max_age = 5\n"
 
 
 def start_testcluster_hub(
-    hub_dir: Path, edit: Callable[[dict], None] | None = None, *args: str
+    hub_dir: Path, edit: Callable[[dict], None] | None = None, *args: str, config: str = ""
 ) -> Hub:
     """`naic up` on the test cluster's catalogue (this venv as its environment, `edit`
-    applied to the parsed YAML), polling every 5 s; `args` go to `naic up`."""
+    applied to the parsed YAML), polling every 5 s; `args` go to `naic up`, `config` is
+    more of the hub's config (a `jupyterhub_config.d` file)."""
     cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
     cat["environments"]["python"]["venv"] = sys.prefix
     if edit is not None:
@@ -40,7 +41,7 @@ def start_testcluster_hub(
     (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
     config_d = hub_dir / "data" / "jupyterhub_config.d"
     config_d.mkdir(parents=True)
-    (config_d / "10-fast-polls.py").write_text(FAST_POLLS)
+    (config_d / "10-fast-polls.py").write_text(FAST_POLLS + config)
     return start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), *args)
 
 

@@ -110,6 +110,22 @@ def test_resource_defaults():
     assert r.environments is None
 
 
+def test_culling_defaults_and_never(cat):
+    c = cat.sites["saga"].culling
+    assert (c.idle_minutes, c.gpu_idle_minutes, c.max_age_hours, c.warn_minutes) == (
+        120.0,
+        60.0,
+        None,
+        10.0,
+    )
+    text = edit(
+        "    backend: slurm\n",
+        "    backend: slurm\n    culling: {idle_minutes: null, gpu_idle_minutes: 20}\n",
+    )
+    c = parse(text, "c.yaml").sites["saga"].culling
+    assert (c.idle_minutes, c.gpu_idle_minutes) == (None, 20.0)
+
+
 def test_hours(cat):
     a100 = cat.sites["saga"].resources["a100"]
     assert a100.default_hours is None
@@ -175,6 +191,17 @@ PYTHON_ENV = '{title: "Python 3", venv: /opt/naic/envs/base}'
 PYTORCH_MODULE = '["PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"]'
 
 BROKEN = [
+    pytest.param(
+        edit("    backend: slurm\n", "    backend: slurm\n    culling: {idle_minutes: 5}\n"),
+        H1 + "sites.saga.culling: warn_minutes (10) must be shorter than idle_minutes (5), "
+        "or the warning would come before anything was idle",
+        id="culling-warning-longer-than-the-timeout",
+    ),
+    pytest.param(
+        edit("    backend: slurm\n", "    backend: slurm\n    culling: {gpu_idle_minutes: 0}\n"),
+        H1 + "sites.saga.culling.gpu_idle_minutes: must be > 0 (got 0)",
+        id="culling-zero-timeout",
+    ),
     pytest.param(
         edit("max: 4}", "max: 0}"),
         H1 + "sites.saga.resources.a100.gpu.max: must be ≥ 1 (got 0)",

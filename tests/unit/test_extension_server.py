@@ -21,6 +21,7 @@ from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
 
 TOKEN = "test-token-for-naic-endpoints"
+LABEXTENSIONS = Path(launch.__file__).parent / "labextension"
 
 
 def free_port() -> int:
@@ -198,7 +199,20 @@ def test_the_launcher_runs_singleuser_with_the_extension(monkeypatch: pytest.Mon
             "jupyterhub-singleuser",
             "--debug",
             "--ServerApp.jpserver_extensions=naic.extensions.server=True",
+            f"--LabServerApp.extra_labextensions_path={LABEXTENSIONS}",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
     ]
+
+
+def test_notices_say_nothing_hours_before_the_end_and_extending_needs_a_hub(server: str) -> None:
+    resp = get(server, "notices", headers=AUTH)
+    assert resp.status_code == 200
+    assert resp.json() == {"notices": [], "poll_s": 30.0}
+    assert get(server, "notices").status_code == 403  # no token, no notices
+    asked = httpx.post(f"{server}/naic/api/extend", headers=AUTH, timeout=60)
+    assert asked.status_code == 403
+    assert asked.json() == {
+        "message": "This session does not run under a hub, so it cannot be extended."
+    }

@@ -36,7 +36,11 @@ def test_sessions_are_counted_by_site_and_state() -> None:
 
 def test_the_collector_exposes_what_prometheus_parses() -> None:
     registry = CollectorRegistry()
-    registry.register(NaicCollector(lambda: SPAWNERS, lambda: {"nn1234k": 12.5, "demo": 0.0}))
+    registry.register(
+        NaicCollector(
+            lambda: SPAWNERS, lambda: {"nn1234k": 12.5, "demo": 0.0}, lambda: {"nn1234k": 4.25}
+        )
+    )
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
@@ -46,3 +50,5 @@ def test_the_collector_exposes_what_prometheus_parses() -> None:
     assert sessions == {("local", "starting"): 1, ("saga", "queued"): 1, ("saga", "running"): 2}
     hours = {s.labels["project"]: s.value for s in families["naic_gpu_hours_allocated"].samples}
     assert hours == {"demo": 0.0, "nn1234k": 12.5}
+    idle = {s.labels["project"]: s.value for s in families["naic_gpu_hours_idle"].samples}
+    assert idle == {"nn1234k": 4.25}

@@ -201,6 +201,24 @@ def test_more_time_shows_the_new_end_or_the_refusal() -> None:
     assert text(p.time_left) == "1 h 0 min left (ends at 13:00 UTC)"
 
 
+def test_the_panel_shows_the_end_and_the_cullers_warning_in_words() -> None:
+    p = panel()
+    assert not by_class(p, "naic-session-notice")  # an hour left: nothing to say
+    idle = "The GPU is not in use (limit 30 minutes): it stops at 12:30 UTC."
+    hub = FakeHubSource(notices=[{"id": "gpu-idle", "kind": "gpu-idle", "text": idle}])
+    late = SessionPanel(
+        FixedSessionSource(saga_facts()),
+        hub,
+        clock=lambda: datetime(2026, 3, 2, 12, 40, tzinfo=UTC),
+        tz=UTC,
+        refresh_every_s=None,
+    )
+    assert text(late.notice) == (
+        f"⚠ This session ends at 13:00 UTC, in less than 30 minutes. Save your work.⚠ {idle}"
+    )
+    assert by_class(late, "naic-session-notice")
+
+
 def test_outside_naic_hub_the_panel_says_so_and_offers_no_stop() -> None:
     p = SessionPanel(FixedSessionSource(SessionFacts.from_env({})), FakeHubSource())
     assert (

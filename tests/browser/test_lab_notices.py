@@ -1,0 +1,319 @@
+"""A session's notices as JupyterLab notifications, in Debian's Chromium (Playwright).
+
+A real `jupyter lab` loads the hand-written prebuilt extension from extensions/labextension
+(as the session launcher passes it) and a stand-in for the notices endpoints
+(tests/browser/_fake_notices.py); the browser then sees what a student would: one warning
+toast per notice, an "Ask for more time" button where the session can be extended, and the
+hub's answer as a toast of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from naic.extensions.launch import QUIET_LAB, quiet_lab_defaults
+from tests.browser import _fake_notices
+from tests.browser.test_spawn_form import browser
+
+__all__ = ["browser"]  # the spawn-form tests' Chromium
+
+REPO = Path(__file__).resolve().parents[2]
+LABEXTENSIONS = REPO / "extensions" / "labextension"
+EXTENSION = LABEXTENSIONS / "naic-hub-notices"
+JUPYTER = str(Path(sys.executable).parent / "jupyter")
+BASE_URL = "/user/alice/"  # a hub-like prefix, so the plugin must use serverSettings.baseUrl
+START_TIMEOUT_S = 60
+LAB_READY_MS = 120_000
+ASK = "Ask for more time"
+
+EXPIRY = "This session reaches its time limit at 13:10: 30 minutes left."
+EXPIRY_LATER = "This session reaches its time limit at 15:10: 30 minutes left."
+GPU_IDLE = (
+    "This session's GPU has been idle for 50 minutes; it will be stopped at 12:40 "
+    "unless the GPU is used."
+)
+GRANTED = "Done: this session now ends at 15:40."
+REFUSED = "No more time: project demo has no GPU hours left."
+
+
+def notice(id: str, text: str, *, can_extend: bool = False) -> dict[str, Any]:
+    kind = "gpu-idle" if id == "gpu-idle" else "expiry"
+    return {
+        "id": id,
+        "kind": kind,
+        "level": "warning",
+        "text": text,
+        "deadline": "2026-11-27T12:40:00+00:00",
+        "can_extend": can_extend,
+    }
+
+
+@dataclass
+class Lab:
+    url: str  # ends with BASE_URL
+    token: str
+    script: Path
+    process: subprocess.Popen
+    log: Path
+
+    def answer(
+        self,
+        notices: list[dict[str, Any]],
+        *,
+        extend: tuple[int, str] = (200, GRANTED),
+        notices_status: int = 200,
+    ) -> None:
+        """What the fake endpoints say from the next request on."""
+        body = {
+            "notices": {"notices": notices, "poll_s": 2},
+            "notices_status": notices_status,
+            "extend": {"status": extend[0], "message": extend[1]},
+        }
+        tmp = self.script.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self.script)  # whole, never half-written, when the server reads it
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_env(root: Path) -> dict[str, str]:
+    """Jupyter's dirs under `root`: nothing of the user's config or settings leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
+    for name, var in [
+        ("home", "HOME"),
+        ("home/.jupyter", "JUPYTER_CONFIG_DIR"),  # where a session has it
+        ("data", "JUPYTER_DATA_DIR"),
+        ("runtime", "JUPYTER_RUNTIME_DIR"),
+        ("ipython", "IPYTHONDIR"),
+    ]:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        env[var] = str(root / name)
+    env["PYTHONPATH"] = str(REPO)  # for tests.browser._fake_notices
+    # As a session starts: no "official Jupyter news?" toast among the notices.
+    quiet_lab_defaults(root / "home")
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("lab")
+    (root / "work").mkdir()
+    env = isolated_env(root)
+    script = root / "notices.json"
+    env[_fake_notices.SCRIPT_ENV] = str(script)
+    port, token, log = free_port(), secrets.token_hex(16), root / "lab.log"
+    command = [
+        JUPYTER,
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.base_url={BASE_URL}",
+        f"--ServerApp.root_dir={root / 'work'}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.jpserver_extensions={_fake_notices.__name__}=True",
+        # The wiring the session launcher adds (extensions/labextension/README.md).
+        f"--LabServerApp.extra_labextensions_path={LABEXTENSIONS}",
+        *QUIET_LAB,
+    ]
+    url = f"http://127.0.0.1:{port}{BASE_URL}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    the_lab = Lab(url, token, script, process, log)
+    the_lab.answer([])
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"jupyter lab exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"jupyter lab did not answer:\n{log.read_text()}"
+            try:
+                status = httpx.get(url + "api/status", params={"token": token}, timeout=2)
+                if status.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield the_lab
+    finally:
+        # Captured by pytest and shown only when a test failed.
+        print("---- jupyter lab log (last 60 lines) ----")
+        print(*log.read_text(errors="replace").splitlines()[-60:], sep="\n")
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class Polls:
+    """Counts the page's answered polls of the notices endpoint."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.count = 0
+        page.on("response", self._seen)
+
+    def _seen(self, response: Any) -> None:
+        if response.url.split("?")[0].endswith(BASE_URL + "naic/api/notices"):
+            self.count += 1
+
+    def wait(self, n: int, timeout_s: float = 60) -> None:
+        """Until `n` more polls were answered; the plugin polls one after the other, so after
+        two the first one's toasts are on the page."""
+        target, deadline = self.count + n, time.monotonic() + timeout_s
+        while self.count < target:
+            assert time.monotonic() < deadline, f"only {self.count} polls, wanted {target}"
+            self.page.wait_for_timeout(100)  # lets Playwright deliver the response events
+
+
+def open_lab(page: Page, lab: Lab) -> None:
+    page.goto(f"{lab.url}lab?token={lab.token}")
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_READY_MS)
+
+
+def toast(page: Page, text: str) -> Locator:
+    """The toast (JupyterLab's react-toastify) whose message is `text`."""
+    message = page.locator(".jp-toast-message", has_text=text)
+    return page.locator(".Toastify__toast", has=message)
+
+
+def shot(page: Page, folder: Path, name: str, *toasts: Locator) -> None:
+    """A screenshot once `toasts` have slid in whole (react-toastify animates them)."""
+    for t in toasts:
+        expect(t).to_be_in_viewport(ratio=1)
+    path = folder / name
+    page.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+
+
+def test_the_file_name_carries_its_content_hash_and_package_json_names_it() -> None:
+    # static/ is served as immutable: a changed file under an old name would stay cached.
+    (entry,) = EXTENSION.glob("static/remoteEntry.*.js")
+    digest = hashlib.sha256(entry.read_bytes()).hexdigest()[:20]
+    assert entry.name == f"remoteEntry.{digest}.js"
+    build = json.loads((EXTENSION / "package.json").read_text())["jupyterlab"]["_build"]
+    assert build == {"load": f"static/{entry.name}", "extension": "./extension"}
+
+
+@pytest.mark.integration
+def test_labextension_list_shows_it_enabled_and_ok(tmp_path: Path) -> None:
+    # `jupyter labextension list` reads config files only, not its command line.
+    env = isolated_env(tmp_path)
+    config = {"LabServerApp": {"extra_labextensions_path": [str(LABEXTENSIONS)]}}
+    (tmp_path / "home" / ".jupyter" / "jupyter_lab_config.json").write_text(json.dumps(config))
+    listing = subprocess.run(
+        [JUPYTER, "labextension", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert listing.returncode == 0, listing.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)
+    assert str(LABEXTENSIONS) in text, text
+    assert re.search(r"^\s+naic-hub-notices v0\.1\.0 enabled OK$", text, re.M), text
+
+
+@pytest.mark.integration
+def test_notices_show_once_per_tab_and_ask_for_more_time(
+    lab: Lab, browser: Browser, tmp_path: Path
+) -> None:
+    lab.answer(
+        [notice("expiry", EXPIRY, can_extend=True), notice("gpu-idle", GPU_IDLE)],
+        extend=(200, GRANTED),
+    )
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    polls = Polls(page)
+    try:
+        open_lab(page, lab)
+        expiry, idle = toast(page, EXPIRY), toast(page, GPU_IDLE)
+        expect(expiry).to_be_visible(timeout=30_000)
+        expect(idle).to_be_visible()
+        expect(expiry).to_have_class(re.compile(r"\bjp-Notification-Toast-warning\b"))
+        expect(expiry.get_by_role("button", name=ASK)).to_be_visible()
+        expect(idle.get_by_role("button", name=ASK)).to_have_count(0)
+        shot(page, tmp_path, "notices.png", expiry, idle)
+
+        # Later polls give the same notices: still one toast each.
+        polls.wait(2)
+        expect(page.locator(".jp-toast-message", has_text=EXPIRY)).to_have_count(1)
+        expect(page.locator(".jp-toast-message", has_text=GPU_IDLE)).to_have_count(1)
+
+        # The hub agrees: its sentence, as a success toast (POST passes the XSRF check).
+        expiry.get_by_role("button", name=ASK).click()
+        granted = toast(page, GRANTED)
+        expect(granted).to_be_visible()
+        expect(granted).to_have_class(re.compile(r"\bjp-Notification-Toast-success\b"))
+        shot(page, tmp_path, "granted.png", granted)
+
+        # A reload in the same tab: the notices were shown already, so no toast.
+        page.reload()
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_READY_MS)
+        polls.wait(2)
+        expect(page.locator(".jp-toast-message")).to_have_count(0)
+
+        # A new deadline is a new notice; this time the hub refuses, as an error toast.
+        lab.answer([notice("expiry", EXPIRY_LATER, can_extend=True)], extend=(409, REFUSED))
+        later = toast(page, EXPIRY_LATER)
+        expect(later).to_be_visible(timeout=30_000)
+        later.get_by_role("button", name=ASK).click()
+        expect(later).to_have_count(0)  # an action closes its toast
+        refused = toast(page, REFUSED)
+        expect(refused).to_be_visible()
+        expect(refused).to_have_class(re.compile(r"\bjp-Notification-Toast-error\b"))
+        shot(page, tmp_path, "refused.png", refused)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.integration
+def test_an_older_server_keeps_it_quiet_and_dropped_notices_are_withdrawn(
+    lab: Lab, browser: Browser
+) -> None:
+    lab.answer([notice("gpu-idle", GPU_IDLE)], notices_status=404)
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    polls = Polls(page)
+    try:
+        open_lab(page, lab)
+        polls.wait(1)
+        expect(page.locator(".jp-toast-message")).to_have_count(0)
+
+        # The endpoint appears (the server was upgraded): the plugin asks again, after the
+        # default 30 s since a 404 carries no poll_s.
+        lab.answer([notice("gpu-idle", GPU_IDLE)])
+        idle = toast(page, GPU_IDLE)
+        expect(idle).to_be_visible(timeout=45_000)
+
+        # The GPU was used again: the server drops the notice and its toast goes.
+        lab.answer([])
+        expect(idle).to_have_count(0, timeout=30_000)
+        assert not errors, errors
+    finally:
+        context.close()
