@@ -5,6 +5,7 @@ fake A100s have no NVML); everything else is the product as it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -42,8 +43,10 @@ def set_gpu_use(user: str, percent: float) -> None:
     path.chmod(0o644)
 
 
-@pytest.fixture
-def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+@contextlib.contextmanager
+def hub_with_policy(hub_dir: Path, policy: dict) -> Iterator[Hub]:
+    """A test-cluster hub whose Slurm sessions read their GPU samples from SAMPLES/{user}.json
+    and whose test cluster has the culling `policy`."""
     SAMPLES.mkdir(mode=0o755, exist_ok=True)
     config = (
         "c.SlurmSpawner.environment = {'NAIC_GPU_SAMPLES': "
@@ -51,7 +54,7 @@ def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     )
     hub = start_testcluster_hub(
         hub_dir,
-        lambda cat: cat["sites"]["testcluster"].update(culling=POLICY),
+        lambda cat: cat["sites"]["testcluster"].update(culling=policy),
         "--admin",
         "ops",
         config=config,
@@ -62,6 +65,12 @@ def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         stop_hub(hub)
         for user in ("alice", "bob"):
             subprocess.run(["scancel", f"--user={user}"], check=False)
+
+
+@pytest.fixture
+def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+    with hub_with_policy(hub_dir, POLICY) as hub:
+        yield hub
 
 
 def notices(c: httpx.Client, user: str) -> list[dict]:
