@@ -10,11 +10,13 @@ three policies (`simulate`), each on the same sessions:
 - `none`: every session runs until its natural end (the user stops it, or its time limit).
 - `activity-only`, as jupyterhub-idle-culler does it: stop a session after `--idle-timeout`
   minutes without browser/kernel activity. GPU use is not looked at.
-- `gpu-aware` (naic): a session with GPUs is stopped once its GPU has been below
-  `--gpu-idle-pct` for `--gpu-idle-timeout` minutes, open tab or not, and never while the GPU
-  is busy. The user is warned at that point and the session stops `--warn` minutes later,
-  unless the GPU gets busy again meanwhile (which restarts the count). The activity rule
-  applies only to sessions without GPUs.
+- `gpu-aware` (naic): the hub's own culler (`naic.hub.culler.decide`, the code the
+  `naic-culler` service runs), fed one GPU report per minute. A session with GPUs is stopped
+  once its GPU has been below `--gpu-idle-pct` for `--gpu-idle-timeout` + `--warn` minutes,
+  open tab or not, and never while the GPU is busy. The user is warned after
+  `--gpu-idle-timeout` minutes, and GPU use meanwhile restarts the count. Its activity rule
+  (`--idle-timeout`, counting GPU use as activity) stops only what the GPU rule would stop
+  anyway, while `--idle-timeout` exceeds the GPU rule's total.
 
 Assumptions (each a constant or an argument below; they are printed with the results):
 
@@ -65,10 +67,14 @@ from __future__ import annotations
 import argparse
 import random
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+
+from naic.hub.culler import Notice as CullNotice
+from naic.hub.culler import Policy as CullPolicy
+from naic.hub.culler import SessionView, decide
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -294,9 +300,31 @@ def synthetic_week(seed: int = 1, n: int = 400) -> list[Session]:
 
 def _replay(session: Session, policy: Policy) -> tuple[int, list[float], int, int]:
     """Minutes the session ran, its GPU % per minute as run, warnings, and come-backs."""
-    gpu_rule = policy.kind == "gpu" and session.gpus > 0
-    activity_rule = policy.kind == "activity" or (policy.kind == "gpu" and session.gpus == 0)
-    no_activity = gpu_idle = warnings = came_back = 0
+    if policy.kind == "gpu":
+        return _replay_naic(session, policy)
+    no_activity = 0
+    seen: list[float] = []
+    for minute in range(session.natural_min):
+        seen.append(session.gpu_pct[minute])
+        no_activity = 0 if session.active[minute] else no_activity + 1
+        if policy.kind == "activity" and no_activity >= policy.idle_timeout:
+            return minute + 1, seen, 0, 0
+    return session.natural_min, seen, 0, 0
+
+
+def _replay_naic(session: Session, policy: Policy) -> tuple[int, list[float], int, int]:
+    """The hub's own culler (`naic.hub.culler.decide`) looking at the end of every minute,
+    with one GPU report per minute: the simulation measures the code that runs."""
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    rules = CullPolicy(
+        idle_s=policy.idle_timeout * 60,
+        # The site's gpu_idle_minutes counts to the stop; this policy warns at its timeout.
+        gpu_idle_s=(policy.gpu_idle_timeout + policy.warn) * 60,
+        max_age_s=None,
+        warn_s=policy.warn * 60,
+    )
+    view = SessionView("sim", "", "sim", session.gpus, t0, None, t0, None, rules)
+    warnings = came_back = 0
     back_from = back_until = -1
     seen: list[float] = []
     for minute in range(session.natural_min):
@@ -304,19 +332,29 @@ def _replay(session: Session, policy: Policy) -> tuple[int, list[float], int, in
         if back_from <= minute < back_until:  # a warned user came back to work
             active, pct = True, max(pct, RETURN_GPU_PCT)
         seen.append(pct)
-        no_activity = 0 if active else no_activity + 1
-        gpu_idle = gpu_idle + 1 if pct < policy.gpu_idle_pct else 0
-        if activity_rule and no_activity >= policy.idle_timeout:
-            return minute + 1, seen, warnings, came_back
-        if gpu_rule and gpu_idle == policy.gpu_idle_timeout:
-            draw = session.return_draws[warnings] if warnings < len(session.return_draws) else 1
-            warnings += 1
-            if draw < policy.come_back and RETURN_AFTER_MIN < policy.warn:
-                came_back += 1
-                back_from = minute + 1 + RETURN_AFTER_MIN
-                back_until = back_from + RETURN_MIN
-        if gpu_rule and gpu_idle >= policy.gpu_idle_timeout + policy.warn:
-            return minute + 1, seen, warnings, came_back
+        now = t0 + timedelta(minutes=minute + 1)
+        view = replace(
+            view,
+            gpu_reported_at=now,
+            last_activity=now if active else view.last_activity,
+            gpu_busy_at=now if pct >= policy.gpu_idle_pct else view.gpu_busy_at,
+        )
+        for action in decide(view, now):
+            if action.what == "stop":
+                return minute + 1, seen, warnings, came_back
+            notices = dict(view.notices)
+            if action.what == "clear":
+                notices.pop(action.kind)
+            else:
+                notices[action.kind] = CullNotice(action.kind, action.deadline, now)
+                k = warnings
+                draw = session.return_draws[k] if k < len(session.return_draws) else 1
+                warnings += 1
+                if draw < policy.come_back and RETURN_AFTER_MIN < policy.warn:
+                    came_back += 1
+                    back_from = minute + 1 + RETURN_AFTER_MIN
+                    back_until = back_from + RETURN_MIN
+            view = replace(view, notices=notices)
     return session.natural_min, seen, warnings, came_back
 
 

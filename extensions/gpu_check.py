@@ -5,7 +5,9 @@
 Run it on a GPU node (or inside a GPU session) with naic-hub installed. It checks what no
 test on a GPU-less CI machine can: that `NVMLSource` finds the GPUs `CUDA_VISIBLE_DEVICES`
 gives this process, that the background `GPUSampler` sees utilisation rise while a torch
-matrix multiply runs and fall after it, and that torch sees the same devices. It prints a
+matrix multiply runs and fall after it, that the activity report the session sends the hub
+(naic.extensions.reporter) calls GPU 0 busy for that window, and that torch sees the same
+devices. It prints a
 table of readings and one verdict line per check; the exit status is 0 only when all pass.
 Without torch the sampler checks still run (its check reports "torch not installed").
 """
@@ -17,6 +19,7 @@ import os
 import sys
 import time
 
+from naic.extensions.reporter import summarize
 from naic.extensions.sources import GPUSampler, NVMLSource
 
 
@@ -88,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(
             ("torch and NVML agree on the devices", torch_count == len(first), f"{torch_count}")
         )
+        window = [r for r in sampler.readings() if start <= r.at <= end]
+        report = summarize(window)
+        print(f"activity report for the cell's window: {report}")
+        busy = bool(report) and (report[0] is None or report[0] > 1.0)
+        results.append(("the activity report calls GPU 0 busy", busy, f"{report[:1]}"))
 
     for name, passed, detail in results:
         print(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}")
