@@ -73,8 +73,9 @@ def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         yield hub
 
 
-def notices(c: httpx.Client, user: str) -> list[dict]:
-    resp = c.get(f"/hub/api/naic/users/{user}/activity")
+def notices(c: httpx.Client, user: str, server: str = "") -> list[dict]:
+    named = f"/servers/{server}" if server else ""
+    resp = c.get(f"/hub/api/naic/users/{user}{named}/activity")
     if resp.status_code == 404:  # stopped
         return []
     resp.raise_for_status()
@@ -86,8 +87,10 @@ def test_an_idle_gpu_session_is_warned_then_stopped_and_a_busy_one_is_kept(cull_
     set_gpu_use("bob", 85)
     alice, bob = client(cull_hub, "alice"), client(cull_hub, "bob")
     start(alice, "alice", A100)
-    start(bob, "bob", A100)
-    wait_until(lambda: ready(alice, "alice") and ready(bob, "bob"), 120, "both sessions ready")
+    start(bob, "bob", A100, server="train")  # a named session: the other API paths
+    wait_until(
+        lambda: ready(alice, "alice") and ready(bob, "bob", "train"), 120, "both sessions ready"
+    )
     began = time.monotonic()
 
     # The warning reaches the hub, and the session itself (what JupyterLab's toast reads).
@@ -123,8 +126,8 @@ def test_an_idle_gpu_session_is_warned_then_stopped_and_a_busy_one_is_kept(cull_
 
     # bob's GPU is busy: past the idle limit (no browser ever), with no warning, still running.
     wait_until(lambda: time.monotonic() - began > 45, 60, "bob past every limit")
-    assert ready(bob, "bob")
-    assert notices(bob, "bob") == []
+    assert ready(bob, "bob", "train")
+    assert notices(bob, "bob", "train") == []
 
     samples = scrape(cull_hub)
     assert value(samples, "naic_culls_total", site="testcluster", reason="gpu-idle") == 1
@@ -133,10 +136,11 @@ def test_an_idle_gpu_session_is_warned_then_stopped_and_a_busy_one_is_kept(cull_
 
     # Now bob stops using it: warned, and the warning goes when the GPU is busy again.
     set_gpu_use("bob", 0)
-    wait_until(lambda: notices(bob, "bob"), 40, "a GPU-idle warning for bob")
+    wait_until(lambda: notices(bob, "bob", "train"), 40, "a GPU-idle warning for bob")
     set_gpu_use("bob", 60)
-    wait_until(lambda: not notices(bob, "bob"), 30, "bob's warning taken back")
-    assert ready(bob, "bob")
+    wait_until(lambda: not notices(bob, "bob", "train"), 30, "bob's warning taken back")
+    assert ready(bob, "bob", "train")
+    bob.delete("/hub/api/users/bob/servers/train")
 
 
 def test_only_the_culler_reads_all_sessions_and_sessions_report_only_for_themselves(
