@@ -1,4 +1,4 @@
-"""The `naic` command: `naic catalogue check FILE`, `naic up`."""
+"""The `naic` command: `naic catalogue check FILE`, `naic up`, `naic workshop …`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from naic.hub import catalogue
+from naic.hub import catalogue, workshop_cli
 from naic.hub.summary import render_summary
 
 
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="make NAME an admin user (repeatable)",
     )
+    workshop_cli.add_parser(sub)
     return p
 
 
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "catalogue":
         return check(args.file)
+    if args.command == "workshop":
+        return workshop_cli.run(args)
     from naic.hub.up import run_up
 
     return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from naic.hub import access, accounting, catalogue, culling, metrics, oidc
+from naic.hub import access, accounting, catalogue, culling, metrics, oidc, workshop_api
 from naic.hub.auth import ensure_secret_file
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.extend import EXTEND_HANDLERS
@@ -158,6 +158,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         (accounting.ADMIN_USAGE_PATH, accounting.AdminUsageHandler),
         *EXTEND_HANDLERS,
         *culling.HANDLERS,
+        *workshop_api.HANDLERS,
         *access.HANDLERS,
     ]
     c.JupyterHub.template_paths = [str(TEMPLATES)]

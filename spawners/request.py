@@ -27,14 +27,30 @@ _SHOW_CHARS = 40  # a user's string is echoed at most this long
 
 
 @dataclass(frozen=True)
+class WorkshopPreset:
+    """A workshop seat the user holds while its window is open: the session it gives."""
+
+    name: str
+    title: str
+    site: str
+    resource: str
+    gpus: int
+    hours: float  # the workshop's, cut to the time the window has left
+    project: str | None
+    reservation: str | None
+
+
+@dataclass(frozen=True)
 class UserFacts:
     """Who asks: the hub user name, the identities they logged in with, their IdP groups,
-    and the projects an admin granted them (approved access requests)."""
+    the projects an admin granted them (approved access requests), and the workshops in
+    which they hold a seat now."""
 
     name: str
     identities: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     granted: frozenset[str] = frozenset()
+    workshops: tuple[WorkshopPreset, ...] = ()
 
 
 def projects_of(cat: Catalogue, user: UserFacts) -> list[str]:
@@ -63,6 +79,8 @@ class SessionRequest(BaseModel):
     project: str | None = Field(pattern=NAME_PATTERN)
     #: Set by the hub only (a workshop's Slurm reservation); never read from user_options.
     reservation: str | None = Field(None, pattern=SAFE_WORD)
+    #: The workshop this session belongs to (`{"workshop": name}` asks for its preset).
+    workshop: str | None = Field(None, pattern=NAME_PATTERN)
 
     @property
     def time_minutes(self) -> int:
@@ -91,6 +109,8 @@ def parse_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -> Se
             "The session options must be a mapping of option names to values, "
             f'such as {{"gpus": 1}}; you sent {_show(raw)}.',
         )
+    if "workshop" in raw:
+        return _workshop_request(raw, cat, user)
     for key in raw:
         if key == "reservation":
             why = "is set by the hub for workshops and cannot be chosen"
@@ -116,6 +136,39 @@ def parse_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -> Se
             raw, "environment", cat.environments_for(site_name, res_name), f"for {where}"
         ),
         project=_project(raw, cat, user, site),
+    )
+
+
+def _workshop_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -> SessionRequest:
+    """`{"workshop": name}`: the workshop's preset session, in its reservation."""
+    if set(raw) != {"workshop"}:
+        raise RequestError(
+            "workshop",
+            'A workshop session takes only {"workshop": name}: its instructor chose the rest.',
+        )
+    name = raw["workshop"]
+    preset = next((w for w in user.workshops if w.name == name), None)
+    if preset is None:
+        raise RequestError(
+            "workshop",
+            f"You hold no seat in a workshop {_show(name)} that is open now; join it with the "
+            "code your instructor gave you.",
+        )
+    site = cat.sites.get(preset.site)
+    res = site.resources.get(preset.resource) if site else None
+    if res is None:
+        raise RequestError("workshop", "This workshop's resource is no longer offered.")
+    return SessionRequest(
+        site=preset.site,
+        resource=preset.resource,
+        gpus=preset.gpus,
+        cpus=res.cpus.initial,
+        memory_gb=res.memory_gb.initial,
+        hours=preset.hours,
+        environment=cat.environments_for(preset.site, preset.resource)[0],
+        project=preset.project,
+        reservation=preset.reservation,
+        workshop=preset.name,
     )
 
 

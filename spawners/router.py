@@ -9,6 +9,7 @@ needs, and the state holds the request, from which site and backend follow again
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from tornado import web
 from traitlets import Any, Dict, Integer, Unicode, default
 from wrapspawner import WrapSpawner
 
-from naic.hub import accounting, catalogue, metrics
+from naic.hub import accounting, catalogue, metrics, workshop_api
 from naic.hub.ledger import Ledger
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
@@ -74,7 +75,9 @@ class Router(WrapSpawner):
 
     def user_facts(self) -> UserFacts:
         if self.ledger is not None:
-            return accounting.user_facts(self.user, self.ledger)
+            facts = accounting.user_facts(self.user, self.ledger)
+            seats = workshop_api.presets_for(self.ledger_url, self.user.name, datetime.now(UTC))
+            return dataclasses.replace(facts, workshops=seats)
         groups = frozenset(g.name for g in getattr(self.user, "groups", []) or [])
         return UserFacts(name=self.user.name, identities=frozenset({self.user.name}), groups=groups)
 

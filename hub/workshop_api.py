@@ -1,0 +1,357 @@
+"""Workshops over REST, for `naic workshop …` and the hub's pages.
+
+    POST   /hub/api/naic/workshops             create (instructors, admins): spec JSON →
+                                               201 {name, code, join_url, reservation, …}
+    GET    /hub/api/naic/workshops             the caller's workshops (admins: all)
+    GET    /hub/api/naic/workshops/{name}      one, with its students and their sessions
+    DELETE /hub/api/naic/workshops/{name}      end it: stop every session, release the
+                                               reservation; answers the report (CSV)
+    POST   /hub/api/naic/workshops/join        {"code": …}: take a seat (any logged-in user)
+
+Instructors hold `custom:naic:workshops` (the `instructor` role, group `instructors`) and
+manage only their own workshops; admins manage all. A student's workshop session is the
+named server `{workshop}`, started with `{"workshop": name}` as its only option: the preset
+and the reservation come from here (naic.spawners.request), never from the student.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import csv
+import dataclasses
+import functools
+import io
+import json
+import time
+from datetime import UTC, datetime
+
+from jupyterhub.apihandlers import APIHandler
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
+from pydantic import ValidationError
+from tornado import web
+
+from naic.hub import accounting
+from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
+from naic.hub.workshops import (
+    WorkshopSpec,
+    catalogue_problems,
+    new_code,
+    normalise_code,
+    reservation_argv,
+    reservation_for,
+)
+from naic.spawners.request import WorkshopPreset
+
+SCOPE = "custom:naic:workshops"
+#: Redemption attempts per user in RATE_WINDOW_S, right or wrong: guessing stays hopeless.
+RATE_LIMIT = 10
+RATE_WINDOW_S = 600
+_attempts: collections.defaultdict[str, collections.deque] = collections.defaultdict(
+    collections.deque
+)
+
+
+@functools.cache
+def store_for(url: str) -> WorkshopStore:
+    """One store (one connection pool) per database in this hub process."""
+    return WorkshopStore(url)
+
+
+def presets_for(url: str, user: str, now: datetime) -> tuple[WorkshopPreset, ...]:
+    """The workshop sessions `user` may start now (naic.spawners.request's UserFacts)."""
+    out = []
+    for ws in store_for(url).open_seats_of(user):
+        left_h = (ws.ends_at - now).total_seconds() / 3600
+        out.append(
+            WorkshopPreset(
+                name=ws.name,
+                title=ws.title,
+                site=ws.site,
+                resource=ws.resource,
+                gpus=ws.gpus,
+                hours=max(min(ws.hours, left_h), 1 / 60),
+                project=ws.project,
+                reservation=ws.reservation,
+            )
+        )
+    return tuple(out)
+
+
+def rate_limited(user: str, now: float | None = None) -> bool:
+    """True when `user` has used up their redemption attempts (and counts this one)."""
+    now = time.monotonic() if now is None else now
+    seen = _attempts[user]
+    while seen and now - seen[0] > RATE_WINDOW_S:
+        seen.popleft()
+    if len(seen) >= RATE_LIMIT:
+        return True
+    seen.append(now)
+    return False
+
+
+async def run_slurm(argv: list[str], timeout_s: float = 60) -> str:
+    """An operator's Slurm command, as the hub (no shell); RuntimeError with Slurm's words."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError(f"{argv[0]} did not answer within {timeout_s:g} s") from None
+    if proc.returncode:
+        raise RuntimeError(err.decode().strip() or out.decode().strip())
+    return out.decode()
+
+
+def first_error(exc: ValidationError) -> str:
+    """One sentence from pydantic's first error, naming the field."""
+    e = exc.errors()[0]
+    field = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"`{field}`: {msg}." if field else f"{msg[0].upper()}{msg[1:]}."
+
+
+def workshop_json(ws: Workshop, base_url: str) -> dict:
+    return {
+        "name": ws.name,
+        "title": ws.title,
+        "instructor": ws.instructor,
+        "seats": ws.seats,
+        "start": ws.starts_at.isoformat(),
+        "end": ws.ends_at.isoformat(),
+        "resource": f"{ws.site}:{ws.resource}",
+        "gpus": ws.gpus,
+        "hours": ws.hours,
+        "project": ws.project,
+        "material": ws.material,
+        "code": ws.code,
+        "join_url": url_path_join(base_url, f"naic/workshops/join?code={ws.code}"),
+        "reservation": ws.reservation,
+        "ended": ws.ended_at.isoformat() if ws.ended_at else None,
+    }
+
+
+class _WorkshopHandler(accounting._NaicHandlerMixin, APIHandler):
+    @property
+    def store(self) -> WorkshopStore:
+        return store_for(self.settings["naic"]["ledger_url"])
+
+    def _instructor(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Log in, or send a token, to manage workshops.")
+        if not accounting.may(self, SCOPE):
+            raise web.HTTPError(403, "Only instructors and admins manage workshops.")
+
+    def _mine(self, name: str) -> Workshop:
+        self._instructor()
+        ws = self.store.get(name)
+        if ws is None:
+            raise web.HTTPError(404, f"There is no workshop {name}.")
+        if ws.instructor != self.current_user.name and not accounting.may(self, "admin:users"):
+            raise web.HTTPError(403, "You manage only your own workshops.")
+        return ws
+
+    def _body(self) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The body is not JSON.") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "The body must be a JSON object.")
+        return data
+
+
+class WorkshopsHandler(_WorkshopHandler):
+    def get(self) -> None:
+        self._instructor()
+        mine = None if accounting.may(self, "admin:users") else self.current_user.name
+        base = self.hub.base_url
+        self.finish(json.dumps([workshop_json(w, base) for w in self.store.list(mine)]))
+
+    async def post(self) -> None:
+        self._instructor()
+        try:
+            spec = WorkshopSpec.model_validate(self._body())
+        except ValidationError as exc:
+            raise web.HTTPError(400, first_error(exc)) from None
+        cat = self.naic_catalogue
+        problems = catalogue_problems(spec, cat)
+        if problems:
+            raise web.HTTPError(400, " ".join(problems))
+        if spec.end <= datetime.now(UTC):
+            raise web.HTTPError(400, "`end` is in the past; a workshop must end in the future.")
+        res = cat.sites[spec.site].resources[spec.resource_name]
+        try:
+            nodes = await self._nodes(res.partition)
+            reservation = reservation_for(spec, cat, users=(), nodes_in_partition=nodes)
+        except ValueError as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        try:
+            ws = self.store.create(spec, instructor=self.current_user.name, code=new_code())
+        except WorkshopExists as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        if not reservation.accounts:
+            # Without a project's account to name, Slurm needs a user that surely exists;
+            # students are added as they join (root may run anything anyway).
+            reservation = dataclasses.replace(reservation, users=("root",))
+        try:
+            await run_slurm(reservation_argv(reservation, spec.start, spec.end))
+        except RuntimeError as exc:
+            self.store.delete(spec.name)  # nothing half-created
+            raise web.HTTPError(
+                409, f"Slurm could not reserve the workshop's window: {exc}"
+            ) from None
+        self.store.set_reservation(spec.name, reservation.name)
+        ws = self.store.get(spec.name)
+        self.log.info("Workshop %s created by %s", ws.name, ws.instructor)
+        self.set_status(201)
+        self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
+
+    async def _nodes(self, partition: str | None) -> int:
+        argv = ["sinfo", "-h", "-o", "%D"] + (["-p", partition] if partition else [])
+        try:
+            out = await run_slurm(argv)
+        except RuntimeError as exc:
+            raise ValueError(f"Slurm does not answer: {exc}") from None
+        return sum(int(x) for x in out.split() if x.isdigit())
+
+
+class WorkshopHandler(_WorkshopHandler):
+    def get(self, name: str) -> None:
+        ws = self._mine(name)
+        body = workshop_json(ws, self.hub.base_url)
+        body["students"] = [self._student(ws, s.username, s.seat) for s in self.store.seats(name)]
+        self.finish(json.dumps(body))
+
+    def _student(self, ws: Workshop, username: str, seat: int) -> dict:
+        user = self.find_user(username)
+        state = "not started"
+        if user is not None and ws.name in user.orm_user.orm_spawners:
+            sp = user.spawners[ws.name]
+            state = "running" if sp.ready else "starting" if sp.pending else "stopped"
+        return {"user": username, "seat": seat, "session": state}
+
+    async def delete(self, name: str) -> None:
+        ws = self._mine(name)
+        stops = []
+        for seat in self.store.seats(name):
+            user = self.find_user(seat.username)
+            if user is not None and name in user.orm_user.orm_spawners:
+                sp = user.spawners[name]
+                if sp.active:
+                    sp.stop_reason = f"the workshop {ws.title} ended"
+                    stops.append(self.stop_single_user(user, name))
+        await asyncio.gather(*stops, return_exceptions=True)
+        if ws.reservation:
+            try:
+                await run_slurm(["scontrol", "delete", f"ReservationName={ws.reservation}"])
+            except RuntimeError as exc:
+                if "Invalid reservation" not in str(exc):
+                    msg = f"Slurm did not release the reservation: {exc}"
+                    raise web.HTTPError(503, msg) from None
+        ws = self.store.end(name)
+        self.log.info("Workshop %s ended by %s", name, self.current_user.name)
+        self.finish(
+            json.dumps({**workshop_json(ws, self.hub.base_url), "report": self._report(ws)})
+        )
+
+    def _report(self, ws: Workshop) -> str:
+        """CSV: who, sessions, GPU-hours (from the ledger's records of workshop sessions)."""
+        ledger = self.naic_ledger
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["user", "seat", "joined", "sessions", "gpu_hours"])
+        for seat in self.store.seats(ws.name):
+            runs = [
+                s
+                for s in ledger.sessions(user=seat.username, since=ws.starts_at)
+                if s.server == ws.name and s.started_at < (ws.ended_at or ws.ends_at)
+            ]
+            hours = sum(s.gpu_hours for s in runs)
+            joined = seat.joined_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            writer.writerow([seat.username, seat.seat, joined, len(runs), f"{hours:.3f}"])
+        return out.getvalue()
+
+
+async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Workshop:
+    """Take a seat with a join code, or HTTPError with the sentence why not."""
+    if rate_limited(user):
+        raise web.HTTPError(
+            429, "Too many attempts with workshop codes; wait ten minutes and try again."
+        )
+    ws = store.by_code(normalise_code(code))
+    if ws is None:
+        raise web.HTTPError(404, "That code belongs to no workshop; check it and try again.")
+    try:
+        store.join(ws.name, user)
+    except ValueError as exc:
+        raise web.HTTPError(403, str(exc)) from None
+    if ws.reservation and not ws.project:  # a reservation by users: this one may use it
+        try:
+            await run_slurm(
+                ["scontrol", "update", f"ReservationName={ws.reservation}", f"Users+={user}"]
+            )
+        except RuntimeError as exc:
+            handler.log.warning("Could not add %s to %s: %s", user, ws.reservation, exc)
+    return ws
+
+
+class JoinHandler(_WorkshopHandler):
+    async def post(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Log in first, then enter the workshop's code.")
+        user = self.current_user.name
+        ws = await redeem(self, self.store, user, str(self._body().get("code", "")))
+        seat = next(s for s in self.store.seats(ws.name) if s.username == user)
+        self.finish(
+            json.dumps(
+                {
+                    "workshop": ws.name,
+                    "title": ws.title,
+                    "seat": seat.seat,
+                    "server": ws.name,
+                    "user_options": {"workshop": ws.name},
+                }
+            )
+        )
+
+
+class JoinPage(accounting._NaicHandlerMixin, BaseHandler):
+    """`/hub/naic/workshops/join[?code=…]`: enter the code, press Join, land in the session."""
+
+    @property
+    def store(self) -> WorkshopStore:
+        return store_for(self.settings["naic"]["ledger_url"])
+
+    @web.authenticated
+    async def get(self) -> None:
+        await self._page(code=self.get_argument("code", ""))
+
+    @web.authenticated
+    async def post(self) -> None:
+        code = self.get_body_argument("code", "")
+        user = self.current_user
+        try:
+            ws = await redeem(self, self.store, user.name, code)
+        except web.HTTPError as exc:
+            self.set_status(exc.status_code)
+            await self._page(code=code, error=exc.log_message)
+            return
+        # The preset session, in one step: JupyterHub spawns from query arguments.
+        spawn = url_path_join(self.hub.base_url, "spawn", user.escaped_name, ws.name)
+        self.redirect(f"{spawn}?workshop={ws.name}")
+
+    async def _page(self, code: str, error: str = "") -> None:
+        html = await self.render_template("workshop-join.html", code=code, error=error)
+        self.finish(html)
+
+
+HANDLERS = [
+    (r"/naic/workshops/join", JoinPage),
+    (r"/api/naic/workshops", WorkshopsHandler),
+    (r"/api/naic/workshops/join", JoinHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})", WorkshopHandler),
+]

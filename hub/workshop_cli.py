@@ -1,0 +1,144 @@
+"""`naic workshop create|list|show|end`: the instructor's commands, over the hub's REST API.
+
+The hub checks every permission (naic.hub.workshop_api); this only turns arguments into a
+request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
+`JUPYTERHUB_API_TOKEN` (inside a session); hub: `--hub`, or `NAIC_HUB_URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+DEFAULT_HUB = "http://127.0.0.1:8000/"
+
+
+class CLIError(Exception):
+    pass
+
+
+def add_parser(sub) -> None:
+    ws = sub.add_parser("workshop", help="run a workshop: seats, a join code, a reservation")
+    ws.add_argument("--hub", default=None, help=f"the hub's URL (NAIC_HUB_URL; {DEFAULT_HUB})")
+    ws.add_argument("--token", default=None, help="API token (NAIC_TOKEN)")
+    act = ws.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = act.add_parser("create", help="create a workshop and print its join code")
+    c.add_argument("name", help="short name, e.g. ml-intro")
+    c.add_argument("--seats", type=int, required=True)
+    c.add_argument("--start", required=True, help="e.g. 2027-01-20T09:00 (local time) or …Z")
+    c.add_argument("--end", required=True, help="e.g. 2027-01-20T16:00")
+    c.add_argument("--resource", required=True, help="site:resource, e.g. saga:a100")
+    c.add_argument("--gpus", type=int, default=0)
+    c.add_argument("--hours", type=float, required=True, help="each session's time limit")
+    c.add_argument("--material", default="", help="a git URL or a folder on the hub")
+    c.add_argument("--project", default=None, help="the project the sessions are charged to")
+    c.add_argument("--title", default="", help="what students see (default: the name)")
+    act.add_parser("list", help="your workshops")
+    s = act.add_parser("show", help="a workshop's students and their sessions")
+    s.add_argument("name")
+    e = act.add_parser("end", help="stop every session, release the reservation, report")
+    e.add_argument("name")
+    e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
+
+
+def local_time(text: str, field: str) -> str:
+    """ISO 8601 with a zone; a time without one is this machine's local time."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CLIError(f"--{field} {text!r} is not a time like 2027-01-20T09:00.") from None
+    return (t if t.tzinfo else t.astimezone()).isoformat()
+
+
+def spec_of(args: argparse.Namespace) -> dict:
+    spec = {
+        "name": args.name,
+        "title": args.title,
+        "seats": args.seats,
+        "start": local_time(args.start, "start"),
+        "end": local_time(args.end, "end"),
+        "resource": args.resource,
+        "gpus": args.gpus,
+        "hours": args.hours,
+        "material": args.material,
+    }
+    if args.project:
+        spec["project"] = args.project
+    return spec
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
+    hub = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
+    token = args.token or os.environ.get("NAIC_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not token:
+        raise CLIError(
+            "naic workshop needs an API token: --token or NAIC_TOKEN (the hub's Token page "
+            "makes one)."
+        )
+    req = urllib.request.Request(  # noqa: S310 - the operator's own hub URL
+        f"{hub}/hub/api/naic/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        raise CLIError(message or f"The hub answered HTTP {exc.code}.") from None
+    except OSError as exc:
+        raise CLIError(f"The hub at {hub} does not answer ({exc}).") from None
+
+
+def describe(w: dict) -> str:
+    start = datetime.fromisoformat(w["start"]).astimezone()
+    end = datetime.fromisoformat(w["end"]).astimezone()
+    gpus = f"{w['gpus']} GPU{'s' * (w['gpus'] != 1)}, " if w["gpus"] else ""
+    state = " (ended)" if w.get("ended") else ""
+    return (
+        f"{w['name']}{state}: {w['title']} — {w['seats']} seats, "
+        f"{start:%Y-%m-%d %H:%M}–{end:%H:%M %Z} on {w['resource']} ({gpus}{w['hours']:g} h)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "create":
+            w = call(args, "POST", "workshops", spec_of(args))
+            base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
+            print(describe(w))
+            print(f"Join code:   {w['code']}")
+            print(f"Join link:   {base}{w['join_url']}")
+            print(f"Reservation: {w['reservation']}")
+        elif args.action == "list":
+            for w in call(args, "GET", "workshops"):
+                print(describe(w))
+        elif args.action == "show":
+            w = call(args, "GET", f"workshops/{quote(args.name, safe='')}")
+            print(describe(w))
+            for s in w["students"]:
+                print(f"  {s['seat']:>3}  {s['user']:<24} {s['session']}")
+            print(f"{len(w['students'])} of {w['seats']} seats taken")
+        else:
+            w = call(args, "DELETE", f"workshops/{quote(args.name, safe='')}")
+            if args.report:
+                args.report.write_text(w["report"])
+                print(f"Workshop {w['name']} ended; report in {args.report}")
+            else:
+                print(f"Workshop {w['name']} ended; report:")
+                sys.stdout.write(w["report"])
+    except CLIError as exc:
+        print(f"naic workshop {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,220 @@
+"""Workshops and their seats, kept durably in the hub's database (its own `naic_` tables).
+
+As the ledger, SQLAlchemy Core over the hub's `db_url`, so SQLite and PostgreSQL alike; the
+database's unique constraints decide races: two students taking the last seat at once get
+seat numbers that collide, and one of them is told the workshop is full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from naic.hub.ledger import UTCDateTime, utcnow
+from naic.hub.workshops import MAX_SEATS, WorkshopSpec, join_refusal
+
+metadata = sa.MetaData()
+
+workshops_table = sa.Table(
+    "naic_workshops",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("title", sa.String(120), nullable=False),
+    sa.Column("instructor", sa.String(255), nullable=False, index=True),
+    sa.Column("seats", sa.Integer, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("site", sa.String(40), nullable=False),
+    sa.Column("resource", sa.String(40), nullable=False),
+    sa.Column("gpus", sa.Integer, nullable=False),
+    sa.Column("hours", sa.Float, nullable=False),
+    sa.Column("project", sa.String(40)),
+    sa.Column("material", sa.String(500), nullable=False),
+    sa.Column("code", sa.String(16), nullable=False, unique=True),
+    sa.Column("reservation", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+)
+
+seats_table = sa.Table(
+    "naic_workshop_seats",
+    metadata,
+    sa.Column("workshop", sa.String(40), primary_key=True),
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("seat", sa.Integer, nullable=False),
+    sa.Column("joined_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("workshop", "seat", name="naic_one_student_per_seat"),
+)
+
+
+@dataclass(frozen=True)
+class Workshop:
+    name: str
+    title: str
+    instructor: str
+    seats: int
+    starts_at: datetime
+    ends_at: datetime
+    site: str
+    resource: str
+    gpus: int
+    hours: float
+    project: str | None
+    material: str
+    code: str
+    reservation: str | None
+    created_at: datetime
+    ended_at: datetime | None
+
+    def is_open(self, now: datetime) -> bool:
+        return self.ended_at is None and self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True)
+class Seat:
+    workshop: str
+    username: str
+    seat: int
+    joined_at: datetime
+
+
+class WorkshopExists(ValueError):
+    pass
+
+
+class WorkshopStore:
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow):
+        self._engine = sa.create_engine(url, future=True)
+        self._clock = clock
+        metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def create(self, spec: WorkshopSpec, *, instructor: str, code: str) -> Workshop:
+        row = dict(
+            name=spec.name,
+            title=spec.title or spec.name,
+            instructor=instructor,
+            seats=spec.seats,
+            starts_at=spec.start,
+            ends_at=spec.end,
+            site=spec.site,
+            resource=spec.resource_name,
+            gpus=spec.gpus,
+            hours=spec.hours,
+            project=spec.project,
+            material=spec.material,
+            code=code,
+            created_at=self._clock(),
+        )
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(workshops_table.insert().values(**row))
+        except sa.exc.IntegrityError:
+            raise WorkshopExists(
+                f"There is already a workshop named {spec.name}; choose another name."
+            ) from None
+        return self.get(spec.name)
+
+    def set_reservation(self, name: str, reservation: str | None) -> None:
+        w = workshops_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update().where(w.name == name).values(reservation=reservation)
+            )
+
+    def delete(self, name: str) -> None:
+        """Undo a create that could not be completed (its reservation failed)."""
+        with self._engine.begin() as conn:
+            conn.execute(seats_table.delete().where(seats_table.c.workshop == name))
+            conn.execute(workshops_table.delete().where(workshops_table.c.name == name))
+
+    def get(self, name: str) -> Workshop | None:
+        found = self._workshops(workshops_table.c.name == name)
+        return found[0] if found else None
+
+    def by_code(self, code: str) -> Workshop | None:
+        found = self._workshops(workshops_table.c.code == code)
+        return found[0] if found else None
+
+    def list(self, instructor: str | None = None) -> list[Workshop]:
+        """Soonest first."""
+        w = workshops_table.c
+        return self._workshops(*([] if instructor is None else [w.instructor == instructor]))
+
+    def join(self, name: str, user: str) -> Seat:
+        """Take a seat (the same one again for a second redemption), or ValueError with the
+        sentence why not."""
+        # A collision on the seat number means another student just took that seat: each try
+        # either succeeds or sees one more seat taken, so this ends by the seat limit.
+        for _ in range(MAX_SEATS + 2):
+            ws = self.get(name)
+            if ws is None:
+                raise ValueError("That code belongs to no workshop.")
+            taken = self.seats(name)
+            mine = next((s for s in taken if s.username == user), None)
+            refusal = join_refusal(
+                title=ws.title,
+                start=ws.starts_at,
+                end=ws.ends_at,
+                ended=ws.ended_at is not None,
+                seats=ws.seats,
+                taken=len(taken),
+                already_in=mine is not None,
+                now=self._clock(),
+            )
+            if refusal:
+                raise ValueError(refusal)
+            if mine is not None:
+                return mine
+            seat = max((s.seat for s in taken), default=0) + 1
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        seats_table.insert().values(
+                            workshop=name, username=user, seat=seat, joined_at=self._clock()
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                continue
+            return Seat(name, user, seat, self._clock())
+        raise ValueError("Many students are joining at this moment; please try again.")
+
+    def seats(self, name: str) -> list[Seat]:
+        s = seats_table.c
+        query = sa.select(seats_table).where(s.workshop == name).order_by(s.seat)
+        with self._engine.connect() as conn:
+            return [Seat(r.workshop, r.username, r.seat, r.joined_at) for r in conn.execute(query)]
+
+    def open_seats_of(self, user: str) -> list[Workshop]:
+        """Workshops in which `user` holds a seat and whose window is open now."""
+        s, w = seats_table.c, workshops_table.c
+        now = self._clock()
+        query = (
+            sa.select(workshops_table)
+            .join(seats_table, s.workshop == w.name)
+            .where(s.username == user, w.ended_at.is_(None), w.starts_at <= now, w.ends_at > now)
+        )
+        with self._engine.connect() as conn:
+            return [Workshop(**row._mapping) for row in conn.execute(query)]
+
+    def end(self, name: str) -> Workshop:
+        """Idempotent: the first end stands."""
+        w = workshops_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update()
+                .where(w.name == name, w.ended_at.is_(None))
+                .values(ended_at=self._clock())
+            )
+        return self.get(name)
+
+    def _workshops(self, *filters) -> list[Workshop]:
+        w = workshops_table.c
+        query = sa.select(workshops_table).where(*filters).order_by(w.starts_at, w.name)
+        with self._engine.connect() as conn:
+            return [Workshop(**row._mapping) for row in conn.execute(query)]

@@ -1,0 +1,221 @@
+"""Workshops: what an instructor asks for, and the rules a join code obeys. Pure.
+
+An instructor describes a workshop (`WorkshopSpec`, validated against the catalogue: the
+resource must be a Slurm one, the session must fit the window); the hub stores it with an
+unguessable join code (`new_code`), reserves seats and GPUs in Slurm for the window
+(`reservation_argv`) and lets students take a seat while the window is open
+(`join_refusal`). Everything here is a function of its arguments: the store
+(naic.hub.workshop_store) and the handlers (naic.hub.workshop_api) do the I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from naic.hub.catalogue import NAME_PATTERN, Catalogue
+
+#: No 0/O, 1/I/L: codes are read off a projector and typed by hand.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+#: 10 characters of 31: about 50 bits, far beyond guessing at the redemption rate limit.
+CODE_LENGTH = 10
+MAX_SEATS = 500
+
+
+def new_code() -> str:
+    """`ABCDE-FGHJK`: unguessable (the `secrets` generator), easy to read aloud."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def normalise_code(text: str) -> str:
+    """What students type, made comparable: case, spaces and dashes do not matter."""
+    raw = re.sub(r"[\s-]", "", text or "").upper()
+    return f"{raw[:5]}-{raw[5:]}" if len(raw) == CODE_LENGTH else raw
+
+
+class WorkshopSpec(BaseModel):
+    """What `naic workshop create` and `POST /hub/api/naic/workshops` take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="short name, e.g. ml-intro")
+    title: str = Field("", max_length=120)
+    seats: int = Field(ge=1, le=MAX_SEATS)
+    start: datetime
+    end: datetime
+    resource: str = Field(description="site:resource from the catalogue, e.g. saga:a100")
+    gpus: int = Field(0, ge=0)
+    hours: float = Field(gt=0, allow_inf_nan=False)
+    material: str = Field("", max_length=500, description="a git URL or a folder on the hub")
+    project: str | None = Field(None, pattern=NAME_PATTERN)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_route(cls, name: str) -> str:
+        if name == "join":
+            raise ValueError("`join` is the name of the page that takes codes; choose another")
+        return name
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, t: datetime) -> datetime:
+        if t.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2027-01-20T09:00+01:00 or …Z for UTC")
+        return t.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _window(self) -> WorkshopSpec:
+        if self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        if self.end - self.start > timedelta(days=14):
+            raise ValueError("a workshop lasts at most 14 days")
+        window_h = (self.end - self.start).total_seconds() / 3600
+        if self.hours > window_h + 1e-9:
+            raise ValueError(
+                f"`hours` ({self.hours:g}) must fit in the window ({window_h:g} hours)"
+            )
+        if self.material and not re.fullmatch(r"(https?://|git@|/)[^\s;|&$`\\]+", self.material):
+            raise ValueError(
+                "`material` must be an http(s):// or git@ URL of a git repository, or an "
+                "absolute folder path, without spaces or shell characters"
+            )
+        return self
+
+    @property
+    def site(self) -> str:
+        return self.resource.split(":", 1)[0]
+
+    @property
+    def resource_name(self) -> str:
+        return self.resource.split(":", 1)[-1]
+
+
+def catalogue_problems(spec: WorkshopSpec, cat: Catalogue) -> list[str]:
+    """Pure: the sentences why the catalogue cannot host this workshop (empty: it can)."""
+    site_name, _, res_name = spec.resource.partition(":")
+    site = cat.sites.get(site_name)
+    if site is None or not res_name or res_name not in site.resources:
+        offered = ", ".join(
+            f"{s}:{r}" for s, st in cat.sites.items() if st.backend == "slurm" for r in st.resources
+        )
+        return [f"`resource` {spec.resource!r} is not in the catalogue; choose one of: {offered}."]
+    if site.backend != "slurm":
+        return [f"`resource` {spec.resource!r} is not on a Slurm site; workshops reserve Slurm."]
+    res = site.resources[res_name]
+    problems = []
+    most = res.gpu.max if res.gpu else 0
+    if spec.gpus > most:
+        problems.append(f"`gpus` must be at most {most} on {res.title}; you asked for {spec.gpus}.")
+    if spec.hours > res.max_hours:
+        problems.append(f"`hours` must be at most {res.max_hours:g} on {res.title}.")
+    if spec.project is not None and spec.project not in cat.projects:
+        problems.append(f"`project` {spec.project!r} is not in the catalogue.")
+    return problems
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What Slurm is asked to hold: `nodes` whole nodes (GPU workshops) or `cores`."""
+
+    name: str
+    partition: str | None
+    nodes: int
+    cores: int
+    accounts: tuple[str, ...]
+    users: tuple[str, ...]
+
+
+def reservation_for(
+    spec: WorkshopSpec,
+    cat: Catalogue,
+    *,
+    users: tuple[str, ...],
+    nodes_in_partition: int,
+) -> Reservation:
+    """Pure: the reservation for the window, or ValueError with the sentence why the cluster
+    cannot hold it. GPU workshops hold whole nodes (Slurm 22.05 reserves no GPUs by count):
+    seats × GPUs over the GPUs one node has; CPU workshops hold seats × CPUs cores."""
+    site = cat.sites[spec.site]
+    res = site.resources[spec.resource_name]
+    name = f"naic-ws-{spec.name}"
+    project = cat.projects.get(spec.project) if spec.project else None
+    accounts = ((project.slurm_account or spec.project),) if project else ()
+    if spec.gpus:
+        per_node = (site.gpus_per_node or {}).get(res.gpu.type) if res.gpu else None
+        if not per_node:
+            raise ValueError(
+                f"The catalogue does not say how many {res.gpu.type if res.gpu else ''} GPUs a "
+                f"node of {site.title} has (`gpus_per_node`), so GPUs cannot be reserved."
+            )
+        nodes = math.ceil(spec.seats * spec.gpus / per_node)
+        if nodes > nodes_in_partition:
+            raise ValueError(
+                f"{spec.seats} seats × {spec.gpus} GPU{'s' * (spec.gpus != 1)} need {nodes} "
+                f"nodes of {per_node} GPUs, and {res.title} has {nodes_in_partition}; lower "
+                f"the seats or GPUs (at most {nodes_in_partition * per_node} GPUs in all)."
+            )
+        return Reservation(name, res.partition, nodes, 0, accounts, users)
+    cores = spec.seats * res.cpus.initial
+    return Reservation(name, res.partition, 0, cores, accounts, users)
+
+
+def _slurm_time(t: datetime) -> str:
+    # Slurm reads times in its own local zone; the hub hands them over in UTC with no zone
+    # only where Slurm runs in UTC, so convert to the host's local time (what scontrol expects).
+    return t.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def reservation_argv(r: Reservation, start: datetime, end: datetime) -> list[str]:
+    """Pure: `scontrol create reservation …` as an argv list (no shell, no user strings)."""
+    argv = [
+        "scontrol",
+        "create",
+        "reservation",
+        f"ReservationName={r.name}",
+        f"StartTime={_slurm_time(start)}",
+        f"EndTime={_slurm_time(end)}",
+    ]
+    if r.partition:
+        argv.append(f"PartitionName={r.partition}")
+    argv.append(f"NodeCnt={r.nodes}" if r.nodes else f"CoreCnt={r.cores}")
+    if r.accounts:
+        argv.append(f"Accounts={','.join(r.accounts)}")
+    if r.users:
+        argv.append(f"Users={','.join(r.users)}")
+    return argv
+
+
+def when(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%d %b %Y %H:%M UTC").lstrip("0")
+
+
+def join_refusal(
+    *,
+    title: str,
+    start: datetime,
+    end: datetime,
+    ended: bool,
+    seats: int,
+    taken: int,
+    already_in: bool,
+    now: datetime,
+) -> str | None:
+    """Pure: None if the user may take a seat now, else the sentence why not."""
+    if ended or now >= end:
+        return f"The workshop {title} ended at {when(end)}; its code no longer works."
+    if now < start:
+        return f"The workshop {title} opens at {when(start)}; come back then with the same code."
+    if already_in:
+        return None  # a second redemption is a no-op, not a second seat
+    if taken >= seats:
+        return (
+            f"The workshop {title} is full ({seats} seats); ask the instructor whether "
+            "another seat can be added."
+        )
+    return None

@@ -1,0 +1,201 @@
+"""Workshops, pure: specs against the catalogue, join codes, the window, the reservation's
+scontrol line, the request a seat gives, and the CLI's arguments."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from naic.hub.workshop_api import first_error, rate_limited
+from naic.hub.workshop_cli import spec_of
+from naic.hub.workshops import (
+    CODE_ALPHABET,
+    WorkshopSpec,
+    catalogue_problems,
+    join_refusal,
+    new_code,
+    normalise_code,
+    reservation_argv,
+    reservation_for,
+)
+from naic.spawners.request import RequestError, UserFacts, WorkshopPreset, parse_request
+from tests.unit.examples import DEMO
+
+#: The demo catalogue, with Saga's nodes of four A100s.
+SAGA4 = DEMO.model_copy(
+    update={
+        "sites": {
+            **DEMO.sites,
+            "saga": DEMO.sites["saga"].model_copy(update={"gpus_per_node": {"a100": 4}}),
+        }
+    }
+)
+START = datetime(2027, 1, 20, 9, 0, tzinfo=UTC)
+END = datetime(2027, 1, 20, 16, 0, tzinfo=UTC)
+
+
+def spec(**kw) -> WorkshopSpec:
+    base = dict(
+        name="ml-intro",
+        seats=40,
+        start=START,
+        end=END,
+        resource="saga:a100",
+        gpus=1,
+        hours=3,
+        material="https://github.com/naic/ml-intro.git",
+        project="nn1234k",
+    )
+    return WorkshopSpec.model_validate({**base, **kw})
+
+
+def test_codes_are_unguessable_and_forgiving_to_type() -> None:
+    codes = {new_code() for _ in range(1000)}
+    assert len(codes) == 1000
+    code = next(iter(codes))
+    assert len(code) == 11 and code[5] == "-"
+    assert set(code.replace("-", "")) <= set(CODE_ALPHABET)
+    assert normalise_code(code.lower().replace("-", " ")) == code
+    assert normalise_code("  abcde fghjk ") == "ABCDE-FGHJK"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"end": START}, "`end` must be after `start`."),
+        ({"hours": 8}, "`hours` (8) must fit in the window (7 hours)."),
+        ({"start": "2027-01-20T09:00"}, "`start`: needs a time zone"),
+        ({"name": "ML intro"}, "`name`: String should match pattern"),
+        ({"name": "join"}, "`name`: `join` is the name of the page that takes codes"),
+        ({"seats": 0}, "`seats`: Input should be greater than or equal to 1."),
+        ({"material": "http://x/y; rm -rf ~"}, "`material` must be an http(s):// or git@ URL"),
+    ],
+)
+def test_bad_specs_are_refused_with_a_sentence_naming_the_field(change, message) -> None:
+    with pytest.raises(ValidationError) as err:
+        spec(**change)
+    assert first_error(err.value).startswith(message)
+
+
+def test_the_catalogue_must_host_the_workshop() -> None:
+    assert catalogue_problems(spec(), DEMO) == []
+    assert catalogue_problems(spec(gpus=9), DEMO) == [
+        "`gpus` must be at most 4 on NVIDIA A100; you asked for 9."
+    ]
+    (problem,) = catalogue_problems(spec(resource="saga:h100"), DEMO)
+    assert problem.startswith("`resource` 'saga:h100' is not in the catalogue; choose one of:")
+    (local,) = catalogue_problems(spec(resource="local:cpu-small", gpus=0), DEMO)
+    assert local == "`resource` 'local:cpu-small' is not on a Slurm site; workshops reserve Slurm."
+
+
+def test_gpu_workshops_reserve_whole_nodes_within_what_the_cluster_has() -> None:
+    with pytest.raises(ValueError, match="does not say how many a100 GPUs a node of Saga"):
+        reservation_for(spec(), DEMO, users=(), nodes_in_partition=8)
+    r = reservation_for(spec(seats=10, gpus=1), SAGA4, users=(), nodes_in_partition=8)
+    assert (r.name, r.partition, r.nodes, r.cores, r.accounts) == (
+        "naic-ws-ml-intro",
+        "accel",
+        3,  # 10 GPUs on nodes of 4
+        0,
+        ("nn1234k",),
+    )
+    with pytest.raises(ValueError) as err:
+        reservation_for(spec(seats=40, gpus=2), SAGA4, users=(), nodes_in_partition=8)
+    assert str(err.value) == (
+        "40 seats × 2 GPUs need 20 nodes of 4 GPUs, and NVIDIA A100 has 8; lower the seats or "
+        "GPUs (at most 32 GPUs in all)."
+    )
+    cpu = reservation_for(spec(gpus=0), SAGA4, users=("ola",), nodes_in_partition=1)
+    assert (cpu.nodes, cpu.cores, cpu.users) == (0, 40 * 8, ("ola",))
+
+
+def test_the_reservation_is_one_argv_without_a_shell() -> None:
+    r = reservation_for(spec(seats=4), SAGA4, users=(), nodes_in_partition=8)
+    argv = reservation_argv(r, START, END)
+    assert argv[:4] == ["scontrol", "create", "reservation", "ReservationName=naic-ws-ml-intro"]
+    assert argv[6:] == ["PartitionName=accel", "NodeCnt=1", "Accounts=nn1234k"]
+    assert argv[4].startswith("StartTime=2027-01-2") and argv[5].startswith("EndTime=2027-01-2")
+
+
+def test_the_window_and_the_seats() -> None:
+    def refusal(now, taken=3, already_in=False, ended=False):
+        return join_refusal(
+            title="ML intro",
+            start=START,
+            end=END,
+            ended=ended,
+            seats=10,
+            taken=taken,
+            already_in=already_in,
+            now=now,
+        )
+
+    assert refusal(START) is None
+    assert refusal(START - timedelta(minutes=1)) == (
+        "The workshop ML intro opens at 20 Jan 2027 09:00 UTC; come back then with the same code."
+    )
+    assert refusal(END) == (
+        "The workshop ML intro ended at 20 Jan 2027 16:00 UTC; its code no longer works."
+    )
+    assert refusal(START, ended=True).startswith("The workshop ML intro ended")
+    assert refusal(START, taken=10) == (
+        "The workshop ML intro is full (10 seats); ask the instructor whether another seat can "
+        "be added."
+    )
+    assert refusal(START, taken=10, already_in=True) is None  # the same seat again
+
+
+def test_a_seat_gives_the_preset_session_in_its_reservation_and_nothing_else() -> None:
+    seat = WorkshopPreset(
+        name="ml-intro",
+        title="ML intro",
+        site="saga",
+        resource="a100",
+        gpus=1,
+        hours=3.0,
+        project="nn1234k",
+        reservation="naic-ws-ml-intro",
+    )
+    student = UserFacts(name="kari", workshops=(seat,))  # in no project of her own
+    req = parse_request({"workshop": "ml-intro"}, DEMO, student)
+    assert (req.site, req.resource, req.gpus, req.hours, req.project) == (
+        "saga",
+        "a100",
+        1,
+        3.0,
+        "nn1234k",
+    )
+    assert (req.reservation, req.workshop) == ("naic-ws-ml-intro", "ml-intro")
+    with pytest.raises(RequestError, match="only"):
+        parse_request({"workshop": "ml-intro", "gpus": 4}, DEMO, student)
+    with pytest.raises(RequestError, match="You hold no seat in a workshop"):
+        parse_request({"workshop": "ml-intro"}, DEMO, UserFacts(name="ola"))
+
+
+def test_redemption_attempts_are_limited_per_user() -> None:
+    results = [rate_limited("mallory", now=1000.0 + i) for i in range(11)]
+    assert results == [False] * 10 + [True]
+    assert rate_limited("mallory", now=1000.0 + 601 + 10) is False  # the window moved on
+    assert rate_limited("kari", now=1000.0) is False
+
+
+def test_the_cli_reads_local_times_as_local() -> None:
+    args = argparse.Namespace(
+        name="ml-intro",
+        title="",
+        seats=40,
+        start="2027-01-20T09:00Z",
+        end="2027-01-20T16:00",
+        resource="saga:a100",
+        gpus=1,
+        hours=3.0,
+        material="",
+        project=None,
+    )
+    body = spec_of(args)
+    assert body["start"] == "2027-01-20T09:00:00+00:00"
+    assert datetime.fromisoformat(body["end"]).tzinfo is not None
+    assert "project" not in body
