@@ -53,6 +53,32 @@ def copy_missing(src: Path, dest: Path) -> list[Path]:
     return copied
 
 
+def workshop_material(environ: dict[str, str]) -> tuple[str, str] | None:
+    """(workshop name, material) from NAIC_SESSION, for a workshop session with material."""
+    try:
+        ws = json.loads(environ.get("NAIC_SESSION") or "{}").get("workshop") or {}
+    except ValueError:
+        return None
+    return (ws["name"], ws["material"]) if ws.get("name") and ws.get("material") else None
+
+
+def fetch_material(material: str, target: Path) -> str:
+    """Bring a workshop's material into `target`, never overwriting a student's edits:
+    a plain folder's files are copied only where missing; a git repository (a URL, or a
+    folder that is one) is pulled with nbgitpuller, whose merge keeps the student's side of
+    every change. Returns what it did."""
+    folder = Path(material)
+    repository = (folder / ".git").exists() or (folder / "HEAD").is_file()  # bare or not
+    if material.startswith("/") and not repository:
+        n = len(copy_missing(folder, target))
+        return f"{n} new file(s) from {material} in {target}"
+    from nbgitpuller.pull import GitPuller  # only in workshop sessions with a repository
+
+    for line in GitPuller(material, str(target)).pull():
+        print(f"naic: {line.rstrip()}", file=sys.stderr)
+    return f"{material} pulled into {target}"
+
+
 #: JupyterLab asks every new user whether to fetch news from the internet; a session's own
 #: default answers "no" (written only when the user has no such setting, so theirs wins).
 LAB_NOTIFICATION_SETTINGS = Path(
@@ -133,6 +159,16 @@ def main(argv: list[str] | None = None) -> None:
         if folder.is_dir():
             n = len(copy_missing(folder, home))
             print(f"naic: {n} new file(s) from {folder} in {home}", file=sys.stderr)
+    workshop = workshop_material(dict(os.environ))
+    if workshop:
+        name, material = workshop
+        try:
+            print(f"naic: {fetch_material(material, home / name)}", file=sys.stderr)
+        except Exception as exc:  # a session without its material beats no session
+            print(
+                f"naic: the workshop material did not arrive ({exc}); ask the instructor.",
+                file=sys.stderr,
+            )
     quiet_lab_defaults(home)
     if args.report_port:
         port = report_port(os.environ)  # type: ignore[arg-type]

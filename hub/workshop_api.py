@@ -74,6 +74,7 @@ def presets_for(url: str, user: str, now: datetime) -> tuple[WorkshopPreset, ...
                 hours=max(min(ws.hours, left_h), 1 / 60),
                 project=ws.project,
                 reservation=ws.reservation,
+                material=ws.material,
             )
         )
     return tuple(out)

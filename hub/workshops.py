@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from naic.hub.catalogue import NAME_PATTERN, Catalogue
+from naic.spawners.request import MATERIAL_PATTERN
 
 #: No 0/O, 1/I/L: codes are read off a projector and typed by hand.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -80,7 +81,7 @@ class WorkshopSpec(BaseModel):
             raise ValueError(
                 f"`hours` ({self.hours:g}) must fit in the window ({window_h:g} hours)"
             )
-        if self.material and not re.fullmatch(r"(https?://|git@|/)[^\s;|&$`\\]+", self.material):
+        if self.material and not re.fullmatch(MATERIAL_PATTERN, self.material):
             raise ValueError(
                 "`material` must be an http(s):// or git@ URL of a git repository, or an "
                 "absolute folder path, without spaces or shell characters"

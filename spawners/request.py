@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from naic.hub.catalogue import NAME_PATTERN, SAFE_WORD, Catalogue, Resource, Site
 
+#: A workshop's material: a git URL or an absolute folder, nothing a shell would read.
+MATERIAL_PATTERN = r"^(https?://|file://|git@|/)[^\s;|&$`\\]+$"
 #: The keys a user may send in `user_options`, in the order the form shows them.
 OPTIONS = ("site", "resource", "gpus", "cpus", "memory_gb", "hours", "environment", "project")
 _THE_OPTIONS = f"the options are: {', '.join(OPTIONS)}."
@@ -38,6 +40,7 @@ class WorkshopPreset:
     hours: float  # the workshop's, cut to the time the window has left
     project: str | None
     reservation: str | None
+    material: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class SessionRequest(BaseModel):
     reservation: str | None = Field(None, pattern=SAFE_WORD)
     #: The workshop this session belongs to (`{"workshop": name}` asks for its preset).
     workshop: str | None = Field(None, pattern=NAME_PATTERN)
+    #: Set by the hub only: the workshop's material (a git URL or a folder) for the home.
+    material: str | None = Field(None, pattern=MATERIAL_PATTERN)
 
     @property
     def time_minutes(self) -> int:
@@ -169,6 +174,7 @@ def _workshop_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -
         project=preset.project,
         reservation=preset.reservation,
         workshop=preset.name,
+        material=preset.material or None,
     )
 
 

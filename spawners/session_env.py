@@ -111,6 +111,11 @@ def session_facts(
         "ends_at": iso_utc(start + timedelta(minutes=req.time_minutes)),
         "time_left_notice_minutes": site.culling.time_left_notice_minutes,
         "storage": storage,
+        **(
+            {"workshop": {"name": req.workshop, "material": req.material or ""}}
+            if req.workshop
+            else {}
+        ),
     }
 
 

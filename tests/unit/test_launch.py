@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+from naic.extensions import launch
 from naic.extensions.launch import (
     LAB_NOTIFICATION_SETTINGS,
     copy_missing,
@@ -72,3 +74,48 @@ def test_jupyterlab_is_told_not_to_ask_about_news_unless_the_user_chose(tmp_path
     (tmp_path / LAB_NOTIFICATION_SETTINGS).write_text('{"fetchNews": "true"}')
     assert not quiet_lab_defaults(tmp_path)  # the user's own choice stays
     assert json.loads((tmp_path / LAB_NOTIFICATION_SETTINGS).read_text()) == {"fetchNews": "true"}
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=T", "-c", "user.email=t@x", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_workshop_material_from_a_git_repository_keeps_a_students_edits(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir()
+    _git(course, "init", "-q", "-b", "main")
+    (course / "intro.ipynb").write_text('{"cells": []}')
+    _git(course, "add", ".")
+    _git(course, "commit", "-q", "-m", "first")
+    home = tmp_path / "home"
+    env = {"NAIC_SESSION": json.dumps({"workshop": {"name": "ml-intro", "material": str(course)}})}
+    name, material = launch.workshop_material(env)
+    assert (name, material) == ("ml-intro", str(course))
+
+    launch.fetch_material(material, home / name)
+    notebook = home / "ml-intro" / "intro.ipynb"
+    assert notebook.read_text() == '{"cells": []}'
+    notebook.write_text('{"cells": ["mine"]}')  # the student's work
+    (course / "extra.ipynb").write_text("{}")  # the instructor adds a notebook
+    _git(course, "add", ".")
+    _git(course, "commit", "-q", "-m", "more")
+
+    launch.fetch_material(material, home / name)  # the second spawn
+    assert notebook.read_text() == '{"cells": ["mine"]}'
+    assert (home / "ml-intro" / "extra.ipynb").exists()
+
+
+def test_workshop_material_from_a_folder_is_copied_where_missing(tmp_path: Path) -> None:
+    folder = tmp_path / "material"
+    folder.mkdir()
+    (folder / "a.ipynb").write_text("upstream")
+    target = tmp_path / "home" / "ws"
+    assert launch.fetch_material(str(folder), target).startswith("1 new file(s)")
+    (target / "a.ipynb").write_text("mine")
+    launch.fetch_material(str(folder), target)
+    assert (target / "a.ipynb").read_text() == "mine"
+    assert launch.workshop_material({"NAIC_SESSION": "{}"}) is None
