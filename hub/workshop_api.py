@@ -350,8 +350,86 @@ class JoinPage(accounting._NaicHandlerMixin, BaseHandler):
         self.finish(html)
 
 
+class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
+    """`/hub/naic/workshops` (my workshops) and `/hub/naic/workshops/{name}` (who joined,
+    whose session is queued, running or ended; stop one, stop all, end the workshop)."""
+
+    @property
+    def store(self) -> WorkshopStore:
+        return store_for(self.settings["naic"]["ledger_url"])
+
+    def _check(self, name: str | None) -> Workshop | None:
+        if not accounting.may(self, SCOPE):
+            raise web.HTTPError(403, "Only instructors and admins manage workshops.")
+        if name is None:
+            return None
+        ws = self.store.get(name)
+        if ws is None:
+            raise web.HTTPError(404, f"There is no workshop {name}.")
+        if ws.instructor != self.current_user.name and not self.current_user.admin:
+            raise web.HTTPError(403, "You manage only your own workshops.")
+        return ws
+
+    @web.authenticated
+    async def get(self, name: str | None = None) -> None:
+        ws = self._check(name)
+        if ws is None:
+            mine = None if self.current_user.admin else self.current_user.name
+            html = await self.render_template(
+                "workshops.html", workshops=self.store.list(mine), now=datetime.now(UTC)
+            )
+            self.finish(html)
+            return
+        students = []
+        for seat in self.store.seats(ws.name):
+            user = self.find_user(seat.username)
+            state, since = "not started", None
+            if user is not None and ws.name in user.orm_user.orm_spawners:
+                sp = user.spawners[ws.name]
+                child = getattr(sp, "child_spawner", None)
+                queued = sp.pending == "spawn" and getattr(child, "state_ispending", bool)()
+                state = (
+                    "running"
+                    if sp.ready
+                    else "queued"
+                    if queued
+                    else "starting"
+                    if sp.pending
+                    else (sp.last_end or {}).get("reason", "ended")
+                )
+                since = sp.orm_spawner.started
+            students.append({"seat": seat, "state": state, "since": since})
+        join = url_path_join(self.hub.base_url, f"naic/workshops/join?code={ws.code}")
+        html = await self.render_template(
+            "workshop.html", ws=ws, students=students, join_url=join, now=datetime.now(UTC)
+        )
+        self.finish(html)
+
+    @web.authenticated
+    async def post(self, name: str | None = None) -> None:
+        ws = self._check(name)
+        if ws is None:
+            raise web.HTTPError(405)
+        who = self.get_body_argument("stop", "")
+        targets = [s.username for s in self.store.seats(ws.name)] if who == "*" else [who]
+        stops = []
+        for username in targets:
+            if username not in {s.username for s in self.store.seats(ws.name)}:
+                raise web.HTTPError(400, f"{username} is not a student of {ws.title}.")
+            user = self.find_user(username)
+            if user is not None and ws.name in user.orm_user.orm_spawners:
+                sp = user.spawners[ws.name]
+                if sp.active:
+                    sp.stop_reason = f"stopped by the instructor of {ws.title}"
+                    stops.append(self.stop_single_user(user, ws.name))
+        await asyncio.gather(*stops, return_exceptions=True)
+        self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+
+
 HANDLERS = [
     (r"/naic/workshops/join", JoinPage),
+    (r"/naic/workshops", DashboardPage),
+    (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
     (r"/api/naic/workshops", WorkshopsHandler),
     (r"/api/naic/workshops/join", JoinHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})", WorkshopHandler),

@@ -8,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import pytest
+
 from naic.extensions import launch
 from naic.extensions.launch import (
     LAB_NOTIFICATION_SETTINGS,
@@ -84,7 +86,11 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
-def test_workshop_material_from_a_git_repository_keeps_a_students_edits(tmp_path: Path) -> None:
+def test_workshop_material_from_a_git_repository_keeps_a_students_edits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"):
+        monkeypatch.delenv(key, raising=False)  # restored after: the launcher sets them
     course = tmp_path / "course"
     course.mkdir()
     _git(course, "init", "-q", "-b", "main")

@@ -1,0 +1,273 @@
+"""A workshop on the real test cluster, as its instructor and ten students live it: `naic
+workshop create`, ten students joining at the same moment, every session in the Slurm
+reservation with the course material (a local git repository) in its home, the limits
+(an 11th student, a code outside its window, a student at the dashboard, another
+instructor), and `naic workshop end` leaving no job and no reservation behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.hub_process import Hub, log_in, stop_hub
+from tests.integration.test_slurm_lifecycle import (
+    client,
+    ready,
+    start,
+    start_testcluster_hub,
+    wait_until,
+)
+from tests.slurm_cluster import STUDENTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+
+NAIC = str(Path(sys.executable).parent / "naic")
+COURSE = Path("/var/tmp/naic-test-course")
+RESERVATION = "naic-ws-ml-intro"
+
+
+def git(*args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(COURSE), "-c", "user.name=T", "-c", "user.email=t@x", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def course_repository() -> None:
+    """A git repository every student can read, as a shared course folder would be."""
+    subprocess.run(["rm", "-rf", str(COURSE)], check=True)
+    COURSE.mkdir(mode=0o755)
+    git("init", "-q", "-b", "main")
+    (COURSE / "01-intro.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4}')
+    git("add", ".")
+    git("commit", "-q", "-m", "course")
+    subprocess.run(["chmod", "-R", "a+rX", str(COURSE)], check=True)
+
+
+@pytest.fixture
+def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
+    def course_project(cat: dict) -> None:
+        cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course"}
+
+    course_repository()
+    hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops")
+    with hub.api() as api:
+        for name in ("ingrid", "ivar"):
+            api.post(f"/users/{name}")
+        resp = api.post("/groups/instructors/users", json={"users": ["ingrid", "ivar"]})
+        assert resp.is_success, resp.text
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+        for user in STUDENTS:
+            subprocess.run(["scancel", f"--user={user}"], check=False)
+        for name in (RESERVATION, "naic-ws-tomorrow"):
+            subprocess.run(["scontrol", "delete", f"ReservationName={name}"], capture_output=True)
+
+
+def token_of(hub: Hub, name: str) -> str:
+    with hub.api() as api:
+        api.post(f"/users/{name}")
+        return api.post(f"/users/{name}/tokens", json={"note": "test"}).json()["token"]
+
+
+def naic(hub: Hub, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NAIC_HUB_URL": hub.url, "NAIC_TOKEN": token}
+    return subprocess.run(
+        [NAIC, "workshop", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def jobs(fmt: str) -> list[str]:
+    users = ",".join(STUDENTS)
+    out = subprocess.run(
+        ["squeue", "-h", "-u", users, "-t", "PENDING,RUNNING", "-o", fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(out.stdout.split("\n")[:-1])
+
+
+def test_a_workshop_from_create_to_end(ws_hub: Hub) -> None:
+    ingrid = token_of(ws_hub, "ingrid")
+    now = datetime.now(UTC)
+    created = naic(
+        ws_hub,
+        ingrid,
+        "create",
+        "ml-intro",
+        "--title",
+        "Intro to ML",
+        "--seats",
+        "10",
+        "--start",
+        (now - timedelta(minutes=5)).isoformat(),
+        "--end",
+        (now + timedelta(hours=2)).isoformat(),
+        "--resource",
+        "testcluster:cpu",
+        "--hours",
+        "1",
+        "--project",
+        "course",
+        "--material",
+        str(COURSE),
+    )
+    assert created.returncode == 0, created.stderr
+    code = re.search(r"Join code:\s+(\S+)", created.stdout).group(1)
+    assert f"Reservation: {RESERVATION}" in created.stdout
+    shown = subprocess.run(
+        ["scontrol", "show", "reservation", RESERVATION], capture_output=True, text=True
+    )
+    assert "Accounts=course" in shown.stdout, shown.stdout + shown.stderr
+
+    # Ten students join and start at the same moment.
+    students = {name: client(ws_hub, name) for name in STUDENTS}
+    answers: dict[str, int] = {}
+
+    def join_and_start(name: str) -> None:
+        c = students[name]
+        joined = c.post("/hub/api/naic/workshops/join", json={"code": code.lower()})
+        answers[name] = joined.status_code
+        if joined.is_success:
+            start(c, name, joined.json()["user_options"], server="ml-intro")
+
+    threads = [threading.Thread(target=join_and_start, args=(n,)) for n in STUDENTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == dict.fromkeys(STUDENTS, 200)
+    for name, c in students.items():
+        wait_until(lambda c=c, n=name: ready(c, n, "ml-intro"), 300, f"{name}'s session")
+    assert jobs("%u %v") == [f"{name} {RESERVATION}" for name in STUDENTS]
+
+    # The material is in each home; a student's edit survives the next spawn.
+    notebook = Path("/home/student01/ml-intro/01-intro.ipynb")
+    assert all(Path(f"/home/{n}/ml-intro/01-intro.ipynb").exists() for n in STUDENTS)
+    notebook.write_text('{"cells": [], "metadata": {"mine": 1}, "nbformat": 4}')
+    first = students["student01"]
+    first.delete("/hub/api/users/student01/servers/ml-intro")
+    wait_until(lambda: not ready(first, "student01", "ml-intro"), 60, "student01 stopped")
+    wait_until(
+        lambda: "ml-intro" not in first.get("/hub/api/users/student01").json()["servers"],
+        60,
+        "student01's session gone",
+    )
+    start(first, "student01", {"workshop": "ml-intro"}, server="ml-intro")
+    wait_until(lambda: ready(first, "student01", "ml-intro"), 120, "student01 again")
+    assert '"mine": 1' in notebook.read_text()
+
+    # The 11th student is refused on the join page, with a sentence.
+    web, _ = log_in(ws_hub, "alice", ws_hub.password)
+    page = web.get(f"/hub/naic/workshops/join?code={code}")
+    assert page.status_code == 200 and code in page.text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    full = web.post("/hub/naic/workshops/join", data={"code": code, "_xsrf": xsrf})
+    assert full.status_code == 403
+    assert "The workshop Intro to ML is full (10 seats)" in full.text
+
+    # Students see no dashboard; another instructor manages nothing of ingrid's.
+    assert students["student02"].get("/hub/api/naic/workshops/ml-intro").status_code == 403
+    ivar = naic(ws_hub, token_of(ws_hub, "ivar"), "end", "ml-intro")
+    assert ivar.returncode == 1
+    assert ivar.stderr.strip() == "naic workshop end: You manage only your own workshops."
+    dashboard = naic(ws_hub, ingrid, "show", "ml-intro")
+    assert "10 of 10 seats taken" in dashboard.stdout
+    assert dashboard.stdout.count(" running") == 10
+    assert web.get("/hub/naic/workshops/ml-intro").status_code == 403
+
+    # The instructor's page: everyone running; stopping one student says who stopped it.
+    board, _ = log_in(ws_hub, "ingrid", ws_hub.password)
+    page = board.get("/hub/naic/workshops/ml-intro")
+    assert page.status_code == 200
+    assert page.text.count('naic-session-state">running') == 10
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    stopped = board.post("/hub/naic/workshops/ml-intro", data={"stop": "student10", "_xsrf": xsrf})
+    assert stopped.status_code == 200, stopped.text[:500]
+    wait_until(
+        lambda: (
+            "stopped by the instructor of Intro to ML"
+            in board.get("/hub/naic/workshops/ml-intro").text
+        ),
+        60,
+        "student10 stopped from the dashboard",
+    )
+
+    # The end: no job, no reservation, a report; the code no longer works.
+    ended = naic(ws_hub, ingrid, "end", "ml-intro")
+    assert ended.returncode == 0, ended.stderr
+    report = list(csv.DictReader(io.StringIO(ended.stdout.split("report:\n", 1)[1])))
+    assert sorted(r["user"] for r in report) == list(STUDENTS)
+    assert next(r for r in report if r["user"] == "student01")["sessions"] == "2"
+    wait_until(lambda: jobs("%u") == [], 60, "every workshop job gone")
+    gone = subprocess.run(
+        ["scontrol", "show", "reservation", RESERVATION], capture_output=True, text=True
+    )
+    assert gone.returncode != 0 or "not found" in (gone.stdout + gone.stderr).lower()
+    late = students["student03"].post("/hub/api/naic/workshops/join", json={"code": code})
+    assert late.status_code == 403
+    assert late.json()["message"].startswith("The workshop Intro to ML ended at")
+    # And a session can no longer be started from the old seat.
+    again = students["student03"].post(
+        "/hub/api/users/student03/servers/ml-intro", json={"user_options": {"workshop": "ml-intro"}}
+    )
+    assert again.status_code == 400
+    assert "You hold no seat in a workshop" in again.json()["message"]
+
+
+def test_a_code_before_its_window_and_bad_requests(ws_hub: Hub) -> None:
+    ingrid = httpx.Client(
+        base_url=ws_hub.url, headers={"Authorization": f"token {token_of(ws_hub, 'ingrid')}"}
+    )
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    spec = {
+        "name": "tomorrow",
+        "seats": 2,
+        "start": tomorrow.isoformat(),
+        "end": (tomorrow + timedelta(hours=3)).isoformat(),
+        "resource": "testcluster:cpu",
+        "hours": 1,
+    }
+    made = ingrid.post("/hub/api/naic/workshops", json=spec)
+    assert made.status_code == 201, made.text
+    early = client(ws_hub, "student05").post(
+        "/hub/api/naic/workshops/join", json={"code": made.json()["code"]}
+    )
+    assert early.status_code == 403
+    assert early.json()["message"].startswith("The workshop tomorrow opens at")
+
+    too_many = ingrid.post(
+        "/hub/api/naic/workshops",
+        json={**spec, "name": "huge", "resource": "testcluster:a100", "gpus": 1, "seats": 9},
+    )
+    assert too_many.status_code == 409
+    assert too_many.json()["message"] == (
+        "9 seats × 1 GPU need 3 nodes of 4 GPUs, and NVIDIA A100 (fake) has 1; lower the seats "
+        "or GPUs (at most 4 GPUs in all)."
+    )
+    assert ingrid.get("/hub/api/naic/workshops/huge").status_code == 404  # nothing half-made
+    bad = ingrid.post("/hub/api/naic/workshops", json={**spec, "name": "x", "seats": "many"})
+    assert bad.status_code == 400
+    assert (
+        bad.json()["message"]
+        == "`seats`: Input should be a valid integer, unable to parse string as an integer."
+    )
+    student = client(ws_hub, "student06").post("/hub/api/naic/workshops", json=spec)
+    assert student.status_code == 403
+    assert student.json()["message"] == "Only instructors and admins manage workshops."
+    assert ingrid.delete("/hub/api/naic/workshops/tomorrow").status_code == 200
