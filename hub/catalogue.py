@@ -283,6 +283,20 @@ class Identity(_Model):
         return self
 
 
+class GuestAccounts(_Model):
+    """Workshop accounts for people without an institutional login: accounts the site has
+    made for courses (e.g. guest01 … guest50, on every node), which the hub hands out for a
+    workshop's window with one-time passwords and takes back at its end."""
+
+    prefix: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,20}$", description="e.g. guest")
+    count: int = Field(ge=1, le=9999, description="how many: prefix + 01 … count")
+
+    @property
+    def names(self) -> list[str]:
+        width = max(2, len(str(self.count)))
+        return [f"{self.prefix}{i:0{width}}" for i in range(1, self.count + 1)]
+
+
 class Catalogue(_Model):
     name: str = Field(min_length=1)
     sites: dict[str, Site] = Field(min_length=1)
@@ -291,6 +305,8 @@ class Catalogue(_Model):
     projects: dict[str, Project] = {}
     #: Institutional login; without it the hub uses its dev login (`naic up`).
     identity: Identity | None = None
+    #: Accounts that instructors may hand out for a workshop (none: no temporary accounts).
+    guest_accounts: GuestAccounts | None = None
 
     def environments_for(self, site: str, resource: str) -> list[str]:
         """Environment names offered for one resource, in catalogue order."""

@@ -124,6 +124,11 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.JupyterHub.authenticator_class = "naic-dev"
     c.DevAuthenticator.password_file = str(s.password_file)
     c.Authenticator.admin_users = set(s.admins)
+    if cat.guest_accounts is not None:
+        # Workshop accounts log in only with their one-time passwords (naic.hub.workshop_api),
+        # never through the hub's own login, and only while their workshop runs.
+        c.Authenticator.blocked_users = set(cat.guest_accounts.names)
+        c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "naic_guest_accounts": True}
     if cat.identity is not None:  # institutional login (OIDC) instead of the dev login
         oidc.configure(c, cat.identity)
 

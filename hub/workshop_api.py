@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.handlers import BaseHandler
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import new_token, url_path_join
 from pydantic import ValidationError
 from tornado import web
 
@@ -254,6 +254,8 @@ class WorkshopHandler(_WorkshopHandler):
                     msg = f"Slurm did not release the reservation: {exc}"
                     raise web.HTTPError(503, msg) from None
         ws = self.store.end(name)
+        for username in self.store.expire_guests(name):
+            lock_out(self, username)
         self.log.info("Workshop %s ended by %s", name, self.current_user.name)
         self.finish(
             json.dumps({**workshop_json(ws, self.hub.base_url), "report": self._report(ws)})
@@ -298,6 +300,86 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
         except RuntimeError as exc:
             handler.log.warning("Could not add %s to %s: %s", user, ws.reservation, exc)
     return ws
+
+
+def lock_out(handler, username: str) -> None:
+    """A guest account after its workshop: every cookie and token of it stops working."""
+    user = handler.find_user(username)
+    if user is None:
+        return
+    orm_user = user.orm_user
+    orm_user.cookie_id = new_token()  # browsers' hub cookies no longer name anybody
+    for token in list(orm_user.api_tokens):  # API and server OAuth tokens alike
+        handler.db.delete(token)
+    handler.db.commit()
+
+
+class AccountsHandler(_WorkshopHandler):
+    """`POST /hub/api/naic/workshops/{name}/accounts {"count": N}`: temporary accounts."""
+
+    def post(self, name: str) -> None:
+        ws = self._mine(name)
+        pool = self.naic_catalogue.guest_accounts
+        if pool is None:
+            raise web.HTTPError(
+                409,
+                "This hub has no workshop accounts to hand out (the catalogue's "
+                "`guest_accounts`); students log in with their institution's account.",
+            )
+        count = self._body().get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= ws.seats:
+            raise web.HTTPError(400, f"`count` must be a whole number from 1 to {ws.seats}.")
+        if ws.ended_at is not None:
+            raise web.HTTPError(409, f"The workshop {ws.title} has ended.")
+        try:
+            issued = self.store.issue_guests(name, pool.names, count)
+        except ValueError as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        login = url_path_join(self.hub.base_url, "naic/workshops/login")
+        self.log.info("Workshop %s: %d temporary accounts issued", name, len(issued))
+        self.finish(
+            json.dumps(
+                {
+                    "accounts": [{"username": u, "password": p} for u, p in issued],
+                    "expires": ws.ends_at.isoformat(),
+                    "login_url": login,
+                }
+            )
+        )
+
+
+class GuestLoginPage(accounting._NaicHandlerMixin, BaseHandler):
+    """`/hub/naic/workshops/login`: a workshop account and its one-time password; the
+    workshop's session starts at once."""
+
+    @property
+    def store(self) -> WorkshopStore:
+        return store_for(self.settings["naic"]["ledger_url"])
+
+    async def get(self) -> None:
+        await self._page()
+
+    async def post(self) -> None:
+        username = self.get_body_argument("username", "").strip().lower()
+        password = self.get_body_argument("password", "")
+        if rate_limited(f"guest:{self.request.remote_ip}"):
+            self.set_status(429)
+            await self._page(username, "Too many attempts; wait ten minutes and try again.")
+            return
+        try:
+            workshop = self.store.guest_login(username, password)
+        except ValueError as exc:
+            self.set_status(403)
+            await self._page(username, str(exc))
+            return
+        user = self.user_from_username(username)
+        self.set_login_cookie(user)
+        spawn = url_path_join(self.hub.base_url, "spawn", user.escaped_name, workshop)
+        self.redirect(f"{spawn}?workshop={workshop}")
+
+    async def _page(self, username: str = "", error: str = "") -> None:
+        html = await self.render_template("workshop-login.html", username=username, error=error)
+        self.finish(html)
 
 
 class JoinHandler(_WorkshopHandler):
@@ -428,6 +510,8 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
 
 HANDLERS = [
     (r"/naic/workshops/join", JoinPage),
+    (r"/naic/workshops/login", GuestLoginPage),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/accounts", AccountsHandler),
     (r"/naic/workshops", DashboardPage),
     (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
     (r"/api/naic/workshops", WorkshopsHandler),

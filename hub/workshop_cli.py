@@ -8,6 +8,8 @@ request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOK
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -43,6 +45,10 @@ def add_parser(sub) -> None:
     act.add_parser("list", help="your workshops")
     s = act.add_parser("show", help="a workshop's students and their sessions")
     s.add_argument("name")
+    a = act.add_parser("accounts", help="temporary accounts for people without a login (CSV)")
+    a.add_argument("name")
+    a.add_argument("--count", type=int, required=True)
+    a.add_argument("--csv", type=Path, default=None, help="write the CSV here (mode 0600)")
     e = act.add_parser("end", help="stop every session, release the reservation, report")
     e.add_argument("name")
     e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
@@ -101,6 +107,16 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict | None = N
         raise CLIError(f"The hub at {hub} does not answer ({exc}).") from None
 
 
+def accounts_csv(got: dict) -> str:
+    """username,password,expires: one line an account, to print and hand out."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["username", "password", "expires"])
+    for a in got["accounts"]:
+        writer.writerow([a["username"], a["password"], got["expires"]])
+    return out.getvalue()
+
+
 def describe(w: dict) -> str:
     start = datetime.fromisoformat(w["start"]).astimezone()
     end = datetime.fromisoformat(w["end"]).astimezone()
@@ -130,6 +146,23 @@ def run(args: argparse.Namespace) -> int:
             for s in w["students"]:
                 print(f"  {s['seat']:>3}  {s['user']:<24} {s['session']}")
             print(f"{len(w['students'])} of {w['seats']} seats taken")
+        elif args.action == "accounts":
+            got = call(
+                args,
+                "POST",
+                f"workshops/{quote(args.name, safe='')}/accounts",
+                {"count": args.count},
+            )
+            text = accounts_csv(got)
+            if args.csv:
+                args.csv.touch(mode=0o600)
+                args.csv.write_text(text)
+                print(
+                    f"{len(got['accounts'])} accounts in {args.csv}; they log in at "
+                    f"{got['login_url']} until {got['expires']}"
+                )
+            else:
+                sys.stdout.write(text)
         else:
             w = call(args, "DELETE", f"workshops/{quote(args.name, safe='')}")
             if args.report:

@@ -7,6 +7,9 @@ seat numbers that collide, and one of them is told the workshop is full.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from naic.hub.ledger import UTCDateTime, utcnow
-from naic.hub.workshops import MAX_SEATS, WorkshopSpec, join_refusal
+from naic.hub.workshops import MAX_SEATS, WorkshopSpec, join_refusal, when
 
 metadata = sa.MetaData()
 
@@ -48,6 +51,29 @@ seats_table = sa.Table(
     sa.Column("joined_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("workshop", "seat", name="naic_one_student_per_seat"),
 )
+
+#: Temporary accounts: who holds which guest account, until when, with which password.
+guests_table = sa.Table(
+    "naic_guest_accounts",
+    metadata,
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("workshop", sa.String(40), nullable=False, index=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """scrypt, as the standard library has it; `salt$hash` in hex."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"{salt.hex()}${digest.hex()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    salt, _, _ = stored.partition("$")
+    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
 
 
 @dataclass(frozen=True)
@@ -146,9 +172,9 @@ class WorkshopStore:
         w = workshops_table.c
         return self._workshops(*([] if instructor is None else [w.instructor == instructor]))
 
-    def join(self, name: str, user: str) -> Seat:
+    def join(self, name: str, user: str, *, guest: bool = False) -> Seat:
         """Take a seat (the same one again for a second redemption), or ValueError with the
-        sentence why not."""
+        sentence why not. Guest accounts are seated when issued, before the window opens."""
         # A collision on the seat number means another student just took that seat: each try
         # either succeeds or sees one more seat taken, so this ends by the seat limit.
         for _ in range(MAX_SEATS + 2):
@@ -165,7 +191,7 @@ class WorkshopStore:
                 seats=ws.seats,
                 taken=len(taken),
                 already_in=mine is not None,
-                now=self._clock(),
+                now=max(self._clock(), ws.starts_at) if guest else self._clock(),
             )
             if refusal:
                 raise ValueError(refusal)
@@ -212,6 +238,72 @@ class WorkshopStore:
                 .values(ended_at=self._clock())
             )
         return self.get(name)
+
+    # -- temporary accounts ------------------------------------------------------------------
+
+    def issue_guests(self, name: str, pool: list[str], count: int) -> list[tuple[str, str]]:
+        """Hand out `count` free accounts of `pool` to workshop `name` until its end, each
+        with a new one-time password, and seat them; [(username, password)]. A pool account
+        is free when nobody holds it now; ValueError when too few are."""
+        ws = self.get(name)
+        now = self._clock()
+        g = guests_table.c
+        with self._engine.connect() as conn:
+            held = set(conn.scalars(sa.select(g.username).where(g.expires_at > now)))
+        free = [u for u in pool if u not in held]
+        if count > len(free):
+            raise ValueError(
+                f"Only {len(free)} workshop accounts are free now (the site has {len(pool)}); "
+                f"ask for at most {len(free)}."
+            )
+        issued = []
+        with self._engine.begin() as conn:
+            for username in free[:count]:
+                password = "-".join(secrets.token_hex(3) for _ in range(3))
+                row = dict(
+                    workshop=name,
+                    password_hash=hash_password(password),
+                    issued_at=now,
+                    expires_at=ws.ends_at,
+                )
+                conn.execute(guests_table.delete().where(g.username == username))
+                conn.execute(guests_table.insert().values(username=username, **row))
+                issued.append((username, password))
+        for username, _ in issued:
+            self.join(name, username, guest=True)
+        return issued
+
+    def guest_login(self, username: str, password: str) -> str:
+        """The workshop a guest account belongs to, or ValueError with the sentence why not."""
+        g = guests_table.c
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(guests_table).where(g.username == username)).first()
+        if row is None or not password_matches(password, row.password_hash):
+            raise ValueError("That workshop account or password is not right.")
+        if row.expires_at <= self._clock():
+            raise ValueError(
+                f"This workshop account expired at {when(row.expires_at)}, at the end of the "
+                "workshop."
+            )
+        return row.workshop
+
+    def expire_guests(self, name: str) -> list[str]:
+        """End every account of workshop `name` now; the usernames."""
+        g = guests_table.c
+        now = self._clock()
+        with self._engine.begin() as conn:
+            names = list(conn.scalars(sa.select(g.username).where(g.workshop == name)))
+            conn.execute(
+                guests_table.update()
+                .where(g.workshop == name, g.expires_at > now)
+                .values(expires_at=now)
+            )
+        return names
+
+    def guests(self, name: str) -> list[str]:
+        g = guests_table.c
+        with self._engine.connect() as conn:
+            return list(conn.scalars(sa.select(g.username).where(g.workshop == name)))
 
     def _workshops(self, *filters) -> list[Workshop]:
         w = workshops_table.c

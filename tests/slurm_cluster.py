@@ -24,7 +24,8 @@ CLUSTER_DIR = Path(__file__).resolve().parent / "cluster"
 SLURM_UP = CLUSTER_DIR / "slurm-up"
 SLURM_DOWN = CLUSTER_DIR / "slurm-down"
 STUDENTS = tuple(f"student{i:02}" for i in range(1, 11))
-TEST_USERS = ("alice", "bob", *STUDENTS)
+GUESTS = ("guest01", "guest02", "guest03")
+TEST_USERS = ("alice", "bob", *STUDENTS, *GUESTS)
 
 # slurm-up may have to apt-get install the packages on a fresh CI machine.
 SLURM_UP_TIMEOUT_S = 900

@@ -28,7 +28,7 @@ from tests.integration.test_slurm_lifecycle import (
     start_testcluster_hub,
     wait_until,
 )
-from tests.slurm_cluster import STUDENTS
+from tests.slurm_cluster import GUESTS, STUDENTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -60,6 +60,7 @@ def course_repository() -> None:
 def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     def course_project(cat: dict) -> None:
         cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course"}
+        cat["guest_accounts"] = {"prefix": "guest", "count": len(GUESTS)}
 
     course_repository()
     hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops")
@@ -72,9 +73,9 @@ def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         yield hub
     finally:
         stop_hub(hub)
-        for user in STUDENTS:
+        for user in (*STUDENTS, *GUESTS):
             subprocess.run(["scancel", f"--user={user}"], check=False)
-        for name in (RESERVATION, "naic-ws-tomorrow"):
+        for name in (RESERVATION, "naic-ws-tomorrow", "naic-ws-guests"):
             subprocess.run(["scontrol", "delete", f"ReservationName={name}"], capture_output=True)
 
 
@@ -271,3 +272,82 @@ def test_a_code_before_its_window_and_bad_requests(ws_hub: Hub) -> None:
     assert student.status_code == 403
     assert student.json()["message"] == "Only instructors and admins manage workshops."
     assert ingrid.delete("/hub/api/naic/workshops/tomorrow").status_code == 200
+
+
+def test_temporary_accounts_work_in_the_window_and_are_locked_out_at_the_end(
+    ws_hub: Hub, tmp_path: Path
+) -> None:
+    ingrid = token_of(ws_hub, "ingrid")
+    now = datetime.now(UTC)
+    made = naic(
+        ws_hub,
+        ingrid,
+        "create",
+        "guests",
+        "--seats",
+        "3",
+        "--start",
+        now.isoformat(),
+        "--end",
+        (now + timedelta(hours=1)).isoformat(),
+        "--resource",
+        "testcluster:cpu",
+        "--hours",
+        "0.5",
+        "--project",
+        "course",
+    )
+    assert made.returncode == 0, made.stderr
+    sheet = tmp_path / "accounts.csv"
+    issued = naic(ws_hub, ingrid, "accounts", "guests", "--count", "2", "--csv", str(sheet))
+    assert issued.returncode == 0, issued.stderr
+    assert oct(sheet.stat().st_mode & 0o777) == "0o600"
+    rows = list(csv.DictReader(sheet.open()))
+    assert [r["username"] for r in rows] == ["guest01", "guest02"]
+    more = naic(ws_hub, ingrid, "accounts", "guests", "--count", "2")
+    assert more.returncode == 1
+    assert "Only 1 workshop accounts are free now (the site has 3); ask for at most 1." in (
+        more.stderr
+    )
+
+    # A guest logs in with the one-time password and lands in the workshop session.
+    guest = httpx.Client(base_url=ws_hub.url, timeout=60, follow_redirects=True)
+    page = guest.get("/hub/naic/workshops/login")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    form = {"username": "guest01", "password": rows[0]["password"], "_xsrf": xsrf}
+    landed = guest.post("/hub/naic/workshops/login", data=form)
+    assert landed.status_code == 200, landed.text[:500]
+    with ws_hub.api() as api:
+        wait_until(
+            lambda: api.get("/users/guest01").json()["servers"].get("guests", {}).get("ready"),
+            120,
+            "guest01's workshop session",
+        )
+    assert jobs_of("guest01") == ["guest01 naic-ws-guests"]
+    home = guest.get("/hub/home", follow_redirects=False)
+    assert home.status_code == 200
+    # The hub's own login does not take workshop accounts.
+    _, refused = log_in(ws_hub, "guest02", ws_hub.password)
+    assert refused.url.path != "/hub/home"
+
+    ended = naic(ws_hub, ingrid, "end", "guests")
+    assert ended.returncode == 0, ended.stderr
+    wait_until(lambda: jobs_of("guest01") == [], 60, "guest01's job gone")
+    after = guest.get("/hub/home", follow_redirects=False)
+    assert after.status_code == 302 and "/hub/login" in after.headers["location"]
+    xsrf = re.search(
+        r'name="_xsrf" value="([^"]+)"', guest.get("/hub/naic/workshops/login").text
+    ).group(1)
+    again = guest.post("/hub/naic/workshops/login", data={**form, "_xsrf": xsrf})
+    assert again.status_code == 403
+    assert "This workshop account expired at" in again.text
+
+
+def jobs_of(user: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-u", user, "-t", "PENDING,RUNNING", "-o", "%u %v"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split("\n")[:-1]
