@@ -83,3 +83,34 @@ def test_seats_open_with_the_window_and_stop_at_the_limit(store: WorkshopStore, 
     with pytest.raises(ValueError, match="ended at"):
         store.join("ml-intro", "s00")
     assert store.open_seats_of(store.seats("ml-intro")[0].username) == []
+
+
+def test_guest_accounts_are_handed_out_once_and_expire_with_the_workshop(
+    store: WorkshopStore, clock: Clock
+):
+    store.create(spec(seats=3), instructor="ingrid", code="ABCDE-FGHJK")
+    pool = ["guest01", "guest02", "guest03"]
+    issued = store.issue_guests("ml-intro", pool, 2)
+    assert [u for u, _ in issued] == ["guest01", "guest02"]
+    (_, password), _ = issued
+    assert len(password) == 20 and password.count("-") == 2
+    assert [s.username for s in store.seats("ml-intro")] == ["guest01", "guest02"]  # seated
+    with pytest.raises(ValueError, match="Only 1 workshop accounts are free now"):
+        store.issue_guests("ml-intro", pool, 2)
+
+    assert store.guest_login("guest01", password) == "ml-intro"
+    with pytest.raises(ValueError, match="not right"):
+        store.guest_login("guest01", password + "x")
+    with pytest.raises(ValueError, match="not right"):
+        store.guest_login("guest03", password)
+
+    clock.now = T0 + timedelta(hours=2)
+    assert sorted(store.expire_guests("ml-intro")) == ["guest01", "guest02"]
+    with pytest.raises(ValueError, match="expired at"):
+        store.guest_login("guest01", password)
+    # Free again for the next workshop.
+    store.end("ml-intro")
+    store.create(
+        spec().model_copy(update={"name": "next"}), instructor="ingrid", code="BCDEF-GHJKM"
+    )
+    assert [u for u, _ in store.issue_guests("next", pool, 3)] == pool
