@@ -174,50 +174,55 @@ class WorkshopsHandler(_WorkshopHandler):
 
     async def post(self) -> None:
         self._instructor()
-        try:
-            spec = WorkshopSpec.model_validate(self._body())
-        except ValidationError as exc:
-            raise web.HTTPError(400, first_error(exc)) from None
-        cat = self.naic_catalogue
-        problems = catalogue_problems(spec, cat)
-        if problems:
-            raise web.HTTPError(400, " ".join(problems))
-        if spec.end <= datetime.now(UTC):
-            raise web.HTTPError(400, "`end` is in the past; a workshop must end in the future.")
-        res = cat.sites[spec.site].resources[spec.resource_name]
-        try:
-            nodes = await self._nodes(res.partition)
-            reservation = reservation_for(spec, cat, users=(), nodes_in_partition=nodes)
-        except ValueError as exc:
-            raise web.HTTPError(409, str(exc)) from None
-        try:
-            ws = self.store.create(spec, instructor=self.current_user.name, code=new_code())
-        except WorkshopExists as exc:
-            raise web.HTTPError(409, str(exc)) from None
-        if not reservation.accounts:
-            # Without a project's account to name, Slurm needs a user that surely exists;
-            # students are added as they join (root may run anything anyway).
-            reservation = dataclasses.replace(reservation, users=("root",))
-        try:
-            await run_slurm(reservation_argv(reservation, spec.start, spec.end))
-        except RuntimeError as exc:
-            self.store.delete(spec.name)  # nothing half-created
-            raise web.HTTPError(
-                409, f"Slurm could not reserve the workshop's window: {exc}"
-            ) from None
-        self.store.set_reservation(spec.name, reservation.name)
-        ws = self.store.get(spec.name)
-        self.log.info("Workshop %s created by %s", ws.name, ws.instructor)
+        ws = await create_workshop(self, self.store, self._body())
         self.set_status(201)
         self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
 
-    async def _nodes(self, partition: str | None) -> int:
-        argv = ["sinfo", "-h", "-o", "%D"] + (["-p", partition] if partition else [])
-        try:
-            out = await run_slurm(argv)
-        except RuntimeError as exc:
-            raise ValueError(f"Slurm does not answer: {exc}") from None
-        return sum(int(x) for x in out.split() if x.isdigit())
+
+async def _nodes(partition: str | None) -> int:
+    argv = ["sinfo", "-h", "-o", "%D"] + (["-p", partition] if partition else [])
+    try:
+        out = await run_slurm(argv)
+    except RuntimeError as exc:
+        raise ValueError(f"Slurm does not answer: {exc}") from None
+    return sum(int(x) for x in out.split() if x.isdigit())
+
+
+async def create_workshop(handler, store: WorkshopStore, body: dict) -> Workshop:
+    """Validate, store, reserve; HTTPError with one sentence, and nothing half-created."""
+    try:
+        spec = WorkshopSpec.model_validate(body)
+    except ValidationError as exc:
+        raise web.HTTPError(400, first_error(exc)) from None
+    cat = handler.naic_catalogue
+    problems = catalogue_problems(spec, cat)
+    if problems:
+        raise web.HTTPError(400, " ".join(problems))
+    if spec.end <= datetime.now(UTC):
+        raise web.HTTPError(400, "`end` is in the past; a workshop must end in the future.")
+    res = cat.sites[spec.site].resources[spec.resource_name]
+    try:
+        nodes = await _nodes(res.partition)
+        reservation = reservation_for(spec, cat, users=(), nodes_in_partition=nodes)
+    except ValueError as exc:
+        raise web.HTTPError(409, str(exc)) from None
+    try:
+        store.create(spec, instructor=handler.current_user.name, code=new_code())
+    except WorkshopExists as exc:
+        raise web.HTTPError(409, str(exc)) from None
+    if not reservation.accounts:
+        # Without a project's account to name, Slurm needs a user that surely exists;
+        # students are added as they join (root may run anything anyway).
+        reservation = dataclasses.replace(reservation, users=("root",))
+    try:
+        await run_slurm(reservation_argv(reservation, spec.start, spec.end))
+    except RuntimeError as exc:
+        store.delete(spec.name)  # nothing half-created
+        raise web.HTTPError(409, f"Slurm could not reserve the workshop's window: {exc}") from None
+    store.set_reservation(spec.name, reservation.name)
+    ws = store.get(spec.name)
+    handler.log.info("Workshop %s created by %s", ws.name, ws.instructor)
+    return ws
 
 
 class WorkshopHandler(_WorkshopHandler):
@@ -432,6 +437,21 @@ class JoinPage(accounting._NaicHandlerMixin, BaseHandler):
         self.finish(html)
 
 
+#: The instructor page's create form (the spec's fields, as text).
+FORM_FIELDS = (
+    "name",
+    "title",
+    "seats",
+    "start",
+    "end",
+    "resource",
+    "gpus",
+    "hours",
+    "material",
+    "project",
+)
+
+
 class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
     """`/hub/naic/workshops` (my workshops) and `/hub/naic/workshops/{name}` (who joined,
     whose session is queued, running or ended; stop one, stop all, end the workshop)."""
@@ -456,11 +476,7 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
     async def get(self, name: str | None = None) -> None:
         ws = self._check(name)
         if ws is None:
-            mine = None if self.current_user.admin else self.current_user.name
-            html = await self.render_template(
-                "workshops.html", workshops=self.store.list(mine), now=datetime.now(UTC)
-            )
-            self.finish(html)
+            await self._list()
             return
         students = []
         for seat in self.store.seats(ws.name):
@@ -491,7 +507,8 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
     async def post(self, name: str | None = None) -> None:
         ws = self._check(name)
         if ws is None:
-            raise web.HTTPError(405)
+            await self._create()
+            return
         who = self.get_body_argument("stop", "")
         targets = [s.username for s in self.store.seats(ws.name)] if who == "*" else [who]
         stops = []
@@ -505,6 +522,41 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
                     sp.stop_reason = f"stopped by the instructor of {ws.title}"
                     stops.append(self.stop_single_user(user, ws.name))
         await asyncio.gather(*stops, return_exceptions=True)
+        self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+
+    async def _list(self, form: dict | None = None, error: str = "") -> None:
+        mine = None if self.current_user.admin else self.current_user.name
+        cat = self.naic_catalogue
+        resources = [
+            f"{s}:{r}"
+            for s, site in cat.sites.items()
+            if site.backend == "slurm"
+            for r in site.resources
+        ]
+        html = await self.render_template(
+            "workshops.html",
+            workshops=self.store.list(mine),
+            now=datetime.now(UTC),
+            resources=resources,
+            projects=list(cat.projects),
+            form=form or {},
+            error=error,
+        )
+        self.finish(html)
+
+    async def _create(self) -> None:
+        """The page's form: the same fields as the CLI; times in UTC."""
+        form = {k: self.get_body_argument(k, "").strip() for k in FORM_FIELDS}
+        body = {k: v for k, v in form.items() if v != ""}
+        for key in ("start", "end"):
+            if key in body and not body[key].endswith(("Z", "+00:00")):
+                body[key] += "+00:00"  # the form says UTC
+        try:
+            ws = await create_workshop(self, self.store, body)
+        except web.HTTPError as exc:
+            self.set_status(exc.status_code)
+            await self._list(form, exc.log_message)
+            return
         self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
 
 

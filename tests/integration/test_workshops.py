@@ -75,7 +75,7 @@ def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         stop_hub(hub)
         for user in (*STUDENTS, *GUESTS):
             subprocess.run(["scancel", f"--user={user}"], check=False)
-        for name in (RESERVATION, "naic-ws-tomorrow", "naic-ws-guests"):
+        for name in (RESERVATION, "naic-ws-tomorrow", "naic-ws-guests", "naic-ws-from-page"):
             subprocess.run(["scontrol", "delete", f"ReservationName={name}"], capture_output=True)
 
 
@@ -272,6 +272,31 @@ def test_a_code_before_its_window_and_bad_requests(ws_hub: Hub) -> None:
     assert student.status_code == 403
     assert student.json()["message"] == "Only instructors and admins manage workshops."
     assert ingrid.delete("/hub/api/naic/workshops/tomorrow").status_code == 200
+
+    # The instructor page's form does what the CLI does, with the same sentences.
+    web, _ = log_in(ws_hub, "ingrid", ws_hub.password)
+    page = web.get("/hub/naic/workshops")
+    assert page.status_code == 200 and "tomorrow" in page.text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    form = {
+        "_xsrf": xsrf,
+        "name": "from-page",
+        "seats": "2",
+        "hours": "1",
+        "start": tomorrow.strftime("%Y-%m-%dT%H:%M"),
+        "end": (tomorrow + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+        "resource": "testcluster:cpu",
+        "gpus": "0",
+        "project": "",
+        "material": "",
+    }
+    bad = web.post("/hub/naic/workshops", data={**form, "hours": "3"})
+    assert bad.status_code == 400
+    assert "`hours` (3) must fit in the window (2 hours)" in bad.text
+    made = web.post("/hub/naic/workshops", data=form)
+    assert made.status_code == 200 and made.url.path == "/hub/naic/workshops/from-page"
+    assert "naic-ws-from-page" in made.text
+    assert ingrid.delete("/hub/api/naic/workshops/from-page").status_code == 200
 
 
 def test_temporary_accounts_work_in_the_window_and_are_locked_out_at_the_end(
