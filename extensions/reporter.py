@@ -3,16 +3,19 @@
 A thread in the single-user server (started by naic.extensions.server) posts, every
 `report_every_s` seconds as the hub asks, the highest utilisation each GPU had since the last
 report (a brief burst counts as use), with the server's own token. A session without GPUs
-posts an empty report: nothing GPU-related, only the question "any notices for me?". The
-hub's answer carries the culler's warnings, which the server's `naic/api/notices` shows.
+posts an empty report: nothing GPU-related, only the question "any notices for me?". A
+workshop session adds how far the student got in the material's notebooks (code cells run,
+as saved). The hub's answer carries the culler's warnings, which `naic/api/notices` shows.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from naic.extensions.sources import GPUSampler, HubClient, HubError, Reading
@@ -20,6 +23,8 @@ from naic.extensions.sources import GPUSampler, HubClient, HubError, Reading
 log = logging.getLogger(__name__)
 #: Until the hub first answered.
 FIRST_INTERVAL_S = 60.0
+#: Notebooks of a workshop's material counted for its instructor's dashboard.
+MAX_NOTEBOOKS = 100
 
 
 def summarize(readings: list[Reading]) -> list[float | None]:
@@ -35,6 +40,29 @@ def summarize(readings: list[Reading]) -> list[float | None]:
     return out
 
 
+def notebook_progress(folder: Path, cache: dict | None = None) -> dict[str, list[int]]:
+    """{notebook: [code cells run, code cells]} of the saved notebooks under `folder` (a
+    workshop's material), re-read only when a file changed; at most MAX_NOTEBOOKS."""
+    cache = {} if cache is None else cache
+    out = {}
+    paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    for path in paths[:MAX_NOTEBOOKS]:
+        try:
+            mtime = path.stat().st_mtime
+            if cache.get(path, (None,))[0] != mtime:
+                cells = [
+                    c
+                    for c in json.loads(path.read_text()).get("cells", [])
+                    if c.get("cell_type") == "code"
+                ]
+                run = sum(1 for c in cells if c.get("execution_count") is not None)
+                cache[path] = (mtime, [run, len(cells)])
+        except (OSError, ValueError, AttributeError):
+            continue
+        out[str(path.relative_to(folder))] = cache[path][1]
+    return out
+
+
 class ActivityReporter:
     """Reports every `interval_s`; `report_once` is the unit tests' entry (any clock)."""
 
@@ -44,8 +72,11 @@ class ActivityReporter:
         sampler: GPUSampler | None,
         *,
         clock: Callable[[], float] = time.time,
+        workshop_dir: Path | None = None,
     ):
         self.hub, self.sampler, self.clock = hub, sampler, clock
+        self.workshop_dir = workshop_dir
+        self._progress_cache: dict = {}
         self.interval_s = FIRST_INTERVAL_S
         self.notices: list[dict[str, Any]] = []
         self._last = clock()
@@ -67,7 +98,10 @@ class ActivityReporter:
         return {"gpus": gpus, "window_s": round(window, 3)}
 
     def report_once(self) -> None:
-        answer = self.hub.activity(self.report())
+        report = self.report()
+        if self.workshop_dir is not None and self.workshop_dir.is_dir():
+            report["progress"] = notebook_progress(self.workshop_dir, self._progress_cache)
+        answer = self.hub.activity(report)
         self.notices = answer["notices"]
         self.interval_s = max(1.0, float(answer["report_every_s"]))
         if self.sampler is not None:  # at least one sample per report

@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -70,6 +71,7 @@ class NaicState:
 
     def start_reporter(self) -> None:
         """In a hub's session: report GPU use (GPU sessions only) and fetch notices."""
+        from naic.extensions.launch import workshop_material
         from naic.extensions.reporter import ActivityReporter
         from naic.extensions.session import SessionFacts
 
@@ -77,7 +79,11 @@ class NaicState:
         sampler = self.sampler() if gpus else None
         if sampler is not None:
             sampler.start()
-        self.reporter = ActivityReporter(self.hub(), sampler)
+        workshop = workshop_material(dict(os.environ))
+        home = Path(os.environ.get("HOME") or Path.cwd())
+        self.reporter = ActivityReporter(
+            self.hub(), sampler, workshop_dir=home / workshop[0] if workshop else None
+        )
         self.reporter.start()
 
     def session(self) -> Any:

@@ -36,6 +36,7 @@ from naic.hub.culler import REASONS
 SCOPE = "custom:naic:cull"
 MAX_GPUS = 64
 MAX_TEXT = 500
+MAX_NOTEBOOKS = 100
 
 
 def report_every_s(policy: catalogue.Culling) -> float:
@@ -49,15 +50,17 @@ def check_every_s(cat: catalogue.Catalogue) -> float:
     return min(report_every_s(s.culling) for s in cat.sites.values())
 
 
-def parse_report(body: bytes) -> tuple[list[float | None], float]:
-    """Pure: (utilisation per GPU, window in seconds) of a report; ValueError for a 400."""
+def parse_report(body: bytes) -> tuple[list[float | None], float, dict[str, list[int]] | None]:
+    """Pure: (utilisation per GPU, window in seconds, workshop progress or None) of a report;
+    ValueError for a 400."""
     usage = 'Send {"gpus": [{"index": 0, "utilization_pct": 0-100}, …], "window_s": seconds}'
     try:
         data = json.loads(body or b"{}")
     except ValueError:
         raise ValueError(f"{usage}; the body is not JSON.") from None
-    if not isinstance(data, dict) or set(data) - {"gpus", "window_s"}:
+    if not isinstance(data, dict) or set(data) - {"gpus", "window_s", "progress"}:
         raise ValueError(f"{usage}.")
+    progress = _progress(data.get("progress"))
     gpus = data.get("gpus") or []
     if not isinstance(gpus, list) or len(gpus) > MAX_GPUS:
         raise ValueError(f"{usage}; `gpus` must be a list of at most {MAX_GPUS}.")
@@ -76,7 +79,27 @@ def parse_report(body: bytes) -> tuple[list[float | None], float]:
         or not (math.isfinite(window) and 0 <= window <= 24 * 3600)
     ):
         raise ValueError(f"{usage}; window_s must be seconds, from 0 to 86400.")
-    return utils, float(window)
+    return utils, float(window), progress
+
+
+def _progress(value: Any) -> dict[str, list[int]] | None:
+    """A workshop session's notebooks: {"01-intro.ipynb": [cells run, code cells], …}."""
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and len(value) <= MAX_NOTEBOOKS
+    ok = ok and all(
+        isinstance(k, str)
+        and len(k) <= 200
+        and isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 10**5 for n in v)
+        for k, v in value.items()
+    )
+    if not ok:
+        raise ValueError(
+            f"`progress` must map at most {MAX_NOTEBOOKS} notebook names to [cells run, cells]."
+        )
+    return {k: list(v) for k, v in sorted(value.items())}
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -138,10 +161,13 @@ class ActivityHandler(_SessionHandler):
     def post(self, user_name: str, server_name: str = "") -> None:
         self._must("users:activity", user_name, server_name)
         try:
-            utils, window = parse_report(self.request.body)
+            utils, window, progress = parse_report(self.request.body)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
         _, router = self._router(user_name, server_name)
+        if progress is not None and progress != router.notebook_progress:
+            router.notebook_progress = progress
+            self._save(router)
         if utils:
             self._record(router, utils, window)
         self._answer(router)

@@ -234,11 +234,12 @@ class WorkshopHandler(_WorkshopHandler):
 
     def _student(self, ws: Workshop, username: str, seat: int) -> dict:
         user = self.find_user(username)
-        state = "not started"
+        state, progress = "not started", {}
         if user is not None and ws.name in user.orm_user.orm_spawners:
             sp = user.spawners[ws.name]
             state = "running" if sp.ready else "starting" if sp.pending else "stopped"
-        return {"user": username, "seat": seat, "session": state}
+            progress = getattr(sp, "notebook_progress", {})
+        return {"user": username, "seat": seat, "session": state, "notebooks": progress}
 
     async def delete(self, name: str) -> None:
         ws = self._mine(name)
@@ -481,7 +482,7 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
         students = []
         for seat in self.store.seats(ws.name):
             user = self.find_user(seat.username)
-            state, since = "not started", None
+            state, since, progress = "not started", None, {}
             if user is not None and ws.name in user.orm_user.orm_spawners:
                 sp = user.spawners[ws.name]
                 child = getattr(sp, "child_spawner", None)
@@ -496,7 +497,8 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
                     else (sp.last_end or {}).get("reason", "ended")
                 )
                 since = sp.orm_spawner.started
-            students.append({"seat": seat, "state": state, "since": since})
+                progress = getattr(sp, "notebook_progress", {})
+            students.append({"seat": seat, "state": state, "since": since, "progress": progress})
         join = url_path_join(self.hub.base_url, f"naic/workshops/join?code={ws.code}")
         html = await self.render_template(
             "workshop.html", ws=ws, students=students, join_url=join, now=datetime.now(UTC)

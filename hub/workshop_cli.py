@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
             w = call(args, "GET", f"workshops/{quote(args.name, safe='')}")
             print(describe(w))
             for s in w["students"]:
-                print(f"  {s['seat']:>3}  {s['user']:<24} {s['session']}")
+                done = " ".join(f"{nb}:{r}/{n}" for nb, (r, n) in s.get("notebooks", {}).items())
+                print(f"  {s['seat']:>3}  {s['user']:<24} {s['session']:<12} {done}".rstrip())
             print(f"{len(w['students'])} of {w['seats']} seats taken")
         elif args.action == "accounts":
             got = call(

@@ -61,6 +61,7 @@ class Router(WrapSpawner):
     extensions_used = Integer(0, help="How often the current session was extended.")
     gpu_activity = Dict(help="The session's last GPU report: reported_at, busy_at (UTC ISO).")
     notices = Dict(help="The culler's warnings to this session: {kind: {text, deadline, at}}.")
+    notebook_progress = Dict(help="A workshop session's notebooks: {name: [run, code cells]}.")
     #: Why the next stop happens (the culler's reason); "stopped" when nobody said.
     stop_reason = ""
     _seen_alive = False  # this hub process saw the session running
@@ -150,7 +151,7 @@ class Router(WrapSpawner):
         self.child_state = {}
         self.usage_id = 0
         self.extensions_used = 0
-        self.gpu_activity, self.notices = {}, {}
+        self.gpu_activity, self.notices = {}, {}  # progress stays: the same notebooks
         began = time.monotonic()
         ip_port = await super().start()
         metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
@@ -221,6 +222,8 @@ class Router(WrapSpawner):
             state["gpu_activity"] = self.gpu_activity
         if self.notices:
             state["notices"] = self.notices
+        if self.notebook_progress:
+            state["notebook_progress"] = self.notebook_progress
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -234,6 +237,7 @@ class Router(WrapSpawner):
         self.extensions_used = state.get("extensions_used", 0)
         self.gpu_activity = state.get("gpu_activity", {})
         self.notices = state.get("notices", {})
+        self.notebook_progress = state.get("notebook_progress", {})
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import subprocess
@@ -45,12 +46,20 @@ def git(*args: str) -> None:
     )
 
 
+def notebook(*counts: int | None) -> str:
+    """A notebook with one code cell per count (None: not run yet)."""
+    cells = [
+        {"cell_type": "code", "execution_count": n, "source": "", "outputs": []} for n in counts
+    ]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
 def course_repository() -> None:
     """A git repository every student can read, as a shared course folder would be."""
     subprocess.run(["rm", "-rf", str(COURSE)], check=True)
     COURSE.mkdir(mode=0o755)
     git("init", "-q", "-b", "main")
-    (COURSE / "01-intro.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4}')
+    (COURSE / "01-intro.ipynb").write_text(notebook(None, None))
     git("add", ".")
     git("commit", "-q", "-m", "course")
     subprocess.run(["chmod", "-R", "a+rX", str(COURSE)], check=True)
@@ -61,6 +70,8 @@ def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     def course_project(cat: dict) -> None:
         cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course"}
         cat["guest_accounts"] = {"prefix": "guest", "count": len(GUESTS)}
+        # Sessions report every 2 s (the report interval follows the shortest warning).
+        cat["sites"]["testcluster"]["culling"] = {"warn_minutes": 0.1}
 
     course_repository()
     hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops")
@@ -158,9 +169,9 @@ def test_a_workshop_from_create_to_end(ws_hub: Hub) -> None:
     assert jobs("%u %v") == [f"{name} {RESERVATION}" for name in STUDENTS]
 
     # The material is in each home; a student's edit survives the next spawn.
-    notebook = Path("/home/student01/ml-intro/01-intro.ipynb")
+    nb_path = Path("/home/student01/ml-intro/01-intro.ipynb")
     assert all(Path(f"/home/{n}/ml-intro/01-intro.ipynb").exists() for n in STUDENTS)
-    notebook.write_text('{"cells": [], "metadata": {"mine": 1}, "nbformat": 4}')
+    nb_path.write_text(notebook_text := notebook(1, None))
     first = students["student01"]
     first.delete("/hub/api/users/student01/servers/ml-intro")
     wait_until(lambda: not ready(first, "student01", "ml-intro"), 60, "student01 stopped")
@@ -171,7 +182,17 @@ def test_a_workshop_from_create_to_end(ws_hub: Hub) -> None:
     )
     start(first, "student01", {"workshop": "ml-intro"}, server="ml-intro")
     wait_until(lambda: ready(first, "student01", "ml-intro"), 120, "student01 again")
-    assert '"mine": 1' in notebook.read_text()
+    assert nb_path.read_text() == notebook_text
+    ingrid_api = httpx.Client(
+        base_url=ws_hub.url, headers={"Authorization": f"token {ingrid}"}, timeout=30
+    )
+
+    def progress_of(name: str) -> dict:
+        w = ingrid_api.get("/hub/api/naic/workshops/ml-intro").json()
+        return next(s for s in w["students"] if s["user"] == name)["notebooks"]
+
+    wait_until(lambda: progress_of("student01") == {"01-intro.ipynb": [1, 2]}, 30, "progress")
+    assert progress_of("student02") == {"01-intro.ipynb": [0, 2]}
 
     # The 11th student is refused on the join page, with a sentence.
     web, _ = log_in(ws_hub, "alice", ws_hub.password)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -144,17 +145,20 @@ def test_session_views_read_the_hubs_listing() -> None:
 
 
 def test_reports_are_parsed_or_refused_with_a_sentence() -> None:
-    assert parse_report(b"{}") == ([], 0.0)
+    assert parse_report(b"{}") == ([], 0.0, None)
     body = (
         b'{"gpus": [{"index": 0, "utilization_pct": 0}, {"index": 1, "utilization_pct": null}],'
         b' "window_s": 60}'
     )
-    assert parse_report(body) == ([0.0, None], 60.0)
+    assert parse_report(body) == ([0.0, None], 60.0, None)
+    progress = b'{"progress": {"02.ipynb": [0, 4], "01.ipynb": [3, 5]}}'
+    assert parse_report(progress) == ([], 0.0, {"01.ipynb": [3, 5], "02.ipynb": [0, 4]})
     for bad, words in [
         (b"[", "the body is not JSON"),
         (b'{"gpus": [{"utilization_pct": 140}], "window_s": 1}', "from 0 to 100"),
         (b'{"gpus": [{"utilization_pct": 1}], "window_s": -1}', "window_s must be seconds"),
         (b'{"cpu": 1}', 'Send {"gpus"'),
+        (b'{"progress": {"a.ipynb": [1]}}', "`progress` must map at most 100 notebook"),
     ]:
         with pytest.raises(ValueError, match=words):
             parse_report(bad)
@@ -198,6 +202,20 @@ def test_a_report_carries_each_gpus_highest_utilisation_since_the_last() -> None
     now[0] += 60  # no new sample: the latest one stands for the window
     reporter.report_once()
     assert hub.reports[-1]["gpus"][0]["utilization_pct"] == 0
+
+
+def test_a_workshop_session_reports_how_far_the_student_got(tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    code = {"cell_type": "code", "execution_count": None, "source": ""}
+    ran = {**code, "execution_count": 3}
+    (tmp_path / "01-intro.ipynb").write_text(
+        json.dumps({"cells": [ran, code, {"cell_type": "markdown", "source": ""}]})
+    )
+    (tmp_path / "sub" / "02-data.ipynb").write_text(json.dumps({"cells": [ran, ran]}))
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    hub = FakeHubSource()
+    ActivityReporter(hub, None, workshop_dir=tmp_path).report_once()
+    assert hub.reports == [{"progress": {"01-intro.ipynb": [1, 2], "sub/02-data.ipynb": [2, 2]}}]
 
 
 def test_a_cpu_only_session_reports_nothing_gpu_related() -> None:
