@@ -178,7 +178,10 @@ class ActivityHandler(_SessionHandler):
         # Unknown utilisation (MIG) cannot be called idle.
         busy = sum(1 for u in utils if u is None or u > threshold)
         act = router.gpu_activity
-        started = _utc(router.orm_spawner.started) or now
+        since = router.running_since
+        started = (
+            datetime.fromisoformat(since) if since else _utc(router.orm_spawner.started) or now
+        )
         last = datetime.fromisoformat(act["reported_at"]) if act.get("reported_at") else started
         # A report covers at most the time since the last one: resending one cannot inflate.
         window = min(window, max((now - max(last, started)).total_seconds(), 0.0))
@@ -225,7 +228,8 @@ class SessionsHandler(_SessionHandler):
                         "site": req.site,
                         "site_title": site.title,
                         "gpus": req.gpus,
-                        "started_at": _iso(_utc(router.orm_spawner.started)),
+                        "started_at": router.running_since
+                        or _iso(_utc(router.orm_spawner.started)),
                         "last_activity": _iso(_utc(router.orm_spawner.last_activity)),
                         "gpu_reported_at": act.get("reported_at"),
                         "gpu_busy_at": act.get("busy_at"),

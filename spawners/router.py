@@ -62,6 +62,7 @@ class Router(WrapSpawner):
     gpu_activity = Dict(help="The session's last GPU report: reported_at, busy_at (UTC ISO).")
     notices = Dict(help="The culler's warnings to this session: {kind: {text, deadline, at}}.")
     notebook_progress = Dict(help="A workshop session's notebooks: {name: [run, code cells]}.")
+    running_since = Unicode("", help="When the current session's server answered (UTC ISO).")
     #: Why the next stop happens (the culler's reason); "stopped" when nobody said.
     stop_reason = ""
     _seen_alive = False  # this hub process saw the session running
@@ -154,6 +155,8 @@ class Router(WrapSpawner):
         self.gpu_activity, self.notices = {}, {}  # progress stays: the same notebooks
         began = time.monotonic()
         ip_port = await super().start()
+        # Idle and age limits count from here, not from the request: a queue is not idling.
+        self.running_since = datetime.now(UTC).isoformat()
         metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
         self._record_start()
         return ip_port
@@ -224,6 +227,8 @@ class Router(WrapSpawner):
             state["notices"] = self.notices
         if self.notebook_progress:
             state["notebook_progress"] = self.notebook_progress
+        if self.running_since:
+            state["running_since"] = self.running_since
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -238,6 +243,7 @@ class Router(WrapSpawner):
         self.gpu_activity = state.get("gpu_activity", {})
         self.notices = state.get("notices", {})
         self.notebook_progress = state.get("notebook_progress", {})
+        self.running_since = state.get("running_since", "")
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -254,6 +260,7 @@ class Router(WrapSpawner):
         self.usage_id = 0
         self.extensions_used = 0
         self.gpu_activity, self.notices = {}, {}
+        self.running_since = ""
         self.last_end = last_end
 
     async def progress(self):
