@@ -199,6 +199,10 @@ def node_free_mb(partition: str) -> int:
 
 
 def jobs_of(users: list[str]) -> list[str]:
+    """The jobs of these accounts (squeue refuses the whole list if one does not exist)."""
+    users = [u for u in users if _exists(u)]
+    if not users:
+        return []
     out = subprocess.run(
         [harness.SQUEUE, "-h", "-u", ",".join(users), "-o", "%i"],
         capture_output=True,
@@ -219,11 +223,17 @@ def clear_leftovers(users: list[str]) -> None:
         harness.wait_jobs_gone(left)
 
 
+def _exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
 def ensure_accounts(users: list[str]) -> None:
     for user in users:
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
+        if not _exists(user):
             subprocess.run(
                 ["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", user],
                 check=True,
@@ -494,7 +504,6 @@ def run(n: int, timeout_s: float, floor_runs: int, keep: bool) -> dict:
     harness.check_host()
     harness.wait_controller()
     users = student_names(n)
-    ensure_accounts(users)
     clear_leftovers(users)
     free = node_free_mb(PARTITION)
     if n * SESSION_MB > free:
@@ -503,6 +512,7 @@ def run(n: int, timeout_s: float, floor_runs: int, keep: bool) -> dict:
             f"{PARTITION} has {free} MB free: the rest would queue. Use --students "
             f"{free // SESSION_MB} or fewer."
         )
+    ensure_accounts(users)
     results: dict[str, dict] = {}
     job_ids: list[str] = []
     with harness.workdir(keep) as base:

@@ -14,6 +14,7 @@ so the launcher also skips one import nothing in the server needs (see `_lighter
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,9 @@ from urllib.parse import urlparse, urlunparse
 SINGLEUSER = "jupyterhub-singleuser"
 #: The session's own endpoints (naic.extensions.server), loaded into every session's server.
 SERVER_EXTENSION = "--ServerApp.jpserver_extensions=naic.extensions.server=True"
+#: nbgitpuller enables its `/git-pull` server extension wherever it is installed; sessions
+#: pull their material in the launcher instead, and start faster without it.
+NO_GITPULLER = "--ServerApp.jpserver_extensions=nbgitpuller=False"
 #: The session's notices as JupyterLab notifications: a prebuilt extension shipped in the
 #: package (extensions/labextension), so no `jupyter labextension install` on any node.
 LAB_EXTENSIONS = f"--LabServerApp.extra_labextensions_path={Path(__file__).parent / 'labextension'}"
@@ -62,6 +66,31 @@ def workshop_material(environ: dict[str, str]) -> tuple[str, str] | None:
     return (ws["name"], ws["material"]) if ws.get("name") and ws.get("material") else None
 
 
+@contextlib.contextmanager
+def _trusting(repository: str | None, home: Path):
+    """Let git read a course repository another account owns (the instructor's folder):
+    git ignores `-c safe.directory` for the local transport, so a global config file of
+    our own, which includes the user's, names it, for the pull only."""
+    if repository is None:
+        yield
+        return
+    config = home / ".naic" / "material.gitconfig"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        "[include]\n\tpath = ~/.gitconfig\n[safe]\n"
+        f"\tdirectory = {repository}\n\tdirectory = {repository}/.git\n"
+    )
+    before = os.environ.get("GIT_CONFIG_GLOBAL")
+    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
+    try:
+        yield
+    finally:  # the session's own git keeps the user's ~/.gitconfig
+        if before is None:
+            os.environ.pop("GIT_CONFIG_GLOBAL", None)
+        else:
+            os.environ["GIT_CONFIG_GLOBAL"] = before
+
+
 def fetch_material(material: str, target: Path) -> str:
     """Bring a workshop's material into `target`, never overwriting a student's edits:
     a plain folder's files are copied only where missing; a git repository (a URL, or a
@@ -74,12 +103,9 @@ def fetch_material(material: str, target: Path) -> str:
         return f"{n} new file(s) from {material} in {target}"
     from nbgitpuller.pull import GitPuller  # only in workshop sessions with a repository
 
-    if repository:  # a course folder owned by the instructor: git refuses it unless trusted
-        os.environ.update(
-            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0=material
-        )
-    for line in GitPuller(material, str(target)).pull():
-        print(f"naic: {line.rstrip()}", file=sys.stderr)
+    with _trusting(material if repository else None, target.parent):
+        for line in GitPuller(material, str(target)).pull():
+            print(f"naic: {line.rstrip()}", file=sys.stderr)
     return f"{material} pulled into {target}"
 
 
@@ -144,7 +170,14 @@ def run_server(command: list[str]) -> None:
         _lighter_imports()
         from jupyterhub.singleuser import main as singleuser
 
-        sys.argv = [SINGLEUSER, *command[1:], SERVER_EXTENSION, LAB_EXTENSIONS, *QUIET_LAB]
+        sys.argv = [
+            SINGLEUSER,
+            *command[1:],
+            SERVER_EXTENSION,
+            NO_GITPULLER,
+            LAB_EXTENSIONS,
+            *QUIET_LAB,
+        ]
         sys.exit(singleuser())
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.hub_process",
     "tests.postgres",
     "tests.oidc_provider",
+    "tests.sshd",
 ]

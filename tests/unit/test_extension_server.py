@@ -199,6 +199,7 @@ def test_the_launcher_runs_singleuser_with_the_extension(monkeypatch: pytest.Mon
             "jupyterhub-singleuser",
             "--debug",
             "--ServerApp.jpserver_extensions=naic.extensions.server=True",
+            "--ServerApp.jpserver_extensions=nbgitpuller=False",
             f"--LabServerApp.extra_labextensions_path={LABEXTENSIONS}",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

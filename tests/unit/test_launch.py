@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -89,8 +90,7 @@ def _git(repo: Path, *args: str) -> None:
 def test_workshop_material_from_a_git_repository_keeps_a_students_edits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key in ("GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"):
-        monkeypatch.delenv(key, raising=False)  # restored after: the launcher sets them
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
     course = tmp_path / "course"
     course.mkdir()
     _git(course, "init", "-q", "-b", "main")
@@ -113,6 +113,7 @@ def test_workshop_material_from_a_git_repository_keeps_a_students_edits(
     launch.fetch_material(material, home / name)  # the second spawn
     assert notebook.read_text() == '{"cells": ["mine"]}'
     assert (home / "ml-intro" / "extra.ipynb").exists()
+    assert "GIT_CONFIG_GLOBAL" not in os.environ  # the session's git is the user's again
 
 
 def test_workshop_material_from_a_folder_is_copied_where_missing(tmp_path: Path) -> None:
