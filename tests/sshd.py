@@ -29,6 +29,7 @@ openssh-client, iproute2) are installed with apt-get. Imports nothing from ``nai
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -103,6 +104,27 @@ def _ensure_packages() -> None:
         return
     _require_root(f"the Debian packages {' '.join(missing)} are missing and must be installed")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with _no_service_starts():
+        _apt(missing, env)
+
+
+@contextlib.contextmanager
+def _no_service_starts():
+    """Installing openssh-server must not start the machine's own sshd on port 22: the
+    tests start their own. Debian's policy-rc.d hook says no while we install."""
+    policy = Path("/usr/sbin/policy-rc.d")
+    if policy.exists():  # the machine already has a policy: keep it
+        yield
+        return
+    policy.write_text("#!/bin/sh\n# naic-hub tests: no service starts during apt-get\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        yield
+    finally:
+        policy.unlink(missing_ok=True)
+
+
+def _apt(missing: list[str], env: dict[str, str]) -> None:
     for argv in (
         ["apt-get", "update", "-qq"],
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
