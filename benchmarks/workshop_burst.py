@@ -40,7 +40,8 @@ the next run (`userdel -r burst01` … removes them); the same names are hub use
 own tokens. N sessions of 2 GB must fit the free memory of partition `normal` at once (the
 test node's 60000 MB hold 29), or the rest would queue: the benchmark refuses then. Both
 hubs' sessions end (the workshop is ended, the stock hub stops its servers) and their jobs
-are gone before the next setup. Results: a table on stdout and
+are gone before the next setup; other jobs on the partition at the start are counted and
+reported (the cluster is shared). Results: a table on stdout and
 benchmarks/results/workshop_burst.json.
 """
 
@@ -51,6 +52,7 @@ import contextlib
 import os
 import pwd
 import re
+import shutil
 import statistics
 import subprocess
 import threading
@@ -212,6 +214,17 @@ def jobs_of(users: list[str]) -> list[str]:
     return out.split()
 
 
+def other_jobs(partition: str) -> int:
+    """Jobs of anybody on the partition (the cluster is shared; they share its node)."""
+    out = subprocess.run(
+        [harness.SQUEUE, "-h", "-p", partition, "-t", "PENDING,RUNNING", "-o", "%i"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return len(out.split())
+
+
 def clear_leftovers(users: list[str]) -> None:
     """What an interrupted run of this benchmark may have left: its reservation, its jobs."""
     subprocess.run(
@@ -229,6 +242,20 @@ def _exists(user: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def remove_job_logs(users: list[str], keep_in: Path | None) -> None:
+    """Every job log in the students' homes (the accounts are this benchmark's own: also
+    those of jobs whose start failed before the hub knew their id); moved to `keep_in`."""
+    if keep_in is not None:
+        keep_in.mkdir(exist_ok=True)
+    for user in users:
+        home = Path(os.path.expanduser(f"~{user}"))
+        for pattern in (".naic-session-*.log", "jupyterhub_slurmspawner_*.log"):
+            for path in home.glob(pattern):
+                if keep_in is not None:
+                    shutil.move(path, keep_in / f"{user}-{path.name.lstrip('.')}")
+                path.unlink(missing_ok=True)
 
 
 def ensure_accounts(users: list[str]) -> None:
@@ -513,6 +540,9 @@ def run(n: int, timeout_s: float, floor_runs: int, keep: bool) -> dict:
             f"{free // SESSION_MB} or fewer."
         )
     ensure_accounts(users)
+    others = other_jobs(PARTITION)
+    if others:
+        print(f"benchmark: {others} other jobs run on partition {PARTITION}", flush=True)
     results: dict[str, dict] = {}
     job_ids: list[str] = []
     with harness.workdir(keep) as base:
@@ -548,7 +578,7 @@ def run(n: int, timeout_s: float, floor_runs: int, keep: bool) -> dict:
             job_ids += jobs_of(users)
             harness.wait_jobs_gone(sorted(set(job_ids)), 120)
             clear_leftovers(users)
-            harness.remove_job_logs(job_ids, base / "jobs" if keep else None, tuple(users))
+            remove_job_logs(users, base / "jobs" if keep else None)
 
     ratio, outcome = verdict(results["naic-hub"], results["stock batchspawner"])
     return {
@@ -558,6 +588,7 @@ def run(n: int, timeout_s: float, floor_runs: int, keep: bool) -> dict:
         "what": "N students start at one moment; seconds from then until each session is ready",
         "students": n,
         "timeout_s": timeout_s,
+        "other_jobs_at_start": others,
         "setups": {s: results[s] for s in SETUPS},
         "floor": results["floor"],
         "ratio_naic_over_stock_all_ready": ratio,
@@ -594,7 +625,8 @@ def report(result: dict) -> str:
     lines = [
         text,
         "",
-        f"{result['students']} students; floor = {result['students']} × "
+        f"{result['students']} students ({result['other_jobs_at_start']} other jobs on the "
+        f"partition at the start); floor = {result['students']} × "
         f"{f['server_startup_cpu_s']:.2f} s CPU per server start ÷ {f['cores']} cores.",
         f"naic-hub: redeem answered by {fmt(naic.get('redeemed_median_s'))} s (median), "
         f"{fmt(naic.get('redeemed_max_s'))} s (last); start answered by "

@@ -182,15 +182,56 @@ def run_server(command: list[str]) -> None:
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
 
 
+def detach(command: list[str], log: Path) -> list[str]:
+    """For sessions started over SSH: the environment arrives on stdin (secrets never on a
+    command line other users can see), the server gets a free port of this host, and the
+    session outlives the SSH channel. The parent prints {"pid", "port"} and exits."""
+    os.environ.update({str(k): str(v) for k, v in json.loads(sys.stdin.read()).items()})
+    home = os.environ.get("HOME")
+    if home:
+        os.chdir(home)
+    port = free_port()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:  # the parent: wait until the child is on its own, then say where it is
+        os.close(write)
+        os.read(read, 1)
+        print(json.dumps({"pid": pid, "port": port}), flush=True)
+        os._exit(0)
+    os.close(read)
+    os.setsid()  # its own session and process group: the hub stops it with one signal
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.write(write, b"x")
+    os.close(write)
+    if os.environ.get("JUPYTERHUB_SERVICE_URL"):  # where singleuser listens
+        url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+        os.environ["JUPYTERHUB_SERVICE_URL"] = urlunparse(url._replace(netloc=f"127.0.0.1:{port}"))
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="naic.extensions.launch")
     parser.add_argument("--material", type=Path, action="append", default=[])
     parser.add_argument(
         "--report-port", action="store_true", help="pick a port and report it to the hub"
     )
+    parser.add_argument(
+        "--detach",
+        type=Path,
+        metavar="LOG",
+        help="read the environment (a JSON object) from stdin, pick a free port, print "
+        '{"pid": …, "port": …} and run on in the background with output to LOG '
+        "(a node pool's host, started over SSH)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.detach:
+        command = detach(command, args.detach)
     home = Path(os.environ.get("HOME") or Path.cwd())
     for folder in args.material:
         if folder.is_dir():

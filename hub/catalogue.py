@@ -130,17 +130,44 @@ class Resource(_Model):
         return self.default_hours if self.default_hours is not None else min(1.0, self.max_hours)
 
 
+HOST = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$"
+PATTERN_WORDS[HOST] = "must be a host name or IPv4 address"
+
+
 class Submit(_Model):
-    host: str = "localhost"
+    """Where sbatch, squeue and scancel run: on the hub's machine, or on a login node over SSH
+    (the site's `ssh:` says how)."""
+
+    host: str = Field("localhost", pattern=HOST)
     via: Literal["local", "ssh"] = "local"
+    port: int = Field(22, ge=1, le=65535)
 
     @model_validator(mode="after")
-    def _local_only(self) -> Submit:
-        if self.via == "ssh":
-            raise ValueError("`via: ssh` (submitting on a remote login node) is not supported yet")
-        if self.host not in {"localhost", "127.0.0.1"}:
-            raise ValueError(f"host {self.host!r} needs `via: ssh`, which is not supported yet")
+    def _local_is_here(self) -> Submit:
+        if self.via == "local" and self.host not in {"localhost", "127.0.0.1"}:
+            raise ValueError(f"host {self.host!r} is another machine: add `via: ssh`")
         return self
+
+
+class SSH(_Model):
+    """How the hub logs in to a site's machines: as `user` (root, or an account that may
+    `sudo -u` to users), with the private key at `identity_file` (a path on the hub, never
+    the key itself), trusting only the host keys in `known_hosts` (unknown keys are refused)."""
+
+    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    identity_file: str = Field(pattern=VENV_PATH, description="the hub's private key")
+    known_hosts: str = Field(pattern=VENV_PATH, description="the hosts' pinned public keys")
+    connect_timeout_s: float = Field(10, gt=0, le=120)
+
+
+class Host(_Model):
+    """One machine of a node pool (a cloud VM) and the GPUs it has, numbered 0 … n-1."""
+
+    address: str = Field(pattern=HOST)
+    port: int = Field(22, ge=1, le=65535)
+    gpus: dict[str, Annotated[int, Field(ge=1, le=64)]] = Field(
+        default_factory=dict, description="GPU type → count, e.g. {l40s: 4}"
+    )
 
 
 class Culling(_Model):
@@ -182,8 +209,13 @@ class Culling(_Model):
 
 class Site(_Model):
     title: str = Field(min_length=1)
-    backend: Literal["local", "slurm"]
+    backend: Literal["local", "slurm", "nodes"]
     submit: Submit | None = None
+    ssh: SSH | None = Field(None, description="how the hub reaches this site's machines")
+    hosts: dict[str, Host] | None = Field(None, description="a node pool's machines")
+    when_full: Literal["wait", "refuse"] = Field(
+        "wait", description="a node pool with no free GPU: queue the session, or say no"
+    )
     culling: Culling = Field(default_factory=Culling, description="when sessions are stopped")
     gpus_per_node: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
         None, description="GPUs of each type one node has, e.g. {a100: 4}"
@@ -195,10 +227,26 @@ class Site(_Model):
 
     @model_validator(mode="after")
     def _submit_fits_backend(self) -> Site:
-        if self.backend == "local" and self.submit is not None:
+        if self.backend != "slurm" and self.submit is not None:
             raise ValueError("only Slurm sites have a submit host; remove `submit`")
         if self.backend == "slurm" and self.submit is None:
             object.__setattr__(self, "submit", Submit())
+        if self.backend == "nodes" and not self.hosts:
+            raise ValueError("a `nodes` site needs `hosts`, the machines of its pool")
+        if self.backend != "nodes" and self.hosts is not None:
+            raise ValueError("only `nodes` sites have `hosts`")
+        needs_ssh = self.backend == "nodes" or (self.submit and self.submit.via == "ssh")
+        if needs_ssh and self.ssh is None:
+            raise ValueError(
+                "this site is reached over SSH: add `ssh` (identity_file, known_hosts)"
+            )
+        if self.backend == "nodes" and self.gpus_per_node is None:
+            # The most GPUs of each type one host has: what a single session can ask for.
+            most: dict[str, int] = {}
+            for h in self.hosts.values():
+                for kind, n in h.gpus.items():
+                    most[kind] = max(most.get(kind, 0), n)
+            object.__setattr__(self, "gpus_per_node", most)
         return self
 
 
@@ -482,7 +530,7 @@ def cross_check(cat: Catalogue) -> list[Problem]:
                     )
             if site.backend == "slurm" and res.partition is None:
                 out.append(Problem(f"{rat}.partition", "is required on a Slurm site"))
-            if site.backend == "local" and res.partition is not None:
+            if site.backend != "slurm" and res.partition is not None:
                 out.append(
                     Problem(
                         f"{rat}.partition",

@@ -275,7 +275,10 @@ def main(argv: list[str] | None = None) -> None:
             "JUPYTERHUB_API_TOKEN must be set."
         )
     culler = Culler(api_url, token)
-    asyncio.run(culler.once() if args.once else culler.run())
+    try:
+        asyncio.run(culler.once() if args.once else culler.run())
+    except KeyboardInterrupt:  # the hub stopping: nothing to report
+        pass
 
 
 if __name__ == "__main__":

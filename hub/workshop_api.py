@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from tornado import web
 
 from naic.hub import accounting
+from naic.hub.catalogue import Site
 from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
 from naic.hub.workshops import (
     WorkshopSpec,
@@ -42,6 +43,8 @@ from naic.hub.workshops import (
     reservation_argv,
     reservation_for,
 )
+from naic.spawners import ssh
+from naic.spawners.poller import login_node
 from naic.spawners.request import WorkshopPreset
 
 SCOPE = "custom:naic:workshops"
@@ -92,8 +95,15 @@ def rate_limited(user: str, now: float | None = None) -> bool:
     return False
 
 
-async def run_slurm(argv: list[str], timeout_s: float = 60) -> str:
-    """An operator's Slurm command, as the hub (no shell); RuntimeError with Slurm's words."""
+async def run_slurm(argv: list[str], site: Site | None = None, timeout_s: float = 60) -> str:
+    """An operator's Slurm command, as the hub (no shell), where the site's Slurm commands
+    run (here, or its login node over SSH); RuntimeError with Slurm's words."""
+    target = login_node(site)
+    if target is not None:
+        code, out, err = await ssh.run(target, argv, timeout_s=timeout_s)  # SSHError: Runtime
+        if code:
+            raise RuntimeError(err.strip() or out.strip())
+        return out
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -179,10 +189,10 @@ class WorkshopsHandler(_WorkshopHandler):
         self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
 
 
-async def _nodes(partition: str | None) -> int:
+async def _nodes(partition: str | None, site: Site) -> int:
     argv = ["sinfo", "-h", "-o", "%D"] + (["-p", partition] if partition else [])
     try:
-        out = await run_slurm(argv)
+        out = await run_slurm(argv, site)
     except RuntimeError as exc:
         raise ValueError(f"Slurm does not answer: {exc}") from None
     return sum(int(x) for x in out.split() if x.isdigit())
@@ -202,7 +212,7 @@ async def create_workshop(handler, store: WorkshopStore, body: dict) -> Workshop
         raise web.HTTPError(400, "`end` is in the past; a workshop must end in the future.")
     res = cat.sites[spec.site].resources[spec.resource_name]
     try:
-        nodes = await _nodes(res.partition)
+        nodes = await _nodes(res.partition, cat.sites[spec.site])
         reservation = reservation_for(spec, cat, users=(), nodes_in_partition=nodes)
     except ValueError as exc:
         raise web.HTTPError(409, str(exc)) from None
@@ -215,7 +225,7 @@ async def create_workshop(handler, store: WorkshopStore, body: dict) -> Workshop
         # students are added as they join (root may run anything anyway).
         reservation = dataclasses.replace(reservation, users=("root",))
     try:
-        await run_slurm(reservation_argv(reservation, spec.start, spec.end))
+        await run_slurm(reservation_argv(reservation, spec.start, spec.end), cat.sites[spec.site])
     except RuntimeError as exc:
         store.delete(spec.name)  # nothing half-created
         raise web.HTTPError(409, f"Slurm could not reserve the workshop's window: {exc}") from None
@@ -254,7 +264,10 @@ class WorkshopHandler(_WorkshopHandler):
         await asyncio.gather(*stops, return_exceptions=True)
         if ws.reservation:
             try:
-                await run_slurm(["scontrol", "delete", f"ReservationName={ws.reservation}"])
+                await run_slurm(
+                    ["scontrol", "delete", f"ReservationName={ws.reservation}"],
+                    self.naic_catalogue.sites.get(ws.site),
+                )
             except RuntimeError as exc:
                 if "Invalid reservation" not in str(exc):
                     msg = f"Slurm did not release the reservation: {exc}"
@@ -299,12 +312,18 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
     except ValueError as exc:
         raise web.HTTPError(403, str(exc)) from None
     if ws.reservation and not ws.project:  # a reservation by users: this one may use it
+        # IGNORE_JOBS: Slurm refuses any change to a reservation whose nodes run other jobs.
+        argv = ["scontrol", "update", f"ReservationName={ws.reservation}", f"Users+={user}"]
         try:
-            await run_slurm(
-                ["scontrol", "update", f"ReservationName={ws.reservation}", f"Users+={user}"]
-            )
+            await run_slurm([*argv, "Flags=IGNORE_JOBS"], handler.naic_catalogue.sites.get(ws.site))
         except RuntimeError as exc:
+            store.leave(ws.name, user)  # a seat without the reservation is no seat
             handler.log.warning("Could not add %s to %s: %s", user, ws.reservation, exc)
+            raise web.HTTPError(
+                503,
+                f"The scheduler did not let you into the workshop's reservation ({exc}); "
+                "please try again in a minute.",
+            ) from None
     return ws
 
 

@@ -210,6 +210,12 @@ class WorkshopStore:
             return Seat(name, user, seat, self._clock())
         raise ValueError("Many students are joining at this moment; please try again.")
 
+    def leave(self, name: str, user: str) -> None:
+        """Give a seat back (a join that could not be completed)."""
+        s = seats_table.c
+        with self._engine.begin() as conn:
+            conn.execute(seats_table.delete().where(s.workshop == name, s.username == user))
+
     def seats(self, name: str) -> list[Seat]:
         s = seats_table.c
         query = sa.select(seats_table).where(s.workshop == name).order_by(s.seat)

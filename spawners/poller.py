@@ -4,7 +4,8 @@ batchspawner runs one `squeue` per session every poll, and every 0.5 s while a s
 starts; Slurm asks clients not to call it in loops. Here every session asks the site's
 `SlurmPoller`, which answers from a snapshot younger than `max_age` or, if none, runs one
 query that all waiting sessions share. A failed query makes every job "unknown" (never
-"gone"): a slurmctld outage must not look like the end of everybody's session.
+"gone"): a slurmctld outage must not look like the end of everybody's session, and neither
+must a login node (`submit.via: ssh`) that stopped answering.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from naic.hub.catalogue import Site
+from naic.spawners import ssh
 
 #: `%i|%T|%r|%N|%S|%P|%u|%e`: id, state, reason, nodes, expected start, partition, user, end
 #: (the time limit's end while it runs, the real end once it ended).
@@ -74,6 +78,27 @@ async def run_argv(argv: list[str], limit_s: float = 20) -> tuple[int, str, str]
     return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def login_node(site: Site | None) -> ssh.Target | None:
+    """Where a site's Slurm commands run: its login node for `submit.via: ssh`, else None
+    (on the hub's machine)."""
+    if site is None or site.submit is None or site.submit.via != "ssh" or site.ssh is None:
+        return None
+    return ssh.Target(site.submit.host, site.submit.port, site.ssh)
+
+
+def ssh_runner(target: ssh.Target, limit_s: float = 20) -> Runner:
+    """A `Runner` on `target` over the shared SSH connection; a login node that does not
+    answer (or cannot be verified) is a failed command with `SSHError`'s sentence."""
+
+    async def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            return await ssh.run(target, argv, timeout_s=limit_s)
+        except ssh.SSHError as exc:
+            return 255, "", str(exc)
+
+    return run
+
+
 class SlurmPoller:
     """Shared job-state snapshots for one site; time is injectable for tests."""
 
@@ -131,9 +156,16 @@ class SlurmPoller:
         return self._jobs.get(job_id)
 
 
-_POLLERS: dict[str, SlurmPoller] = {}
+_POLLERS: dict[str, tuple[ssh.Target | None, SlurmPoller]] = {}
 
 
-def poller_for(site: str) -> SlurmPoller:
-    """The process-wide poller of one site (the hub is one process)."""
-    return _POLLERS.setdefault(site, SlurmPoller())
+def poller_for(name: str, site: Site | None = None) -> SlurmPoller:
+    """The process-wide poller of site `name` (the hub is one process); squeue runs where
+    the catalogue's `site` says: on the hub's machine, or on the site's login node over SSH.
+    A site whose login node changed (a reloaded catalogue) gets a new poller."""
+    target = login_node(site)
+    known = _POLLERS.get(name)
+    if known is None or known[0] != target:
+        poller = SlurmPoller() if target is None else SlurmPoller(ssh_runner(target))
+        known = _POLLERS[name] = (target, poller)
+    return known[1]

@@ -23,6 +23,7 @@ from naic.hub import accounting, catalogue, metrics, workshop_api
 from naic.hub.ledger import Ledger
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
+from naic.spawners.nodes import NodeSpawner, full_when_refused
 from naic.spawners.request import (
     RequestError,
     SessionRequest,
@@ -32,7 +33,11 @@ from naic.spawners.request import (
 )
 from naic.spawners.slurm import SlurmSpawner
 
-BACKENDS: dict[str, type[Spawner]] = {"local": LocalSpawner, "slurm": SlurmSpawner}
+BACKENDS: dict[str, type[Spawner]] = {
+    "local": LocalSpawner,
+    "slurm": SlurmSpawner,
+    "nodes": NodeSpawner,
+}
 
 
 class Router(WrapSpawner):
@@ -66,6 +71,7 @@ class Router(WrapSpawner):
     #: Why the next stop happens (the culler's reason); "stopped" when nobody said.
     stop_reason = ""
     _seen_alive = False  # this hub process saw the session running
+    _ended_at_poll = False  # poll found it ended and said why; the stop after keeps that
 
     @property
     def catalogue(self) -> catalogue.Catalogue:
@@ -97,6 +103,9 @@ class Router(WrapSpawner):
             refusal = accounting.budget_check(self.catalogue, self.ledger, req, datetime.now(UTC))
             if refusal:
                 raise web.HTTPError(403, refusal)
+        full = full_when_refused(self.catalogue, req)
+        if full:  # a pool that refuses says so now, not after a spawn page
+            raise web.HTTPError(409, full)
         self._select(req)
 
     def _select(self, req: SessionRequest) -> None:
@@ -125,7 +134,7 @@ class Router(WrapSpawner):
                 self.child_options.get(self.catalogue.sites[self.request.site].backend, {})
             )
             extra.update(request=self.request, catalogue=self.catalogue)
-            if self.child_class is SlurmSpawner:
+            if self.child_class in (SlurmSpawner, NodeSpawner):
                 extra.update(site=self.request.site)
             child = self.child_class(
                 user=self.user,
@@ -153,6 +162,7 @@ class Router(WrapSpawner):
         self.usage_id = 0
         self.extensions_used = 0
         self.gpu_activity, self.notices = {}, {}  # progress stays: the same notebooks
+        self._ended_at_poll = False
         began = time.monotonic()
         ip_port = await super().start()
         # Idle and age limits count from here, not from the request: a queue is not idling.
@@ -168,6 +178,7 @@ class Router(WrapSpawner):
         if status is not None:
             reason = getattr(self.child_spawner, "end_reason", "") or "the server stopped"
             self._ended(reason)
+            self._ended_at_poll = True
         elif self.usage_id and self.ledger is not None:
             self.ledger.session_seen(self.usage_id)
             self._seen_alive = True
@@ -176,8 +187,9 @@ class Router(WrapSpawner):
     async def stop(self, now: bool = False) -> None:
         if self.child_spawner is not None:
             await self.child_spawner.stop(now)
-            self._ended(self.stop_reason or "stopped")
-        self.stop_reason = ""
+            if not self._ended_at_poll:  # JupyterHub stops what poll found ended: keep why
+                self._ended(self.stop_reason or "stopped")
+        self.stop_reason, self._ended_at_poll = "", False
 
     def _ended(self, reason: str) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

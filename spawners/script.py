@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import string
+from collections.abc import Mapping
 from datetime import datetime
 
 from naic.hub.catalogue import Catalogue
@@ -35,11 +36,17 @@ def render_batch_script(
     command: list[str],
     workdir: str,
     output: str,
+    exports: Mapping[str, str] | None = None,
 ) -> str:
     """The batch script for one session; `sbatch` reads it on stdin.
 
     `job_name`, `workdir` and `output` go into `#SBATCH` lines and must consist of
     `SBATCH_LINE_CHARS` (`output` may use Slurm's `%j`); `command` is exec'd, quoted.
+
+    `exports` is for sbatch on another machine (a login node over SSH), which has none of
+    the session's variables in its environment: the job then starts from the user's own
+    login environment on the node (`--export=NONE`) and the script exports `exports`
+    itself (see `export_lines`). None: the job inherits sbatch's environment.
     """
     site = cat.sites[req.site]
     if site.backend != "slurm":
@@ -68,9 +75,14 @@ def render_batch_script(
     # server's token and URLs) reach it without being written into the script, where
     # `scontrol write batch_script` would show them. Explicit, so it reads as a contract:
     # the caller must run sbatch with the spawner's environment, never the hub's own.
-    options += [("chdir", workdir), ("output", output), ("export", "ALL")]
+    # With `exports` (sbatch over SSH) the script carries them instead, and the job starts
+    # from the user's login environment, not from root's SSH session (its HOME and PATH).
+    export = "ALL" if exports is None else "NONE"
+    options += [("chdir", workdir), ("output", output), ("export", export)]
 
     lines = ["#!/bin/bash", *(f"#SBATCH --{name}={value}" for name, value in options), ""]
+    if exports is not None:
+        lines += export_lines(exports)
     lines.append('fail() { echo "naic-hub: $*" >&2; exit 1; }')
     # Lmod and login profiles are not written for `set -u`, so strict mode starts after them.
     if env.modules:
@@ -95,6 +107,36 @@ def render_batch_script(
     return "\n".join(lines) + "\n"
 
 
+#: Variables of the spawner's environment that describe the hub's machine and account, not
+#: the job's: over SSH the user's login environment on the node has its own.
+HUB_MACHINE_VARIABLES = frozenset(
+    "PATH PYTHONPATH VIRTUAL_ENV CONDA_ROOT CONDA_DEFAULT_ENV HOME USER SHELL".split()
+)
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def job_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """Pure: what of the spawner's environment a job submitted on another machine needs
+    (the JUPYTERHUB_* token and URLs, NAIC_SESSION, the operator's own variables)."""
+    return {name: env[name] for name in sorted(env) if name not in HUB_MACHINE_VARIABLES}
+
+
+def export_lines(env: Mapping[str, str]) -> list[str]:
+    """Pure: `export NAME=value` lines (values through `shlex.quote`), sorted by name.
+
+    They are in the script because a remote command line would show the server's token to
+    every user of the login node (`ps`); the script reaches sbatch on stdin, and Slurm shows
+    it only to the job's owner and its admins. The last line makes `srun` and `sbatch`
+    inside the session (Dask workers) pass the session's environment on, as they do by
+    default, instead of inheriting `--export=NONE`."""
+    lines = []
+    for name in sorted(env):
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r:.60} is not an environment variable name")
+        lines.append(f"export {name}={shlex.quote(env[name])}")
+    return [*lines, "export SLURM_EXPORT_ENV=ALL"]
+
+
 def _slurm_time(minutes: int) -> str:
     """`H:MM:00` under a day, `D-HH:MM:00` from a day on (both are Slurm time formats)."""
     days, rest = divmod(minutes, 24 * 60)
@@ -117,16 +159,20 @@ def _assert_safe_line(line: str) -> None:
 # --- submitting -------------------------------------------------------------------------
 
 
-def sbatch_argv(*, as_root: bool, user: str, group: str, sudo: bool = False) -> list[str]:
+def sbatch_argv(
+    *, as_root: bool, user: str, group: str, sudo: bool = False, keep_env: bool = True
+) -> list[str]:
     """How the hub submits as `user`: the script goes on stdin, the job id comes on stdout.
 
     As root: `sbatch --uid --gid` (without `--gid` the job would run with group root).
     As a service account with `sudo=True`: `sudo -n -E -u USER sbatch`, where `-E` keeps the
     JUPYTERHUB_* variables the job needs; sudoers must allow it, e.g.
-    `naic-hub ALL=(%naic-users) NOPASSWD:SETENV: /usr/bin/sbatch`.
+    `naic-hub ALL=(%naic-users) NOPASSWD:SETENV: /usr/bin/sbatch`. `keep_env=False` (a
+    script that exports its variables itself) leaves out `-E`, and sudoers needs no SETENV.
     Otherwise plain `sbatch`, as the hub's own account (a one-person dev hub).
     """
-    return _submit(["--parsable"], as_root=as_root, user=user, group=group, sudo=sudo)
+    flags = ["--parsable"]
+    return _submit(flags, as_root=as_root, user=user, group=group, sudo=sudo, keep_env=keep_env)
 
 
 def test_only_argv(*, as_root: bool, user: str, group: str, sudo: bool = False) -> list[str]:
@@ -137,14 +183,16 @@ def test_only_argv(*, as_root: bool, user: str, group: str, sudo: bool = False) 
 test_only_argv.__test__ = False  # type: ignore[attr-defined]  # not a test, whatever pytest thinks
 
 
-def _submit(flags: list[str], *, as_root: bool, user: str, group: str, sudo: bool) -> list[str]:
+def _submit(
+    flags: list[str], *, as_root: bool, user: str, group: str, sudo: bool, keep_env: bool = True
+) -> list[str]:
     for what, name in (("user", user), ("group", group)):
         if not _ACCOUNT_NAME.fullmatch(name):
             raise ValueError(f"{name!r:.60} is not a valid {what} name to submit as")
     if as_root:
         return ["sbatch", *flags, f"--uid={user}", f"--gid={group}"]
     if sudo:
-        return ["sudo", "-n", "-E", "-u", user, "sbatch", *flags]
+        return ["sudo", "-n", *(["-E"] if keep_env else []), "-u", user, "sbatch", *flags]
     return ["sbatch", *flags]
 
 

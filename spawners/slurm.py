@@ -5,6 +5,11 @@ only by a validated `SessionRequest` (never raw `user_options`, never Jinja); co
 as argv lists (no shell); job state comes from the site's shared `SlurmPoller`; an
 unreachable controller means "unknown", so sessions survive a slurmctld outage; progress
 says where the job stands in words.
+
+A site with `submit.via: ssh` runs every Slurm command on its login node, over the hub's
+one SSH connection to it (`naic.spawners.ssh`). There the session's variables travel in the
+batch script (`script.export_lines`), never on a command line, and the account (home,
+group) is the login node's, which the hub's machine may not have.
 """
 
 from __future__ import annotations
@@ -23,8 +28,17 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, Float, Unicode, default, observe
 
 from naic.hub import metrics
-from naic.spawners import script
-from naic.spawners.poller import JobInfo, Unreachable, poller_for, run_argv
+from naic.hub.catalogue import Site
+from naic.spawners import script, ssh
+from naic.spawners.poller import (
+    JobInfo,
+    SlurmPoller,
+    Unreachable,
+    login_node,
+    poller_for,
+    run_argv,
+    ssh_runner,
+)
 from naic.spawners.session_env import session_env
 
 _log = logging.getLogger(__name__)
@@ -125,6 +139,25 @@ def _submit_error(site_title: str, message: str) -> web.HTTPError:
     return web.HTTPError(400, f"{site_title} refused the session: {detail}.")
 
 
+def _login_node_error(site_title: str, exc: ssh.SSHError) -> web.HTTPError:
+    """A login node the hub cannot use, as the sentence the student reads (503: try later)."""
+    return web.HTTPError(
+        503,
+        f"The hub cannot use the login node of {site_title}, so no session was queued: {exc} "
+        "Please try again later, and tell the hub's operators if it lasts.",
+    )
+
+
+def account_from_getent(line: str) -> pwd.struct_passwd:
+    """Pure: `getent passwd NAME`'s line as a `pwd.struct_passwd` (ValueError if it is not
+    one)."""
+    fields = line.strip().split(":")
+    if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
+        raise ValueError(f"getent printed no account: {line!r:.120}")
+    name, password, uid, gid, gecos, home, shell = fields
+    return pwd.struct_passwd((name, password, int(uid), int(gid), gecos, home, shell))
+
+
 class SlurmSpawner(batchspawner.SlurmSpawner):
     site = Unicode(help="Catalogue name of the site this session runs at (set by the router).")
     request = Any(help="The validated SessionRequest (set by the router).")
@@ -170,11 +203,46 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
                 "support to create it."
             ) from None
 
+    async def _site_account(self) -> pwd.struct_passwd:
+        """The user's account where the job runs: here, or on the site's login node."""
+        target = self._login_node
+        if target is None:
+            return self._account
+        code, out, err = await ssh.run(target, ["getent", "passwd", self.user.name])
+        if code == 2:  # getent: no such key
+            raise RuntimeError(
+                f"There is no account {self.user.name!r} at {self.site}: ask the site's "
+                "support to create it."
+            )
+        if code:
+            raise RuntimeError(f"getent failed at {self.site}: {err.strip()}")
+        return account_from_getent(out)
+
+    @property
+    def _site_facts(self) -> Site | None:
+        return self.catalogue.sites.get(self.site) if self.catalogue is not None else None
+
+    @property
+    def _login_node(self) -> ssh.Target | None:
+        """The site's login node for `submit.via: ssh`; None: Slurm commands run here."""
+        return login_node(self._site_facts)
+
+    def _poller(self) -> SlurmPoller:
+        return poller_for(self.site, self._site_facts)
+
     def _as_user(self) -> list[str]:
-        sudo = self.submit_as == "sudo" or (self.submit_as == "auto" and os.geteuid() != 0)
+        target = self._login_node
+        root = os.geteuid() == 0 if target is None else target.access.user == "root"
+        sudo = self.submit_as == "sudo" or (self.submit_as == "auto" and not root)
         return ["sudo", "-n", "-u", self.user.name] if sudo else []
 
     async def _run(self, argv: list[str], stdin: str | None = None) -> str:
+        target = self._login_node
+        if target is not None:  # raises SSHError (a RuntimeError) when it does not answer
+            code, out, err = await ssh.run(target, argv, stdin=stdin)
+            if code:
+                raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.strip()}")
+            return out
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -186,6 +254,11 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         if proc.returncode:
             raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.decode().strip()}")
         return out.decode()
+
+    def user_env(self, env: dict) -> dict:
+        # Over SSH the job's USER, HOME and SHELL come from the user's login environment on
+        # the node (`--export=NONE`); the hub's machine may have no such account.
+        return env if self._login_node is not None else super().user_env(env)
 
     def get_env(self) -> dict:
         env = super().get_env()
@@ -204,7 +277,12 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
     # --- batchspawner's hooks -------------------------------------------------------
 
     async def submit_batch_script(self) -> str:
-        account = self._account
+        title = self.catalogue.sites[self.site].title
+        remote = self._login_node is not None
+        try:
+            account = await self._site_account()
+        except ssh.SSHError as exc:  # before sbatch: nothing was submitted
+            raise _login_node_error(title, exc) from None
         text = script.render_batch_script(
             self.request,
             self.catalogue,
@@ -212,18 +290,22 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             command=self._command(),
             workdir=account.pw_dir,
             output=f"{account.pw_dir}/.naic-session-%j.log",
+            exports=script.job_variables(self.get_env()) if remote else None,
         )
         argv = script.sbatch_argv(
             as_root=not self._as_user(),
             user=account.pw_name,
             group=str(account.pw_gid),
             sudo=bool(self._as_user()),
+            keep_env=not remote,
         )
         self.log.info("Submitting %s's session to %s: %s", self.user.name, self.site, argv)
         try:
             out = await self._run(argv, stdin=text)
+        except ssh.SSHError as exc:
+            raise _login_node_error(title, exc) from None
         except RuntimeError as exc:
-            raise _submit_error(self.catalogue.sites[self.site].title, str(exc)) from None
+            raise _submit_error(title, str(exc)) from None
         self.job_id = str(script.parse_parsable(out))
         return self.job_id
 
@@ -235,7 +317,7 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             self.job_status = ""
             return batchspawner.JobStatus.NOTFOUND
         try:
-            info = await poller_for(self.site).job(self.job_id, max_age, since)
+            info = await self._poller().job(self.job_id, max_age, since)
         except Unreachable as exc:
             self.job_status = f"UNKNOWN {exc}"
             return batchspawner.JobStatus.UNKNOWN
@@ -251,8 +333,13 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             self.end_reason = END_REASONS[info.state]
         elif info is None and not self.end_reason:
             # squeue forgets a job MinJobAge after it ends; accounting, if any, remembers.
+            argv = ["sacct", *SACCT_ARGS, self.job_id]
+            target = self._login_node
             try:
-                code, out, _ = await run_argv(["sacct", *SACCT_ARGS, self.job_id], limit_s=10)
+                if target is None:
+                    code, out, _ = await run_argv(argv, limit_s=10)
+                else:
+                    code, out, _ = await ssh_runner(target, limit_s=10)(argv)
             except OSError:  # no sacct on this host
                 code, out = 1, ""
             self.end_reason = end_reason_from_sacct(out) if code == 0 else ""
@@ -263,7 +350,7 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
 
         Asks for snapshots taken after the cancel: batchspawner's loop would read the shared,
         still-fresh snapshot that says RUNNING and always wait its full 10 s."""
-        poller = poller_for(self.site)
+        poller = self._poller()
         cancelled_at = poller.clock()
         await self.cancel_batch_job()
         if now or not self.job_id:
@@ -351,14 +438,17 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         after the port arrives (the callback wakes us), unlike batchspawner's 0.5 s loops."""
         self.port = 0
         self._port_event = asyncio.Event()
-        submitted = poller_for(self.site).clock()
+        submitted = self._poller().clock()
         await self.submit_batch_script()
+        # Only a squeue begun after sbatch answered must know the job: one that another
+        # session started while this sbatch ran may not, and must not make the job "gone".
+        accepted = self._poller().clock()
         while True:
             # A reported port proves the job runs: fetch its node at once.
             age = 0.0 if self._port_event.is_set() else self.startup_poll_interval
-            status = await self._status(age, since=submitted)
+            status = await self._status(age, since=accepted)
             if status == batchspawner.JobStatus.RUNNING:
-                waited = poller_for(self.site).clock() - submitted
+                waited = self._poller().clock() - submitted
                 metrics.QUEUE_WAIT.labels(self.site).observe(waited)
                 break
             if status == batchspawner.JobStatus.NOTFOUND:

@@ -309,7 +309,7 @@ BROKEN = [
     ),
     pytest.param(
         edit("backend: slurm", "backend: pbs"),
-        H1 + "sites.saga.backend: must be one of: local, slurm (got 'pbs')",
+        H1 + "sites.saga.backend: must be one of: local, slurm, nodes (got 'pbs')",
         id="unknown-backend",
     ),
     pytest.param(
@@ -498,9 +498,18 @@ BROKEN = [
     ),
     pytest.param(
         edit("{host: localhost}", "{host: login.saga.example}"),
-        H1 + "sites.saga.submit: host 'login.saga.example' needs `via: ssh`, "
-        "which is not supported yet",
+        H1 + "sites.saga.submit: host 'login.saga.example' is another machine: add `via: ssh`",
         id="submit-host-not-localhost",
+    ),
+    pytest.param(
+        edit("{host: localhost}", "{host: login.saga.example, via: ssh}"),
+        H1 + "sites.saga: this site is reached over SSH: add `ssh` (identity_file, known_hosts)",
+        id="submit-via-ssh-needs-ssh",
+    ),
+    pytest.param(
+        edit("    backend: local\n", "    backend: nodes\n"),
+        H1 + "sites.local: a `nodes` site needs `hosts`, the machines of its pool",
+        id="nodes-without-hosts",
     ),
     pytest.param(
         edit("    backend: local\n", "    backend: local\n    submit: {host: localhost}\n"),
@@ -513,7 +522,7 @@ BROKEN = [
         .replace("  pytorch: {", "  PyTorch: {"),
         "c.yaml: the service catalogue has 4 problems:\n"
         f"  c.yaml: environments.PyTorch: {NAME} (got 'PyTorch')\n"
-        "  c.yaml: sites.local.backend: must be one of: local, slurm (got 'pbs')\n"
+        "  c.yaml: sites.local.backend: must be one of: local, slurm, nodes (got 'pbs')\n"
         "  c.yaml: sites.saga.resources.a100.gpu.max: must be ≥ 1 (got 0)\n"
         "  c.yaml: storage.home.quota_gb: must be > 0 (got -1)",
         id="several-problems-in-order",
@@ -569,7 +578,7 @@ def test_problems_are_structured():
     with pytest.raises(CatalogueError) as err:
         parse(text, "c.yaml")
     assert err.value.problems == [
-        Problem("sites.local.backend", "must be one of: local, slurm", "pbs", True),
+        Problem("sites.local.backend", "must be one of: local, slurm, nodes", "pbs", True),
         Problem("sites.saga.resources.a100.gpu.max", "must be ≥ 1", 0, True),
     ]
 
@@ -579,7 +588,7 @@ def test_a_long_value_is_shortened():
     with pytest.raises(CatalogueError) as err:
         parse(edit("backend: slurm", f"backend: {long}"), "c.yaml")
     assert str(err.value) == (
-        H1 + f"sites.saga.backend: must be one of: local, slurm (got '{'x' * 56}...)"
+        H1 + f"sites.saga.backend: must be one of: local, slurm, nodes (got '{'x' * 56}...)"
     )
 
 

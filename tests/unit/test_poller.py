@@ -6,8 +6,19 @@ import asyncio
 
 import pytest
 
+from naic.hub.catalogue import SSH, Submit
+from naic.spawners import ssh
 from naic.spawners.callback import parse_port_body
-from naic.spawners.poller import SQUEUE_ARGV, JobInfo, SlurmPoller, Unreachable, parse_squeue
+from naic.spawners.poller import (
+    SQUEUE_ARGV,
+    JobInfo,
+    SlurmPoller,
+    Unreachable,
+    parse_squeue,
+    poller_for,
+    run_argv,
+)
+from tests.unit.examples import TC
 
 SQUEUE = """\
 7|RUNNING|None|vm|2026-11-27T03:40:00|accel|alice|2026-11-27T04:10:00
@@ -140,3 +151,33 @@ async def test_max_age_zero_takes_one_fresh_snapshot_and_returns() -> None:
     await poller.job("7")
     assert (await asyncio.wait_for(poller.job("7", max_age=0), 1)).state == "RUNNING"
     assert slurm.calls == 2
+
+
+async def test_an_ssh_site_polls_squeue_on_its_login_node(monkeypatch) -> None:
+    access = SSH(identity_file="/etc/naic/ssh/id", known_hosts="/etc/naic/ssh/known_hosts")
+    local = TC.sites["testcluster"]
+    remote = local.model_copy(
+        update={"submit": Submit(host="login.example.org", port=2222, via="ssh"), "ssh": access}
+    )
+    calls: list[tuple[ssh.Target, list[str]]] = []
+    answer: list[object] = [(0, SQUEUE, "")]
+
+    async def fake_ssh_run(target, argv, *, stdin=None, timeout_s=60):
+        calls.append((target, argv))
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]
+
+    monkeypatch.setattr(ssh, "run", fake_ssh_run)
+    monkeypatch.setattr("naic.spawners.poller._POLLERS", {})
+
+    p = poller_for("remote", remote)
+    assert (await p.job("7")).state == "RUNNING"
+    assert calls == [(ssh.Target("login.example.org", 2222, access), SQUEUE_ARGV)]
+    assert poller_for("remote", remote) is p  # one poller, one snapshot, per site
+    assert poller_for("here", local).run is run_argv
+
+    # A login node that cannot be reached makes jobs unknown, never gone.
+    answer[0] = ssh.SSHError("login.example.org:2222 does not answer (timeout).")
+    with pytest.raises(Unreachable, match="does not answer"):
+        await p.job("7", max_age=0)

@@ -264,3 +264,79 @@ def test_parse_parsable(stdout, job):
 def test_parse_parsable_refuses_garbage(stdout):
     with pytest.raises(ValueError, match=r"^sbatch printed no job id; its output was "):
         parse_parsable(stdout)
+
+
+# --- sbatch over SSH: the session's variables travel in the script ---------------------
+
+SESSION_VARIABLES = {
+    "JUPYTERHUB_API_TOKEN": "0123abcd",
+    "JUPYTERHUB_API_URL": "http://10.0.0.1:8081/hub/api",
+    "NAIC_SESSION": '{"site":"remote","note":"it\'s $(id)"}',
+}
+
+
+def test_testcluster_cpu_over_ssh_exports_the_session_and_starts_from_the_login_env():
+    req = parse_request({"site": "testcluster", "hours": 0.5, "memory_gb": 16}, TC, ALICE)
+    out = render(req, TC, exports=SESSION_VARIABLES)
+    assert "#SBATCH --export=NONE\n" in out and "--export=ALL" not in out
+    assert_golden(out, "slurm-testcluster-cpu-ssh.sh")
+
+
+def test_without_exports_the_script_is_the_local_one():
+    req = parse_request({"site": "testcluster", "hours": 0.5, "memory_gb": 16}, TC, ALICE)
+    assert render(req, TC, exports=None) == (GOLDEN / "slurm-testcluster-cpu.sh").read_text()
+
+
+def test_export_lines_quote_values_sort_names_and_keep_slurm_passing_the_env_on():
+    assert script.export_lines({"B": "it's $(id)", "A": "plain", "EMPTY": ""}) == [
+        "export A=plain",
+        "export B='it'\"'\"'s $(id)'",
+        "export EMPTY=''",
+        "export SLURM_EXPORT_ENV=ALL",
+    ]
+
+
+@pytest.mark.parametrize("name", ["A-B", "1A", "A B", "A=B", "", "X;id", "Ø"])
+def test_export_lines_refuse_odd_variable_names(name):
+    with pytest.raises(ValueError, match="is not an environment variable name"):
+        script.export_lines({name: "x"})
+
+
+@pytest.mark.parametrize("value", ["two\nlines", "nul\x00", "ø"])
+def test_export_values_that_are_not_one_printable_line_are_refused(value):
+    with pytest.raises(ValueError, match="odd characters"):
+        render(tc_request(), TC, exports={"X": value})
+
+
+def test_job_variables_leave_out_the_hub_machines_paths_and_account():
+    env = {
+        **SESSION_VARIABLES,
+        "PATH": "/opt/hub/bin:/usr/bin",
+        "PYTHONPATH": "/opt/hub",
+        "VIRTUAL_ENV": "/opt/hub",
+        "HOME": "/home/alice",
+        "USER": "alice",
+        "SHELL": "/bin/bash",
+        "LANG": "C.UTF-8",
+    }
+    assert script.job_variables(env) == {**SESSION_VARIABLES, "LANG": "C.UTF-8"}
+    assert list(script.job_variables(env)) == sorted(script.job_variables(env))
+
+
+def test_exported_values_arrive_verbatim_in_the_job(tmp_path):
+    command = ["/bin/sh", "-c", 'printf "%s|%s|%s" "$NAIC_SESSION" "$JUPYTERHUB_API_TOKEN" '
+               '"$SLURM_EXPORT_ENV"']  # fmt: skip
+    text = render(tc_request(), with_environment(TC, modules=["X"]), command=command,
+                  exports=SESSION_VARIABLES)  # fmt: skip
+    fake = "() { return 0; }"  # Lmod's stand-in: the exports come before `module purge`
+    out = run_script(text, tmp_path, **{"BASH_FUNC_module%%": fake})
+    assert out.returncode == 0, out.stderr
+    values = out.stdout.splitlines()[-1]
+    assert values == f"{SESSION_VARIABLES['NAIC_SESSION']}|0123abcd|ALL"
+
+
+def test_sudo_over_ssh_needs_no_setenv():
+    argv = sbatch_argv(as_root=False, sudo=True, user="alice", group="staff", keep_env=False)
+    assert argv == ["sudo", "-n", "-u", "alice", "sbatch", "--parsable"]
+    root = sbatch_argv(as_root=True, sudo=False, user="alice", group="staff", keep_env=False)
+    assert root == ["sbatch", "--parsable", "--uid=alice", "--gid=staff"]
