@@ -28,8 +28,11 @@ from jupyterhub.scopes import has_scope
 from tornado import web
 
 from naic.hub.catalogue import Catalogue
+from naic.spawners import nodes, ssh
+from naic.spawners.poller import login_node
 from naic.spawners.request import RequestError, SessionRequest, options_from_form, parse_request
 from naic.spawners.script import parse_test_only, render_batch_script, test_only_argv
+from naic.spawners.slurm import account_from_getent
 
 #: Where the handler is mounted, below the hub's prefix (`/hub/`).
 ESTIMATE_PATH = r"/api/naic/estimate"
@@ -198,17 +201,31 @@ class EstimateHandler(APIHandler):
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
 
-        if cat.sites[req.site].backend != "slurm":
+        site = cat.sites[req.site]
+        if site.backend == "nodes":
+            self.finish(json.dumps(pool_estimate(cat, req)))
+            return
+        if site.backend != "slurm":
             self.finish(json.dumps({"start": "now", "message": STARTS_NOW}))
             return
-        try:
-            account = pwd.getpwnam(user.name)
-        except KeyError:
-            title = cat.sites[req.site].title
-            raise web.HTTPError(
-                403, f"You have no account at {title} yet: ask the site's support to create it."
-            ) from None
+        target = login_node(site)
         as_root, sudo = _submit_mode(spawner)
+        try:
+            if target is None:
+                account = pwd.getpwnam(user.name)
+            else:  # the login node's account: the hub's machine may have none
+                code, out, _ = await ssh.run(target, ["getent", "passwd", user.name])
+                if code:
+                    raise KeyError(user.name)
+                account = account_from_getent(out)
+                as_root, sudo = target.access.user == "root", target.access.user != "root"
+        except KeyError:
+            raise web.HTTPError(
+                403,
+                f"You have no account at {site.title} yet: ask the site's support to create it.",
+            ) from None
+        except ssh.SSHError as exc:
+            raise web.HTTPError(503, f"{site.title} cannot be asked now: {exc}") from None
         try:
             answer = await estimate_slurm(
                 req,
@@ -217,12 +234,37 @@ class EstimateHandler(APIHandler):
                 group=str(account.pw_gid),
                 as_root=as_root,
                 sudo=sudo,
+                **({} if target is None else {"run": _over_ssh(target)}),
             )
         except SlurmUnreachable as exc:
             raise web.HTTPError(503, str(exc)) from None
         except SlurmRefused as exc:
             raise web.HTTPError(400, str(exc)) from None
         self.finish(json.dumps(answer))
+
+
+def _over_ssh(target):
+    async def run(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
+        try:
+            return await ssh.run(target, argv, stdin=stdin, timeout_s=LIMIT_S)
+        except ssh.SSHError as exc:
+            return 255, "", str(exc)
+
+    return run
+
+
+def pool_estimate(cat: Catalogue, req: SessionRequest) -> dict:
+    """A node pool: now, if a host has the GPUs free; else who is waiting."""
+    site = cat.sites[req.site]
+    res = site.resources[req.resource]
+    kind = res.gpu.type if res.gpu else None
+    pool = nodes.pool_for(req.site)
+    if nodes.place(site.hosts, kind, req.gpus, pool.taken(), set(pool.down)) is not None:
+        return {"start": "now", "message": STARTS_NOW}
+    message = nodes.full_message(site, kind, len(pool.queue))
+    if site.when_full == "refuse":
+        message = message.split(";")[0] + "; the hub takes no more until one is free."
+    return {"start": None, "message": message}
 
 
 def _submit_mode(spawner) -> tuple[bool, bool]:
