@@ -25,6 +25,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import stat
 import statistics
 import subprocess
@@ -436,3 +437,59 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def bare_singleuser(
+    user: str, hub_api_url: str, token: str, log: Path, *, timeout_s: float = 60
+) -> Iterator[tuple[subprocess.Popen, float]]:
+    """Run `jupyterhub-singleuser` as `user` with this venv and a valid token of `user` (the
+    server checks the hub's version before it listens), no Slurm and no hub in the path.
+    Yields (the process, the wall seconds until its URL answered below HTTP 500); stops it.
+    """
+    port = _free_port()
+    prefix = f"/user/{user}/"
+    home = os.path.expanduser(f"~{user}")
+    env = {
+        "HOME": home,
+        "USER": user,
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(VENV_BIN.parent),
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": hub_api_url,
+        "JUPYTERHUB_ACTIVITY_URL": f"{hub_api_url}/users/{user}/activity",
+        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_SERVER_NAME": "",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+        "JUPYTERHUB_DEFAULT_URL": "/lab",
+    }
+    argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+    argv.append(str(VENV_BIN / "jupyterhub-singleuser"))
+    url = f"http://127.0.0.1:{port}{prefix}"
+    with log.open("a") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            while time.perf_counter() < t0 + timeout_s:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"jupyterhub-singleuser exited early; see {log}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(url, timeout=2).status_code < 500:
+                        yield proc, time.perf_counter() - t0
+                        return
+                time.sleep(0.05)
+            raise RuntimeError(f"jupyterhub-singleuser did not answer in {timeout_s} s")
+        finally:
+            kill_group(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

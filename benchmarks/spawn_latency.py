@@ -24,15 +24,10 @@ benchmarks/results/spawn_latency.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
 
 from benchmarks import harness
 from tests.hub_process import Hub
@@ -40,7 +35,6 @@ from tests.hub_process import Hub
 USER = "alice"
 NAIC_OPTIONS = {"site": "testcluster", "resource": "cpu", "hours": 0.5}
 SETUPS = ("naic-hub", "stock batchspawner", "bare jupyterhub-singleuser")
-BARE_TIMEOUT_S = 60
 
 
 def spawn_once(hub: Hub, options: dict | None, job_ids: list[str]) -> float:
@@ -58,61 +52,11 @@ def spawn_once(hub: Hub, options: dict | None, job_ids: list[str]) -> float:
     return elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bare_once(hub_api_url: str, token: str, log: Path) -> float:
     """Seconds from starting `jupyterhub-singleuser` as alice until its URL answers."""
-    port = free_port()
-    prefix = f"/user/{USER}/"
-    home = os.path.expanduser(f"~{USER}")
-    env = {
-        "HOME": home,
-        "USER": USER,
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "PATH": f"{harness.VENV_BIN}:/usr/bin:/bin",
-        "VIRTUAL_ENV": str(harness.VENV_BIN.parent),
-        "JUPYTERHUB_API_TOKEN": token,
-        "JUPYTERHUB_API_URL": hub_api_url,
-        "JUPYTERHUB_ACTIVITY_URL": f"{hub_api_url}/users/{USER}/activity",
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{USER}",
-        "JUPYTERHUB_USER": USER,
-        "JUPYTERHUB_SERVER_NAME": "",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": prefix,
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
-        "JUPYTERHUB_DEFAULT_URL": "/lab",
-    }
-    argv = [
-        "setpriv",
-        f"--reuid={USER}",
-        f"--regid={USER}",
-        "--init-groups",
-        "--",
-        str(harness.VENV_BIN / "jupyterhub-singleuser"),
-    ]
-    url = f"http://127.0.0.1:{port}{prefix}"
-    with log.open("a") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = t0 + BARE_TIMEOUT_S
-            while time.perf_counter() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"jupyterhub-singleuser exited early; see {log}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(url, timeout=2).status_code < 500:
-                        return time.perf_counter() - t0
-                time.sleep(0.05)
-            raise RuntimeError(f"jupyterhub-singleuser did not answer in {BARE_TIMEOUT_S} s")
-        finally:
-            harness.kill_group(proc)
+    for _proc, wall in harness.bare_singleuser(USER, hub_api_url, token, log):
+        return wall
+    raise RuntimeError("jupyterhub-singleuser did not start")
 
 
 def user_token(hub: Hub, user: str) -> str:

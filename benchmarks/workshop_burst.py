@@ -65,7 +65,6 @@ from pathlib import Path
 import httpx
 
 from benchmarks import harness
-from benchmarks.spawn_latency import free_port
 from tests.hub_process import Hub
 
 WORKSHOP = "burst"
@@ -75,7 +74,6 @@ SESSION_MB = 2048  # `testcluster:cpu`'s default memory, and the stock hub's req
 POLL_S = 0.25
 STEP_TIMEOUT_S = 120  # one student's redeem or start request
 END_TIMEOUT_S = 300  # ending the workshop stops every session
-BARE_TIMEOUT_S = 60
 TARGET = 0.8
 SETUPS = ("naic-hub", "stock batchspawner")
 
@@ -461,53 +459,9 @@ def stock_burst(hub: Hub, students: list[Student], timeout_s: float) -> tuple[di
 
 def startup_cpu(hub_api_url: str, user: str, token: str, log: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds of `jupyterhub-singleuser` as `user` until it answers."""
-    port = free_port()
-    prefix = f"/user/{user}/"
-    home = os.path.expanduser(f"~{user}")
-    env = {
-        "HOME": home,
-        "USER": user,
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "PATH": f"{harness.VENV_BIN}:/usr/bin:/bin",
-        "VIRTUAL_ENV": str(harness.VENV_BIN.parent),
-        "JUPYTERHUB_API_TOKEN": token,
-        "JUPYTERHUB_API_URL": hub_api_url,
-        "JUPYTERHUB_ACTIVITY_URL": f"{hub_api_url}/users/{user}/activity",
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVER_NAME": "",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": prefix,
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
-        "JUPYTERHUB_DEFAULT_URL": "/lab",
-    }
-    argv = [
-        "setpriv",
-        f"--reuid={user}",
-        f"--regid={user}",
-        "--init-groups",
-        "--",
-        str(harness.VENV_BIN / "jupyterhub-singleuser"),
-    ]
-    url = f"http://127.0.0.1:{port}{prefix}"
-    with log.open("a") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            while time.perf_counter() < t0 + BARE_TIMEOUT_S:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"jupyterhub-singleuser exited early; see {log}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(url, timeout=2).status_code < 500:
-                        wall = time.perf_counter() - t0
-                        return wall, hub_cpu(proc.pid)["hub"]
-                time.sleep(0.05)
-            raise RuntimeError(f"jupyterhub-singleuser did not answer in {BARE_TIMEOUT_S} s")
-        finally:
-            harness.kill_group(proc)
+    for proc, wall in harness.bare_singleuser(user, hub_api_url, token, log):
+        return wall, hub_cpu(proc.pid)["hub"]
+    raise RuntimeError("jupyterhub-singleuser did not start")
 
 
 def floor(hub: Hub, user: str, token: str, n: int, runs: int, log: Path) -> dict:

@@ -183,6 +183,16 @@ class _NaicHandlerMixin:
     def naic_ledger(self) -> Ledger:
         return ledger_for(self.settings["naic"]["ledger_url"])
 
+    def json_body(self) -> dict:
+        """The request's JSON object, or HTTP 400 with a sentence."""
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The body is not JSON.") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "The body must be a JSON object.")
+        return data
+
 
 class UsageHandler(_NaicHandlerMixin, APIHandler):
     """`GET /hub/api/naic/users/{name}/usage`: projects, budgets, usage and requests."""

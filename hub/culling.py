@@ -140,15 +140,6 @@ class _SessionHandler(accounting._NaicHandlerMixin, APIHandler):
         elif not (accounting.may(self, scope, user=user_name) or accounting.may(self, SCOPE)):
             raise web.HTTPError(403, "A session reports only for itself.")
 
-    def _body(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The body is not JSON.") from None
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "The body must be a JSON object.")
-        return data
-
 
 class ActivityHandler(_SessionHandler):
     """A session's GPU report (POST) and its notices (GET and POST)."""
@@ -254,7 +245,7 @@ class NoticeHandler(_SessionHandler):
         self._must(SCOPE, user_name, server_name)
         if kind not in REASONS:
             raise web.HTTPError(404, f"A notice is one of {', '.join(REASONS)}.")
-        data = self._body()
+        data = self.json_body()
         text, deadline = data.get("text"), data.get("deadline")
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
             raise web.HTTPError(400, f"`text` must be a sentence of at most {MAX_TEXT} characters.")
@@ -288,7 +279,7 @@ class CullHandler(_SessionHandler):
 
     async def post(self, user_name: str, server_name: str = "") -> None:
         self._must(SCOPE, user_name, server_name)
-        data = self._body()
+        data = self.json_body()
         kind, reason = data.get("kind"), data.get("reason")
         if kind not in REASONS:
             raise web.HTTPError(400, f"`kind` must be one of {', '.join(REASONS)}.")

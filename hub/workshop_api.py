@@ -165,15 +165,6 @@ class _WorkshopHandler(accounting._NaicHandlerMixin, APIHandler):
             raise web.HTTPError(403, "You manage only your own workshops.")
         return ws
 
-    def _body(self) -> dict:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The body is not JSON.") from None
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "The body must be a JSON object.")
-        return data
-
 
 class WorkshopsHandler(_WorkshopHandler):
     def get(self) -> None:
@@ -184,7 +175,7 @@ class WorkshopsHandler(_WorkshopHandler):
 
     async def post(self) -> None:
         self._instructor()
-        ws = await create_workshop(self, self.store, self._body())
+        ws = await create_workshop(self, self.store, self.json_body())
         self.set_status(201)
         self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
 
@@ -351,7 +342,7 @@ class AccountsHandler(_WorkshopHandler):
                 "This hub has no workshop accounts to hand out (the catalogue's "
                 "`guest_accounts`); students log in with their institution's account.",
             )
-        count = self._body().get("count")
+        count = self.json_body().get("count")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= ws.seats:
             raise web.HTTPError(400, f"`count` must be a whole number from 1 to {ws.seats}.")
         if ws.ended_at is not None:
@@ -412,7 +403,7 @@ class JoinHandler(_WorkshopHandler):
         if self.current_user is None:
             raise web.HTTPError(403, "Log in first, then enter the workshop's code.")
         user = self.current_user.name
-        ws = await redeem(self, self.store, user, str(self._body().get("code", "")))
+        ws = await redeem(self, self.store, user, str(self.json_body().get("code", "")))
         seat = next(s for s in self.store.seats(ws.name) if s.username == user)
         self.finish(
             json.dumps(

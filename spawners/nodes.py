@@ -35,6 +35,8 @@ from naic.spawners.session_env import session_env
 
 #: Seconds between health checks of a pool's hosts.
 HEALTH_EVERY_S = 10.0
+#: Accounts below this uid are the system's (root, daemons): sessions never run as them.
+MIN_UID = 1000
 
 
 def place(
@@ -234,7 +236,15 @@ class NodeSpawner(Spawner):
             code, out, err = await ssh.run(target, ["getent", "passwd", self.user.name])
             if code != 0:
                 raise RuntimeError(f"{self.user.name} has no account on {self.host}.")
-            home = out.split(":")[5]
+            fields = out.strip().split(":")
+            if len(fields) != 7 or not fields[2].isdigit() or int(fields[2]) < MIN_UID:
+                # Never a session with a system account's rights (root, daemons).
+                raise web.HTTPError(
+                    403,
+                    f"{self.user.name!r} on {self.host} is a system account, not a user's; "
+                    "the hub starts no session as it.",
+                )
+            home = fields[5]
             env = self._session_env(hub_port, home)
             venv = self.catalogue.environments[self.request.environment].venv
             python = f"{venv}/bin/python" if venv else "python3"
@@ -307,6 +317,7 @@ class NodeSpawner(Spawner):
     async def poll(self) -> int | None:
         if not self.pid:
             return 0
+        self._ensure_health_checks()  # also after a restart, before any new start
         pool = pool_for(self.site)
         target = self._target()
         try:

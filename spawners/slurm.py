@@ -42,6 +42,8 @@ from naic.spawners.poller import (
 from naic.spawners.session_env import session_env
 
 _log = logging.getLogger(__name__)
+#: Accounts below this uid are the system's (root, daemons): no session ever runs as them.
+MIN_UID = 1000
 
 #: Slurm states after which the job will never run again, in words a user reads.
 END_REASONS = {
@@ -204,7 +206,18 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             ) from None
 
     async def _site_account(self) -> pwd.struct_passwd:
-        """The user's account where the job runs: here, or on the site's login node."""
+        """The user's account where the job runs: here, or on the site's login node; never
+        a system account (a hub user named `root` must not get a root job)."""
+        account = await self._lookup_account()
+        if account.pw_uid < MIN_UID:
+            raise web.HTTPError(
+                403,
+                f"{self.user.name!r} at {self.site} is a system account, not a user's; the "
+                "hub starts no session as it.",
+            )
+        return account
+
+    async def _lookup_account(self) -> pwd.struct_passwd:
         target = self._login_node
         if target is None:
             return self._account

@@ -175,3 +175,19 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm_hub: Hub, hub_dir
     alice_starts_for_bob = api.post("/users/bob/server", json={"user_options": {}})
     assert alice_starts_for_bob.status_code in (403, 404)
     assert api.delete("/users/alice/server").status_code in (202, 204)
+
+
+def test_no_session_runs_as_a_system_account(slurm_hub: Hub) -> None:
+    """A hub user whose name is a system account's (here `daemon`, uid 1) gets a sentence,
+    never a job with that account's rights."""
+    token = user_token(slurm_hub, "daemon")
+    api = httpx.Client(
+        base_url=slurm_hub.url + "hub/api", headers={"Authorization": f"token {token}"}, timeout=60
+    )
+    resp = api.post(
+        "/users/daemon/server",
+        json={"user_options": {"site": "testcluster", "resource": "cpu", "hours": 0.5}},
+    )
+    assert resp.status_code == 403, resp.text
+    assert "is a system account, not a user's" in resp.json()["message"]
+    assert squeue("--user=daemon", "--format=%i") == ""
