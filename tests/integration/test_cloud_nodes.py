@@ -89,7 +89,12 @@ def test_sessions_fill_the_pool_survive_a_restart_and_the_fifth_waits(
     assert cuda_of(cloud_hub, alice, "g4").split()[0] == "1"
     assert alice.get("/user/alice/g3/api/status").status_code == 200
 
-    # The fifth waits, saying why, and starts when a GPU is free.
+    # The form says so before anyone asks; the fifth waits, saying why, and starts when a
+    # GPU is free.
+    estimate = alice.get(
+        "/hub/api/naic/estimate", params={"site": "cloud", "resource": "l40s", "gpus": "1"}
+    )
+    assert estimate.json()["message"] == "All 4 L40S GPUs of Cloud pool are in use; you are next."
     start(alice, "alice", L40S, server="g5")
     seen = progress_messages(alice, "alice", "g5", "you are next", 60)
     assert "All 4 L40S GPUs of Cloud pool are in use; you are next." in seen

@@ -84,6 +84,10 @@ def test_a_session_on_a_login_node_runs_over_one_ssh_connection(
     jobs_before = bobs_session_jobs()
 
     bob = client(remote_hub, "bob")
+    # The form's estimate asks the login node too (sbatch --test-only over the connection).
+    estimate = bob.get("/hub/api/naic/estimate", params={"site": "remote", "resource": "cpu"})
+    assert estimate.status_code == 200, estimate.text
+    assert estimate.json()["message"] == "Starts now"
     start(bob, "bob", CPU)
     wait_until(lambda: ready(bob, "bob"), 90, "bob's session at the remote site ready")
     # Through the proxy, with the token the job got from the script's exports.
