@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from naic.hub.ledger import Ledger
 from tests.hub_process import Hub, start_hub, stop_hub
 from tests.kernel import run_cell
 
@@ -181,12 +182,23 @@ def test_no_session_runs_as_a_system_account(slurm_hub: Hub) -> None:
     """A hub user whose name is a system account's (here `daemon`, uid 1) gets a sentence,
     never a job with that account's rights."""
     token = user_token(slurm_hub, "daemon")
+    ledger = Ledger(f"sqlite:///{slurm_hub.data_dir / 'jupyterhub.sqlite'}")
+    asked = ledger.request_access("daemon", "demo", "a test of system accounts")
+    ledger.decide(asked.id, approve=True, by="ops")  # so only the account can stop it
+    ledger.close()
     api = httpx.Client(
         base_url=slurm_hub.url + "hub/api", headers={"Authorization": f"token {token}"}, timeout=60
     )
     resp = api.post(
         "/users/daemon/server",
-        json={"user_options": {"site": "testcluster", "resource": "cpu", "hours": 0.5}},
+        json={
+            "user_options": {
+                "site": "testcluster",
+                "resource": "cpu",
+                "hours": 0.5,
+                "project": "demo",
+            }
+        },
     )
     assert resp.status_code == 403, resp.text
     assert "is a system account, not a user's" in resp.json()["message"]
