@@ -27,7 +27,7 @@ from urllib.parse import urlparse, urlunparse
 import asyncssh
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Any, Dict, Integer, List, Unicode
+from traitlets import Any, Integer, List, Unicode
 
 from naic.hub.catalogue import Catalogue, Host, Site
 from naic.spawners import ssh
@@ -137,7 +137,6 @@ class NodeSpawner(Spawner):
     local_port = Integer(0, help="The hub's local port forwarded to the server.")
     end_reason = Unicode("", help="Why the session ended, in words for the user.")
     _messages = List()
-    restored = Dict()
 
     @property
     def _site(self) -> Site:
