@@ -211,11 +211,13 @@ class Culler:
         token: str,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        parent: Callable[[], int] = os.getppid,
     ):
         from tornado.httpclient import AsyncHTTPClient
 
         self.api_url, self.token, self.clock = api_url.rstrip("/"), token, clock
         self.http = AsyncHTTPClient()
+        self.parent, self.hub_pid = parent, parent()
 
     async def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         resp = await self.http.fetch(
@@ -251,14 +253,17 @@ class Culler:
                     log.warning("Could not %s %s/%s: %s", a.what, s.user, s.server, exc)
         return float(listing.get("check_every_s", 60))
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        # A hub that was killed cannot stop its services: the next hub starts its own
+        # culler, so this one ends with the hub that started it.
+        while self.parent() == self.hub_pid:
             try:
                 wait = await self.once()
             except Exception as exc:  # the hub restarting, say: try again shortly
                 log.warning("Culling round failed: %s", exc)
                 wait = 30.0
-            await asyncio.sleep(wait)
+            await sleep(wait)
+        log.info("The hub that started this culler is gone; stopping.")
 
 
 def main(argv: list[str] | None = None) -> None:

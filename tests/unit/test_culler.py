@@ -262,3 +262,25 @@ def test_the_culler_warnings_follow_the_end_notice() -> None:
         ("expiry", False),
         ("gpu-idle", False),
     ]
+
+
+def test_the_culler_ends_with_the_hub_that_started_it() -> None:
+    """A killed hub leaves its services running; the culler must not outlive it."""
+    import asyncio
+
+    from naic.hub.culler import Culler
+
+    parents = iter([100, 100, 100, 1])  # the hub's pid at start, twice more, then init
+    culler = Culler("http://127.0.0.1:1/hub/api", "t", parent=lambda: next(parents))
+    rounds = []
+
+    async def once() -> float:
+        rounds.append(1)
+        return 0.0
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    culler.once = once
+    asyncio.run(culler.run(sleep=no_sleep))
+    assert len(rounds) == 2
