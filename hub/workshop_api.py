@@ -32,7 +32,7 @@ from jupyterhub.utils import new_token, url_path_join
 from pydantic import ValidationError
 from tornado import web
 
-from naic.hub import accounting
+from naic.hub import accounting, metrics
 from naic.hub.catalogue import Site
 from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
 from naic.hub.workshops import (
@@ -145,11 +145,25 @@ def workshop_json(ws: Workshop, base_url: str) -> dict:
     }
 
 
-class _WorkshopHandler(accounting._NaicHandlerMixin, APIHandler):
+class _Workshops(accounting._NaicHandlerMixin):
+    """What every workshop handler and page shares: the store, and where students stand."""
+
     @property
     def store(self) -> WorkshopStore:
         return store_for(self.settings["naic"]["ledger_url"])
 
+    def student_session(self, ws: Workshop, username: str) -> tuple[str, dict]:
+        """(queued, starting, running, or how it ended; notebook progress) of a student's
+        workshop session."""
+        user = self.find_user(username)
+        if user is None or ws.name not in user.orm_user.orm_spawners:
+            return "not started", {}
+        sp = user.spawners[ws.name]
+        state = metrics.session_state(sp) or (sp.last_end or {}).get("reason", "ended")
+        return state, getattr(sp, "notebook_progress", {})
+
+
+class _WorkshopHandler(_Workshops, APIHandler):
     def _instructor(self) -> None:
         if self.current_user is None:
             raise web.HTTPError(403, "Log in, or send a token, to manage workshops.")
@@ -230,17 +244,13 @@ class WorkshopHandler(_WorkshopHandler):
     def get(self, name: str) -> None:
         ws = self._mine(name)
         body = workshop_json(ws, self.hub.base_url)
-        body["students"] = [self._student(ws, s.username, s.seat) for s in self.store.seats(name)]
+        body["students"] = []
+        for seat in self.store.seats(name):
+            state, progress = self.student_session(ws, seat.username)
+            body["students"].append(
+                {"user": seat.username, "seat": seat.seat, "session": state, "notebooks": progress}
+            )
         self.finish(json.dumps(body))
-
-    def _student(self, ws: Workshop, username: str, seat: int) -> dict:
-        user = self.find_user(username)
-        state, progress = "not started", {}
-        if user is not None and ws.name in user.orm_user.orm_spawners:
-            sp = user.spawners[ws.name]
-            state = "running" if sp.ready else "starting" if sp.pending else "stopped"
-            progress = getattr(sp, "notebook_progress", {})
-        return {"user": username, "seat": seat, "session": state, "notebooks": progress}
 
     async def delete(self, name: str) -> None:
         ws = self._mine(name)
@@ -364,13 +374,9 @@ class AccountsHandler(_WorkshopHandler):
         )
 
 
-class GuestLoginPage(accounting._NaicHandlerMixin, BaseHandler):
+class GuestLoginPage(_Workshops, BaseHandler):
     """`/hub/naic/workshops/login`: a workshop account and its one-time password; the
     workshop's session starts at once."""
-
-    @property
-    def store(self) -> WorkshopStore:
-        return store_for(self.settings["naic"]["ledger_url"])
 
     async def get(self) -> None:
         await self._page()
@@ -418,12 +424,8 @@ class JoinHandler(_WorkshopHandler):
         )
 
 
-class JoinPage(accounting._NaicHandlerMixin, BaseHandler):
+class JoinPage(_Workshops, BaseHandler):
     """`/hub/naic/workshops/join[?code=…]`: enter the code, press Join, land in the session."""
-
-    @property
-    def store(self) -> WorkshopStore:
-        return store_for(self.settings["naic"]["ledger_url"])
 
     @web.authenticated
     async def get(self) -> None:
@@ -463,13 +465,9 @@ FORM_FIELDS = (
 )
 
 
-class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
+class DashboardPage(_Workshops, BaseHandler):
     """`/hub/naic/workshops` (my workshops) and `/hub/naic/workshops/{name}` (who joined,
     whose session is queued, running or ended; stop one, stop all, end the workshop)."""
-
-    @property
-    def store(self) -> WorkshopStore:
-        return store_for(self.settings["naic"]["ledger_url"])
 
     def _check(self, name: str | None) -> Workshop | None:
         if not accounting.may(self, SCOPE):
@@ -491,24 +489,8 @@ class DashboardPage(accounting._NaicHandlerMixin, BaseHandler):
             return
         students = []
         for seat in self.store.seats(ws.name):
-            user = self.find_user(seat.username)
-            state, since, progress = "not started", None, {}
-            if user is not None and ws.name in user.orm_user.orm_spawners:
-                sp = user.spawners[ws.name]
-                child = getattr(sp, "child_spawner", None)
-                queued = sp.pending == "spawn" and getattr(child, "state_ispending", bool)()
-                state = (
-                    "running"
-                    if sp.ready
-                    else "queued"
-                    if queued
-                    else "starting"
-                    if sp.pending
-                    else (sp.last_end or {}).get("reason", "ended")
-                )
-                since = sp.orm_spawner.started
-                progress = getattr(sp, "notebook_progress", {})
-            students.append({"seat": seat, "state": state, "since": since, "progress": progress})
+            state, progress = self.student_session(ws, seat.username)
+            students.append({"seat": seat, "state": state, "progress": progress})
         join = url_path_join(self.hub.base_url, f"naic/workshops/join?code={ws.code}")
         html = await self.render_template(
             "workshop.html", ws=ws, students=students, join_url=join, now=datetime.now(UTC)
