@@ -88,11 +88,13 @@ def ledger_for(url: str) -> Ledger:
 
 
 def facts_for(name: str, groups: frozenset[str], ledger: Ledger) -> UserFacts:
-    """Who a hub user is for projects: name, bound identity, IdP groups, granted projects."""
+    """Who a hub user is for projects: bound identity, IdP groups, granted projects. A user
+    with an institutional identity is known by it alone (a bare name in `members` could be
+    anybody's); without one (dev login), the hub name is the identity."""
     identity = ledger.identity_of(name)
     return UserFacts(
         name=name,
-        identities=frozenset({name, identity} - {None}),
+        identities=frozenset({identity or name}),
         groups=groups,
         granted=frozenset(ledger.granted_projects(name)),
     )
@@ -174,7 +176,24 @@ def _request_json(r) -> dict:
     }
 
 
+#: The largest request body naic's API handlers read: their JSON objects are small, and a
+#: large one would only cost the hub memory and time to parse.
+MAX_BODY_BYTES = 64 * 1024
+
+
 class _NaicHandlerMixin:
+    async def prepare(self):
+        size = len(self.request.body or b"")
+        if size > MAX_BODY_BYTES:
+            raise web.HTTPError(
+                413,
+                f"The request body has {size} bytes; this API takes at most "
+                f"{MAX_BODY_BYTES // 1024} KiB.",
+            )
+        result = super().prepare()
+        if result is not None:
+            await result
+
     @property
     def naic_catalogue(self) -> catalogue.Catalogue:
         return catalogue.load_cached(self.settings["naic"]["catalogue_file"])

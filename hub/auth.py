@@ -18,9 +18,18 @@ from traitlets import Unicode, default
 USERNAME_PATTERN = r"^[a-z][a-z0-9_-]{0,23}$"
 
 
+def make_private(path: Path) -> None:
+    """Mode 0600 for a secret that exists already (restored from a backup, copied by hand,
+    made under a loose umask): readable by others, it is everybody's secret."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def ensure_secret_file(path: Path, nbytes: int = 12) -> tuple[str, bool]:
-    """Read a secret from `path`, or generate one there (mode 0600). Returns (secret, created)."""
+    """Read a secret from `path`, or generate one there; mode 0600 either way.
+    Returns (secret, created)."""
     if path.exists():
+        make_private(path)
         return path.read_text().strip(), False
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes)

@@ -295,14 +295,30 @@ class Project(_Model):
     gpu_hours: float | None = Field(None, ge=0, description="GPU-hour budget")
     #: When the budget starts afresh: the first day (UTC) of each month, quarter or year.
     budget_period: Literal["month", "quarter", "year", "never"] = "year"
-    #: Identities (the identity claim's values, or hub user names) that belong to it.
+    #: Identities that belong to it: the identity claim's values with an institutional
+    #: login (`ola@uio.no`; a bare hub name never matches there), hub user names without.
     members: list[str] = []
     #: IdP groups (the groups claim's values) whose members belong to it.
     groups: list[str] = []
 
 
-#: Where a hub user name comes from: the identity's part before `@`, or the operator's file.
-UsernameRule = Literal["local_part", "mapping"]
+#: Where a hub user name comes from: the site's user register over LDAP, the operator's
+#: file, or the identity's part before `@` (only for identities at the listed `domains`).
+UsernameRule = Literal["local_part", "mapping", "ldap"]
+DOMAIN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$"
+
+
+class LdapRegister(_Model):
+    """The site's user register over LDAP: the entry whose `identity_attribute` equals the
+    person's identity gives their user name in `username_attribute`."""
+
+    url: str = Field(pattern=r"^ldaps?://[^\s]+$", description="ldap[s]://host[:port]")
+    base_dn: str = Field(min_length=1, description="where people are, e.g. ou=people,dc=…")
+    identity_attribute: str = Field("eduPersonPrincipalName", pattern=r"^[A-Za-z][\w-]*$")
+    username_attribute: str = Field("uid", pattern=r"^[A-Za-z][\w-]*$")
+    #: Bind as this DN (anonymous without it); its password in `bind_password_env`.
+    bind_dn: str | None = None
+    bind_password_env: str = Field("NAIC_LDAP_PASSWORD", pattern=ENV_NAME)
 
 
 class Identity(_Model):
@@ -316,8 +332,14 @@ class Identity(_Model):
     #: The claim listing the person's groups, matched against projects' `groups`.
     groups_claim: str | None = None
     usernames: UsernameRule = "local_part"
+    #: With `usernames: local_part`: the identity domains whose local parts are this site's
+    #: user names (one user register). Without the list, `ola@uio.no` and `ola@evil.example`
+    #: would both be `ola`, first come first served.
+    domains: list[str] = []
     #: YAML file `identity: username` the operator maintains (with `usernames: mapping`).
     mapping_file: str | None = None
+    #: The site's user register (with `usernames: ldap`).
+    ldap: LdapRegister | None = None
     #: Environment variables holding the OAuth client id and secret (never in this file).
     client_id_env: str = Field("NAIC_OIDC_CLIENT_ID", pattern=ENV_NAME)
     client_secret_env: str = Field("NAIC_OIDC_CLIENT_SECRET", pattern=ENV_NAME)
@@ -328,6 +350,17 @@ class Identity(_Model):
             raise ValueError("usernames: mapping needs mapping_file (YAML of identity: name)")
         if self.mapping_file and not self.mapping_file.startswith("/"):
             raise ValueError("mapping_file must be an absolute path")
+        if self.usernames == "ldap" and self.ldap is None:
+            raise ValueError("usernames: ldap needs ldap: {url, base_dn, …} (the user register)")
+        if self.usernames == "local_part" and not self.domains:
+            raise ValueError(
+                "usernames: local_part needs domains: the identity domains whose local parts "
+                "are this site's user names (e.g. [uio.no]); otherwise the same name at another "
+                "institution would take the account"
+            )
+        for domain in self.domains:
+            if not re.match(DOMAIN, domain):
+                raise ValueError(f"domains: {domain!r} is not a lower-case domain such as uio.no")
         return self
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from naic.hub import access, accounting, catalogue, culling, metrics, oidc, workshop_api
-from naic.hub.auth import ensure_secret_file
+from naic.hub.auth import ensure_secret_file, make_private
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.extend import EXTEND_HANDLERS
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
@@ -70,6 +70,10 @@ class Settings:
         return self.data_dir / "dev-password"
 
     @property
+    def db_file(self) -> Path:
+        return self.data_dir / "jupyterhub.sqlite"
+
+    @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin-token"
 
@@ -101,6 +105,11 @@ def prepare_data_dir(s: Settings) -> tuple[str, bool]:
     s.homes.mkdir(mode=0o711, exist_ok=True)
     s.config_d.mkdir(mode=0o700, exist_ok=True)
     ensure_secret_file(s.admin_token_file, nbytes=32)
+    # JupyterHub's database holds token hashes, join codes and user names: it would be
+    # created 0644 under the usual umask (SQLite's journals follow the file's mode).
+    if not s.db_file.exists():
+        os.close(os.open(s.db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    make_private(s.db_file)
     return ensure_secret_file(s.password_file)
 
 
@@ -114,11 +123,14 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
     if proxy:
         c.ConfigurableHTTPProxy.command = [proxy]
-    c.JupyterHub.db_url = f"sqlite:///{s.data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{s.db_file}"
     c.JupyterHub.cookie_secret_file = str(s.data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(s.data_dir / "jupyterhub.pid")
     # Sessions outlive the hub: a restart must not stop anybody's work.
     c.JupyterHub.cleanup_servers = False
+    # A link on another site must not act with the hub's cookies (a GET that spawns, a
+    # form posted from elsewhere): the browser sends them only on top-level navigation.
+    c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
     c.JupyterHub.template_vars = {"naic_catalogue": cat.name}
 
     c.JupyterHub.authenticator_class = "naic-dev"
@@ -130,7 +142,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         c.Authenticator.blocked_users = set(cat.guest_accounts.names)
         c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "naic_guest_accounts": True}
     if cat.identity is not None:  # institutional login (OIDC) instead of the dev login
-        oidc.configure(c, cat.identity)
+        oidc.configure(c, cat.identity, s.admins)
 
     # The operator's token (for scripts) belongs to a service with the admin role.
     token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None

@@ -153,6 +153,32 @@ _WORDS: dict[str, tuple[int, str]] = {
         "Your identity {identity} has no user name on this hub yet. Ask the hub's operators "
         "to add it to the hub's list of user names.",
     ),
+    "foreign_domain": (
+        403,
+        "Your identity {identity} is from {domain}, and this hub takes user names only from "
+        "identities at {domains}, so {identity} has none here. Ask the hub's operators to give "
+        "you a user name.",
+    ),
+    "not_in_register": (
+        403,
+        "Your identity {identity} is not in this site's user register, so it has no user name "
+        "here. Ask your site's user administration to register it, then log in again.",
+    ),
+    "register_ambiguous": (
+        403,
+        "Your identity {identity} has several entries in this site's user register, so the hub "
+        "cannot tell which account is yours. Tell the hub's operators.",
+    ),
+    "register_unreachable": (
+        503,
+        "The hub could not reach this site's user register to find your user name, so nobody "
+        f"can log in right now. Try again in a few minutes; {_TELL}.",
+    ),
+    "unverified_email": (
+        403,
+        "{provider} has not verified that the e-mail address {identity} is yours, so the hub "
+        "cannot log you in with it. Verify the address at {provider}, then log in again.",
+    ),
     "mapping_broken": (
         503,
         "The hub's list of user names cannot be read right now, so nobody can log in. Try "
@@ -233,14 +259,30 @@ def groups_from(
     return []
 
 
-def username_for(identity: str, rule: str, mapping: Mapping[str, str] | None = None) -> str:
+def username_for(
+    identity: str,
+    rule: str,
+    mapping: Mapping[str, str] | None = None,
+    domains: Sequence[str] = (),
+) -> str:
     """Pure: the hub user name for an identity, or a Refusal.
 
-    `local_part`: the part before `@`, lower-cased (`Ola@uio.no` → `ola`).
+    `local_part`: the part before `@`, lower-cased (`Ola@uio.no` → `ola`), only for an
+    identity at one of `domains` (one user register; anything else would be first come).
     `mapping`: the operator's `identity: name` table (identities compared case-insensitively).
+    (`ldap` names come from `naic.hub.register`, which checks the name with `checked_name`.)
     """
     if rule == "local_part":
-        name = identity.split("@", 1)[0].strip().lower()
+        local, at, domain = identity.strip().rpartition("@")
+        domain = domain if at else ""
+        if domain.casefold() not in {d.casefold() for d in domains}:
+            raise refusal(
+                "foreign_domain",
+                identity=identity,
+                domain=domain or "no domain",
+                domains=", ".join(domains) or "no domain",
+            )
+        name = local.lower()
     elif rule == "mapping":
         table = {k.casefold(): v for k, v in (mapping or {}).items()}
         found = table.get(identity.casefold())
@@ -249,9 +291,23 @@ def username_for(identity: str, rule: str, mapping: Mapping[str, str] | None = N
         name = found
     else:
         raise ValueError(f"unknown user name rule {rule!r}")
+    return checked_name(identity, name)
+
+
+def checked_name(identity: str, name: str) -> str:
+    """Pure: `name` if the hub can use it as a user name, else the refusal that says why."""
     if not re.match(USERNAME_PATTERN, name):
         raise refusal("invalid_name", identity=identity, name=name)
     return name
+
+
+def email_verified(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> bool:
+    """Pure: whether the provider says the e-mail address is verified (ID token, else
+    userinfo). Some providers send the boolean as text."""
+    for source in (id_claims, userinfo):
+        if "email_verified" in source:
+            return source["email_verified"] in (True, "true")
+    return False
 
 
 def parse_mapping(text: str, file: str) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 The catalogue's `identity:` names the provider (`issuer`), the claim that names a person
 (`identity_claim`, e.g. `eduPersonPrincipalName`), the groups claim, and how an identity
-becomes a hub user name (`local_part` or the operator's `mapping` file). At hub start the
-provider's discovery document is fetched once; a provider that does not answer, or a client
-id or secret missing from the environment, stops the hub with one sentence.
+becomes a hub user name: the site's user register over LDAP (`naic.hub.register`), the
+operator's `mapping` file, or `local_part` for identities at the listed `domains` only. At
+hub start the provider's discovery document is fetched once; a provider that does not
+answer, or a client id or secret missing from the environment, stops the hub with one
+sentence.
 
 What oauthenticator 17 leaves out, and this class adds:
 
@@ -13,10 +15,12 @@ What oauthenticator 17 leaves out, and this class adds:
   several audiences), `exp`, `iat` and `nbf` against the hub's clock with a small leeway.
   oauthenticator decodes it with `verify_signature=False` and never looks at `iss`.
 - The userinfo answer is used only when its `sub` is the ID token's `sub`.
-- Who may log in: admins, members of a catalogue project (by identity, hub name or IdP
-  group), and people with a granted project or a pending request in the ledger. Anybody
-  else whom the provider vouched for gets the ask-for-access page (`naic.hub.access`),
-  bound to the verified identity by a signed, short-lived cookie, and no hub user.
+- Who may log in: admins (by identity), members of a catalogue project (by identity or IdP
+  group, never by a bare hub name), and people with a granted project or a pending request
+  in the ledger. Anybody else whom the provider vouched for gets the ask-for-access page
+  (`naic.hub.access`), bound to the verified identity by a signed, short-lived cookie, and
+  no hub user.
+- With `identity_claim: email`, the provider must say the address is verified.
 - A user name belongs to one identity (`Ledger.bind_identity`); a second identity that maps
   to the same name is refused, never merged.
 - Every refusal is a page in the hub's look with a sentence saying what happened and what
@@ -49,17 +53,18 @@ from oauthenticator.oauth2 import OAuthCallbackHandler, _deserialize_state
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Callable as CallableTrait
-from traitlets import Dict, Enum, Float, Set, Unicode, default
+from traitlets import Dict, Enum, Float, List, Set, Unicode, default
 from traitlets.config import Config
 
 from naic.hub import access, accounting
-from naic.hub.auth import USERNAME_PATTERN
-from naic.hub.catalogue import Catalogue, Identity
+from naic.hub.auth import USERNAME_PATTERN, make_private
+from naic.hub.catalogue import Catalogue, Identity, LdapRegister
 from naic.hub.identity import (
     SIGNING_ALGORITHMS,
     MappingFile,
     NeedsAccess,
     Refusal,
+    email_verified,
     groups_from,
     identity_from,
     refusal,
@@ -67,6 +72,7 @@ from naic.hub.identity import (
     verify_id_token,
 )
 from naic.hub.ledger import IdentityTaken
+from naic.hub.register import Register
 from naic.spawners.request import UserFacts, projects_of
 
 #: The key that encrypts auth_state (tokens, identity) in the hub's database, in the data dir.
@@ -124,6 +130,7 @@ def discover(issuer: str, timeout: float = DISCOVERY_TIMEOUT_S) -> dict[str, Any
 def ensure_crypt_key(path: Path) -> str:
     """The auth_state key (64 hex digits) in `path`, generated (mode 0600) when missing."""
     if path.exists():
+        make_private(path)
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
@@ -133,10 +140,16 @@ def ensure_crypt_key(path: Path) -> str:
     return key
 
 
-def configure(c: Config, ident: Identity) -> None:
-    """Pure: the OIDC login's settings from the catalogue's `identity:`."""
+def configure(c: Config, ident: Identity, admins: tuple[str, ...] = ()) -> None:
+    """Pure: the OIDC login's settings from the catalogue's `identity:`. `admins` are
+    identities here: JupyterHub's own `admin_users` (bare names, made admins at start
+    whoever holds the name) stays empty."""
     c.JupyterHub.authenticator_class = "naic-oidc"
+    c.Authenticator.admin_users = set()
     a = c.NaicOIDCAuthenticator
+    a.admin_identities = set(admins)
+    a.domains = list(ident.domains)
+    a.ldap_register = ident.ldap.model_dump() if ident.ldap else {}
     a.issuer = ident.issuer
     a.login_service = ident.title
     a.scope = list(ident.scopes)
@@ -170,6 +183,9 @@ def prepare(c: Config, data_dir: Path, cat: Catalogue, env: Mapping[str, str] = 
                     f"naic-hub: the user name mapping file {ident.mapping_file} cannot be "
                     f"used: {why}."
                 ) from None
+        if ident.usernames == "ldap" and ident.ldap:
+            check_register(ident.ldap, env)
+        check_admins(c.NaicOIDCAuthenticator.get("admin_identities", set()), ident)
         c.NaicOIDCAuthenticator.discovery = discover(ident.issuer)
     except StartupError as exc:
         print(str(exc), file=sys.stderr)
@@ -179,6 +195,35 @@ def prepare(c: Config, data_dir: Path, cat: Catalogue, env: Mapping[str, str] = 
     # that the processes the hub starts do not inherit it.
     if not env.get(CRYPT_KEY_ENV):
         c.CryptKeeper.keys = [ensure_crypt_key(data_dir / CRYPT_KEY_FILE)]
+
+
+def check_register(spec: LdapRegister, env: Mapping[str, str]) -> None:
+    """At hub start: the user register answers and the hub may bind to it."""
+    password = env.get(spec.bind_password_env)
+    if spec.bind_dn and not password:
+        raise StartupError(
+            f"naic-hub: the user register needs the password of {spec.bind_dn} in the "
+            f"environment variable {spec.bind_password_env}, which is not set."
+        )
+    try:
+        Register(spec, password).check()
+    except Exception as exc:  # ldap3 raises many kinds; all mean the same to the operator
+        raise StartupError(
+            f"naic-hub: the user register at {spec.url} cannot be used ({exc}); check "
+            "`identity.ldap` in the catalogue and that the hub can reach it."
+        ) from None
+
+
+def check_admins(admins: set[str], ident: Identity) -> None:
+    """Admins are named by identity: a bare name could be taken by whoever logs in as it."""
+    if ident.identity_claim == "sub":
+        return  # opaque subject ids: nothing to tell apart
+    bare = sorted(a for a in admins if "@" not in a)
+    if bare:
+        raise StartupError(
+            f"naic-hub: with an institutional login, admins are named by identity (e.g. "
+            f"--admin ola@uio.no), not by user name: {', '.join(bare)}."
+        )
 
 
 # --- the authenticator -------------------------------------------------------------------
@@ -283,12 +328,41 @@ class NaicOIDCAuthenticator(GenericOAuthenticator):
     ).tag(config=True)
 
     username_rule = Enum(
-        ["local_part", "mapping"],
+        ["local_part", "mapping", "ldap"],
         "local_part",
-        help="""How an identity becomes a hub user name: `local_part` (the part before `@`,
-        lower-cased) or `mapping` (the operator's `mapping_file`).
+        help="""How an identity becomes a hub user name: `ldap` (the site's user register,
+        `ldap_register`), `mapping` (the operator's `mapping_file`) or `local_part` (the part
+        before `@`, lower-cased, for identities at `domains` only).
 
-        Example: c.NaicOIDCAuthenticator.username_rule = "mapping"
+        Example: c.NaicOIDCAuthenticator.username_rule = "ldap"
+        """,
+    ).tag(config=True)
+
+    domains = List(
+        Unicode(),
+        help="""With `username_rule = "local_part"`: the identity domains whose local parts
+        are user names here. An identity at any other domain is refused, so `ola@evil.example`
+        never becomes `ola`.
+
+        Example: c.NaicOIDCAuthenticator.domains = ["uio.no"]
+        """,
+    ).tag(config=True)
+
+    ldap_register = Dict(
+        help="""With `username_rule = "ldap"`: the catalogue's `identity.ldap` (url, base_dn,
+        identity_attribute, username_attribute, bind_dn, bind_password_env).
+
+        Example: c.NaicOIDCAuthenticator.ldap_register = {"url": "ldaps://ldap.site",
+        "base_dn": "ou=people,dc=site"}
+        """,
+    ).tag(config=True)
+
+    admin_identities = Set(
+        Unicode(),
+        help="""Identities (values of the identity claim) who are admins. JupyterHub's
+        `admin_users` names hub users, which a stranger could hold; these name people.
+
+        Example: c.NaicOIDCAuthenticator.admin_identities = {"ola@uio.no"}
         """,
     ).tag(config=True)
 
@@ -492,7 +566,12 @@ class NaicOIDCAuthenticator(GenericOAuthenticator):
         identity = identity_from(claims, userinfo, self.identity_claim)
         if identity is None:
             raise refusal("no_identity", provider=provider, claim=self.identity_claim)
-        name = username_for(identity, self.username_rule, self._mapping_table())
+        if self.identity_claim == "email" and not email_verified(claims, userinfo):
+            raise refusal("unverified_email", provider=provider, identity=identity)
+        if self.username_rule == "ldap":
+            name = await asyncio.to_thread(self._register().username, identity)
+        else:
+            name = username_for(identity, self.username_rule, self._mapping_table(), self.domains)
         groups = groups_from(claims, userinfo, self.groups_claim)
         state = self.build_auth_state_dict(token_info, userinfo)
         expires_in = token_info.get("expires_in")
@@ -506,7 +585,7 @@ class NaicOIDCAuthenticator(GenericOAuthenticator):
         )
         return {
             "name": name,
-            "admin": True if name in self.admin_users else None,
+            "admin": True if identity in self.admin_identities else None,
             "auth_state": state,
         }
 
@@ -538,6 +617,10 @@ class NaicOIDCAuthenticator(GenericOAuthenticator):
             return [self.jwks.get_signing_key(kid)]
         return list(self.jwks.get_signing_keys())  # no kid: any of the published keys
 
+    def _register(self) -> Register:
+        spec = LdapRegister.model_validate(self.ldap_register)
+        return Register(spec, os.environ.get(spec.bind_password_env))
+
     def _mapping_table(self) -> dict[str, str] | None:
         if self.username_rule != "mapping":
             return None
@@ -566,10 +649,10 @@ class NaicOIDCAuthenticator(GenericOAuthenticator):
         bound = ledger.identity_of(name)
         if bound is not None and bound != identity:  # before anything else is read by name
             raise refusal("collision", name=name, identity=identity)
-        admitted = name in self.admin_users
-        if not admitted:
+        admitted = identity in self.admin_identities
+        if not admitted:  # by identity only: a bare name in `members` is not this person
             facts = UserFacts(
-                name=name, identities=frozenset({identity, name}), groups=frozenset(state["groups"])
+                name=name, identities=frozenset({identity}), groups=frozenset(state["groups"])
             )
             cat = access.catalogue_of(settings)
             admitted = bool(

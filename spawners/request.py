@@ -57,9 +57,11 @@ class UserFacts:
 
 
 def projects_of(cat: Catalogue, user: UserFacts) -> list[str]:
-    """Projects the user may charge, in catalogue order: by identity (or hub name), group or
-    an admin's grant (a grant of a project the catalogue no longer has counts for nothing)."""
-    ids = user.identities | {user.name}
+    """Projects the user may charge, in catalogue order: by identity, group or an admin's
+    grant (a grant of a project the catalogue no longer has counts for nothing). The hub
+    name stands for the identity only when there is none (dev login): with an institutional
+    login, `members: [ola]` must not admit whoever is called ola."""
+    ids = user.identities or {user.name}
     return [
         name
         for name, p in cat.projects.items()

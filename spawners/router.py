@@ -126,6 +126,18 @@ class Router(WrapSpawner):
     def options_from_form(self, formdata: dict) -> dict:
         return options_from_form(fields_from_form(formdata))
 
+    def options_from_query(self, query: dict) -> dict:
+        """`GET /hub/spawn?…` starts a session without a form, so a link on any page could
+        spend its visitor's GPU-hours: only a workshop's link (`?workshop=NAME`, whose
+        preset the hub decides) may; anything else is shown the form."""
+        if set(query) - {"workshop"}:
+            raise web.HTTPError(
+                400,
+                "A link cannot start a session with chosen resources; check them on this form "
+                "and press Start. Only a workshop's link (?workshop=NAME) starts one directly.",
+            )
+        return self.options_from_form(query)
+
     def construct_child(self) -> Spawner:
         if self.child_spawner is None:
             if self.request is None:  # e.g. started with no options at all

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.postgres",
     "tests.oidc_provider",
     "tests.sshd",
+    "tests.ldap_server",
 ]

@@ -300,6 +300,7 @@ def oidc_catalogue(issuer: str, members: Sequence[str], **identity: str) -> str:
         "issuer": issuer,
         "identity_claim": "eduPersonPrincipalName",
         "groups_claim": "groups",
+        "domains": ["uio.no", "ntnu.no"],  # local_part names only for these institutions
         **identity,
     }
     lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in ident.items())
@@ -334,7 +335,7 @@ def start_oidc_hub(
     *,
     issuer: str | None = None,
     members: Sequence[str] = (),
-    admins: tuple[str, ...] = ("boss",),
+    admins: tuple[str, ...] = ("boss@uio.no",),
     config_d: str = "",
     identity: dict | None = None,
 ) -> OidcHub:

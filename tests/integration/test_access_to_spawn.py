@@ -35,6 +35,7 @@ def idp_hub(slurm_cluster, hub_dir: Path, oidc_provider: Provider) -> Iterator[H
         "title": "Test IdP",
         "issuer": oidc_provider.issuer,
         "identity_claim": "eduPersonPrincipalName",
+        "domains": ["uio.no"],
     }
     (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
     with pytest.MonkeyPatch.context() as mp:
@@ -45,7 +46,7 @@ def idp_hub(slurm_cluster, hub_dir: Path, oidc_provider: Provider) -> Iterator[H
             "--catalogue",
             str(hub_dir / "catalogue.yaml"),
             "--admin",
-            "boss",
+            "boss@uio.no",
             port=port,
         )
     try:

@@ -544,6 +544,29 @@ BROKEN = [
         id="identity-mapping-without-file",
     ),
     pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org}\n",
+        H1 + "identity: usernames: local_part needs domains: the identity domains whose local "
+        "parts are this site's user names (e.g. [uio.no]); otherwise the same name at another "
+        "institution would take the account",
+        id="identity-local-part-without-domains",
+    ),
+    pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org, domains: [UiO.no]}\n",
+        H1 + "identity: domains: 'UiO.no' is not a lower-case domain such as uio.no",
+        id="identity-domain-not-lower-case",
+    ),
+    pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org, usernames: ldap}\n",
+        H1 + "identity: usernames: ldap needs ldap: {url, base_dn, …} (the user register)",
+        id="identity-ldap-without-register",
+    ),
+    pytest.param(
+        DEMO + "identity: {issuer: https://idp.example.org, usernames: ldap,\n"
+        "  ldap: {url: 'http://ldap.example', base_dn: 'ou=people,dc=example'}}\n",
+        H1 + "identity.ldap.url: must match ^ldaps?://[^\\s]+$ (got 'http://ldap.example')",
+        id="identity-ldap-url",
+    ),
+    pytest.param(
         DEMO + "identity: {issuer: idp.example.org}\n",
         H1 + "identity.issuer: must be an http:// or https:// URL without spaces "
         "(got 'idp.example.org')",

@@ -77,10 +77,29 @@ def refused(kind: str, fn, *args, **kwargs) -> Refusal:
 
 @pytest.mark.parametrize(
     ("identity", "name"),
-    [("ola@uio.no", "ola"), ("Kari-N@ntnu.no", "kari-n"), ("per_2", "per_2")],
+    [("ola@uio.no", "ola"), ("Kari-N@ntnu.no", "kari-n"), ("per_2@NTNU.no", "per_2")],
 )
 def test_local_part_is_the_lowercased_part_before_the_at(identity: str, name: str) -> None:
-    assert username_for(identity, "local_part") == name
+    assert username_for(identity, "local_part", domains=["uio.no", "ntnu.no"]) == name
+
+
+@pytest.mark.parametrize(
+    ("identity", "domain"),
+    [
+        ("ola@evil.example", "evil.example"),
+        ("ola@uio.no.evil.example", "uio.no.evil.example"),
+        ("ola@sub.uio.no", "sub.uio.no"),
+        ("ola", "no domain"),
+        ("ola@", "no domain"),
+    ],
+)
+def test_local_part_of_another_domain_is_no_name(identity: str, domain: str) -> None:
+    r = refused("foreign_domain", username_for, identity, "local_part", domains=["uio.no"])
+    assert str(r) == (
+        f"Your identity {identity} is from {domain}, and this hub takes user names only from "
+        f"identities at uio.no, so {identity} has none here. Ask the hub's operators to give "
+        "you a user name."
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,7 +107,7 @@ def test_local_part_is_the_lowercased_part_before_the_at(identity: str, name: st
     ["ola.nordmann@uio.no", "1st@uio.no", "@uio.no", "x" * 25 + "@uio.no", "øyvind@uio.no"],
 )
 def test_a_local_part_that_is_no_valid_name_is_refused_with_the_rule(identity: str) -> None:
-    r = refused("invalid_name", username_for, identity, "local_part")
+    r = refused("invalid_name", username_for, identity, "local_part", domains=["uio.no"])
     assert identity in str(r)
     assert "lowercase letters, digits, - and _" in str(r)
     assert "Ask the hub's operators" in str(r)
@@ -259,6 +278,8 @@ def test_every_refusal_says_what_happened_and_what_to_do() -> None:
         identity="ola@uio.no",
         name="ola",
         error="server_error",
+        domain="evil.example",
+        domains="uio.no",
     )
     for kind in identity._WORDS:
         r = refusal(kind, **facts)
@@ -266,7 +287,15 @@ def test_every_refusal_says_what_happened_and_what_to_do() -> None:
         assert text.endswith("."), kind
         assert "{" not in text, kind
         assert any(
-            hint in text for hint in ("Start again", "Ask the hub", "Try again", "tell the hub")
+            hint in text
+            for hint in (
+                "Start again",
+                "Ask the hub",
+                "Ask your site",
+                "Try again",
+                "ell the hub",
+                "Verify the address",
+            )
         ), (kind, text)
         assert 400 <= r.status < 600
 
@@ -297,6 +326,7 @@ identity:
   issuer: https://auth.dataporten.no
   identity_claim: eduPersonPrincipalName
   groups_claim: groups
+  domains: [uio.no]
   client_id_env: FEIDE_ID
   client_secret_env: FEIDE_SECRET
 """
@@ -452,3 +482,48 @@ def test_client_credentials_come_from_the_named_variables(monkeypatch) -> None:
         client_secret_variable="FEIDE_SECRET",
     )
     assert (a.client_id, a.client_secret) == ("the-id", "the-secret")
+
+
+# --- who is who across institutions ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("id_claims", "userinfo", "verified"),
+    [
+        ({"email_verified": True}, {}, True),
+        ({"email_verified": "true"}, {}, True),
+        ({"email_verified": False}, {"email_verified": True}, False),  # the ID token wins
+        ({}, {"email_verified": True}, True),
+        ({}, {}, False),  # not said is not verified
+        ({"email_verified": "yes"}, {}, False),
+    ],
+)
+def test_email_is_verified_only_when_the_provider_says_so(id_claims, userinfo, verified) -> None:
+    assert identity.email_verified(id_claims, userinfo) is verified
+
+
+def test_admins_are_named_by_identity() -> None:
+    ident = catalogue.Identity(
+        issuer="https://idp.example", identity_claim="eduPersonPrincipalName", domains=["uio.no"]
+    )
+    oidc.check_admins({"ola@uio.no"}, ident)
+    with pytest.raises(oidc.StartupError) as info:
+        oidc.check_admins({"ola@uio.no", "kari", "boss"}, ident)
+    assert str(info.value) == (
+        "naic-hub: with an institutional login, admins are named by identity (e.g. "
+        "--admin ola@uio.no), not by user name: boss, kari."
+    )
+    opaque = catalogue.Identity(
+        issuer="https://idp.example", identity_claim="sub", domains=["uio.no"]
+    )
+    oidc.check_admins({"f81d4fae"}, opaque)  # subject ids have no @
+
+
+def test_oidc_settings_name_admins_by_identity_not_hub_name() -> None:
+    c = Config()
+    c.Authenticator.admin_users = {"ola"}
+    ident = catalogue.Identity(issuer="https://idp.example", domains=["uio.no"])
+    oidc.configure(c, ident, ("ola@uio.no",))
+    assert c.Authenticator.admin_users == set()
+    assert c.NaicOIDCAuthenticator.admin_identities == {"ola@uio.no"}
+    assert c.NaicOIDCAuthenticator.domains == ["uio.no"]
