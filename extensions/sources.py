@@ -11,11 +11,13 @@ Standard library only at import: `pynvml` is imported at the first GPU sample.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from naic.extensions.session import JobEndSource, SessionFacts, StorageArea
 
@@ -656,7 +658,31 @@ class HubClient(Protocol):
 Transport = Callable[[urllib.request.Request, float], tuple[int, bytes]]
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket: the hub's API on the hub's own machine (naic.hub.listen)."""
+
+    def __init__(self, socket_path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
 def urllib_transport(req: urllib.request.Request, timeout_s: float) -> tuple[int, bytes]:
+    url = urlsplit(req.full_url)
+    if url.scheme == "http+unix":  # JupyterHub's form: the socket's path is the host
+        conn = _UnixHTTPConnection(unquote(url.netloc), timeout_s)
+        try:
+            target = url.path + (f"?{url.query}" if url.query else "")
+            conn.request(req.get_method(), target, body=req.data, headers=dict(req.header_items()))
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - hub API URL
             return resp.status, resp.read()

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from traitlets.config import Config
 
-from naic.hub import access, accounting, catalogue, culling, metrics, oidc, workshop_api
+from naic.hub import access, accounting, catalogue, culling, listen, metrics, oidc, workshop_api
 from naic.hub.auth import ensure_secret_file, make_private
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.extend import EXTEND_HANDLERS
@@ -70,6 +71,14 @@ class Settings:
         return self.data_dir / "dev-password"
 
     @property
+    def hub_socket(self) -> Path:
+        return self.data_dir / "hub.sock"
+
+    @property
+    def proxy_socket(self) -> Path:
+        return self.data_dir / "proxy-api.sock"
+
+    @property
     def db_file(self) -> Path:
         return self.data_dir / "jupyterhub.sqlite"
 
@@ -119,7 +128,9 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.JupyterHub.bind_url = f"http://127.0.0.1:{s.port}"
     # Neighbouring ports keep JupyterHub's usual 8000/8001/8081 layout for port 8000.
     c.JupyterHub.hub_bind_url = f"http://{s.hub_ip}:{s.port + 81}"
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.port + 1}"
+    # The proxy's API and the hub's API for local sessions on Unix sockets in the data
+    # dir: no other account can take them over while the hub restarts (naic.hub.listen).
+    c.ConfigurableHTTPProxy.api_url = f"http+unix://{quote(str(s.proxy_socket), safe='')}"
     c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
     if proxy:
         c.ConfigurableHTTPProxy.command = [proxy]
@@ -164,6 +175,9 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.Router.catalogue_file = str(s.catalogue)
     wire_ledger(c, s)
     c.LocalSpawner.home_root = str(s.homes)
+    c.LocalSpawner.hub_api_url = listen.unix_url(
+        f"http://127.0.0.1:{s.port + 81}/hub/api", s.hub_socket
+    )
     material = REPO_ROOT / "notebooks"
     if material.is_dir():
         c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)
@@ -215,6 +229,7 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
     if created:
         print(f"naic-hub: generated the dev login password: {password}", file=sys.stderr)
     c.merge(build_config(s, cat, find_proxy()))
+    listen.also_listen_on(s.hub_socket)
     oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)
     wire_ledger(c, s)  # again: an operator's file may have moved the database

@@ -29,6 +29,7 @@ from tornado import web
 
 from naic.hub.catalogue import Catalogue
 from naic.spawners import nodes, ssh
+from naic.spawners.accounts import system_account_refusal
 from naic.spawners.poller import login_node
 from naic.spawners.request import RequestError, SessionRequest, options_from_form, parse_request
 from naic.spawners.script import parse_test_only, render_batch_script, test_only_argv
@@ -226,6 +227,14 @@ class EstimateHandler(APIHandler):
             ) from None
         except ssh.SSHError as exc:
             raise web.HTTPError(503, f"{site.title} cannot be asked now: {exc}") from None
+        refused = system_account_refusal(
+            account.pw_name,
+            account.pw_uid,
+            req.site,
+            spawner.config.SlurmSpawner.get("refused_accounts", set()),
+        )
+        if refused:  # the estimate runs sbatch --test-only as the account: not as the system's
+            raise web.HTTPError(403, refused)
         try:
             answer = await estimate_slurm(
                 req,

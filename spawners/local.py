@@ -20,6 +20,17 @@ from traitlets import Any, Unicode, default
 from naic.spawners.session_env import session_env
 
 
+def hub_urls_moved(env: dict, api_url: str, new_api_url: str) -> dict[str, str]:
+    """Pure: the environment's hub API URLs (`JUPYTERHUB_API_URL`, `…_ACTIVITY_URL`) with
+    the prefix `api_url` replaced by `new_api_url`."""
+    old, new = api_url.rstrip("/"), new_api_url.rstrip("/")
+    return {
+        key: new + env[key][len(old) :]
+        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+        if env.get(key, "").startswith(old)
+    }
+
+
 class LocalSpawner(LocalProcessSpawner):
     home_root = Unicode(
         help="""Folder that holds one home directory per hub user (`<home_root>/<name>`).
@@ -33,6 +44,16 @@ class LocalSpawner(LocalProcessSpawner):
         help="""Prefix of the OS account each user runs as when the hub runs as root.
 
         Accounts are created on first spawn with `useradd --system`. Example: "jupyter-".
+        """,
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        "",
+        help="""The hub's API as sessions on this machine reach it (empty: JupyterHub's own
+        `hub.api_url`). naic-hub sets a Unix socket in the data dir, which no other account
+        can take over while the hub restarts, unlike a loopback port.
+
+        Example: c.LocalSpawner.hub_api_url = "http+unix://%2Fvar%2Flib%2Fnaic-hub%2Fhub.sock/hub/api"
         """,
     ).tag(config=True)
 
@@ -106,6 +127,8 @@ class LocalSpawner(LocalProcessSpawner):
 
     def user_env(self, env: dict) -> dict:
         env.update(USER=self.account, HOME=str(self.home), SHELL="/bin/bash")
+        if self.hub_api_url:  # every hub URL the session gets, moved to that address
+            env.update(hub_urls_moved(env, self.hub.api_url, self.hub_api_url))
         if self.request is not None and self.catalogue is not None:  # the session's own facts
             now = datetime.now(UTC)
             env.update(

@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 import batchspawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Any, Enum, Float, Unicode, default, observe
+from traitlets import Any, Enum, Float, Set, Unicode, default, observe
 
 from naic.hub import metrics
 from naic.hub.catalogue import Site
 from naic.spawners import script, ssh
+from naic.spawners.accounts import system_account_refusal
 from naic.spawners.poller import (
     JobInfo,
     SlurmPoller,
@@ -42,8 +43,6 @@ from naic.spawners.poller import (
 from naic.spawners.session_env import session_env
 
 _log = logging.getLogger(__name__)
-#: Accounts below this uid are the system's (root, daemons): no session ever runs as them.
-MIN_UID = 1000
 
 #: Slurm states after which the job will never run again, in words a user reads.
 END_REASONS = {
@@ -174,6 +173,16 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         """,
     ).tag(config=True)
 
+    refused_accounts = Set(
+        Unicode(),
+        help="""Accounts no session (nor estimate) ever runs as, besides root, the
+        scheduler's own and every uid outside 1000–60000 (naic.spawners.accounts): e.g. a
+        site's SlurmUser or service accounts with a people's uid.
+
+        Example: c.SlurmSpawner.refused_accounts = {"slurmadm", "backup"}
+        """,
+    ).tag(config=True)
+
     status_max_age = Float(
         30.0,
         help="Seconds a shared squeue snapshot answers polls of running sessions.",
@@ -209,12 +218,11 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         """The user's account where the job runs: here, or on the site's login node; never
         a system account (a hub user named `root` must not get a root job)."""
         account = await self._lookup_account()
-        if account.pw_uid < MIN_UID:
-            raise web.HTTPError(
-                403,
-                f"{self.user.name!r} at {self.site} is a system account, not a user's; the "
-                "hub starts no session as it.",
-            )
+        refused = system_account_refusal(
+            account.pw_name, account.pw_uid, self.site, self.refused_accounts
+        )
+        if refused:
+            raise web.HTTPError(403, refused)
         return account
 
     async def _lookup_account(self) -> pwd.struct_passwd:

@@ -32,7 +32,12 @@ def hub(module_oidc_provider: Provider) -> Iterator[OidcHub]:
         ("mona-sub", "mona@uit.no"),
     ]:
         module_oidc_provider.set_user(sub, eduPersonPrincipalName=ident)
-    h = start_oidc_hub(base, module_oidc_provider, members=["ola@uio.no"])
+    h = start_oidc_hub(
+        base,
+        module_oidc_provider,
+        members=["ola@uio.no"],
+        identity={"domains": ["uio.no", "ntnu.no", "uib.no", "uit.no"]},
+    )
     try:
         yield h
     finally:

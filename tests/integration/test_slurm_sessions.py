@@ -178,28 +178,27 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm_hub: Hub, hub_dir
     assert api.delete("/users/alice/server").status_code in (202, 204)
 
 
-def test_no_session_runs_as_a_system_account(slurm_hub: Hub) -> None:
-    """A hub user whose name is a system account's (here `daemon`, uid 1) gets a sentence,
-    never a job with that account's rights."""
-    token = user_token(slurm_hub, "daemon")
+@pytest.mark.parametrize("account", ["daemon", "slurm", "nobody"])
+def test_no_session_runs_as_a_system_account(slurm_hub: Hub, account: str) -> None:
+    """A hub user whose name is a system account's gets a sentence, never a job (nor an
+    estimate, which runs `sbatch --test-only` as the account) with that account's rights:
+    `daemon` (uid 1), Debian's `slurm` (64030, the scheduler's own), `nobody` (65534)."""
+    token = user_token(slurm_hub, account)
     ledger = Ledger(f"sqlite:///{slurm_hub.data_dir / 'jupyterhub.sqlite'}")
-    asked = ledger.request_access("daemon", "demo", "a test of system accounts")
+    asked = ledger.request_access(account, "demo", "a test of system accounts")
     ledger.decide(asked.id, approve=True, by="ops")  # so only the account can stop it
     ledger.close()
     api = httpx.Client(
         base_url=slurm_hub.url + "hub/api", headers={"Authorization": f"token {token}"}, timeout=60
     )
-    resp = api.post(
-        "/users/daemon/server",
-        json={
-            "user_options": {
-                "site": "testcluster",
-                "resource": "cpu",
-                "hours": 0.5,
-                "project": "demo",
-            }
-        },
+    options = {"site": "testcluster", "resource": "cpu", "hours": 0.5, "project": "demo"}
+    estimate = api.get("/naic/estimate", params=options)
+    assert estimate.status_code == 403, estimate.text
+    assert estimate.json()["message"] == (
+        f"{account!r} at testcluster is a system account, not a user's; the hub starts no "
+        "session as it."
     )
+    resp = api.post(f"/users/{account}/server", json={"user_options": options})
     assert resp.status_code == 403, resp.text
     assert "is a system account, not a user's" in resp.json()["message"]
-    assert squeue("--user=daemon", "--format=%i") == ""
+    assert squeue(f"--user={account}", "--format=%i") == ""

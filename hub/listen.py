@@ -1,0 +1,62 @@
+"""Addresses on the hub's own machine that no other account can take over.
+
+Sessions outlive the hub. While it restarts, its loopback TCP ports are free, and any
+account on the machine could bind the hub's API port and collect the tokens that local
+sessions send it (activity, token checks), then answer as the hub. A Unix socket in the
+data dir cannot be squatted: only root may create or replace a file there (the folder is
+0711), and when the hub is down the socket refuses connections instead of reaching a
+stranger. So local sessions reach the hub at `<data-dir>/hub.sock` and the hub reaches
+its proxy's API at `<data-dir>/proxy-api.sock` (configurable-http-proxy's `--api-socket`).
+
+The hub keeps its TCP address as well, for the proxy's routes and for compute nodes on
+other hosts (Slurm sites), which cannot reach a socket file on the hub's machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from urllib.parse import quote, urlparse, urlunparse
+
+log = logging.getLogger(__name__)
+_tasks: set[asyncio.Task] = set()  # a task nobody references may be collected mid-way
+
+
+def unix_url(url: str, socket_path: str | Path) -> str:
+    """Pure: `url` with its host replaced by a Unix socket, in the `http+unix://` form
+    JupyterHub's client and configurable-http-proxy understand (the path percent-encoded
+    as the host)."""
+    parts = urlparse(url)
+    return urlunparse(parts._replace(scheme="http+unix", netloc=quote(str(socket_path), safe="")))
+
+
+def also_listen_on(socket_path: Path) -> None:
+    """Serve the hub's API on `socket_path` too, from the moment the hub's HTTP server
+    exists. Called while JupyterHub loads its config, which it does inside its running
+    event loop; JupyterHub itself binds only one address (`hub_bind_url`)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not inside a starting hub (a config check): nothing to serve
+        return
+    task = loop.create_task(_add_socket_when_ready(socket_path))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _add_socket_when_ready(socket_path: Path, timeout_s: float = 300) -> None:
+    from jupyterhub.app import JupyterHub
+    from tornado.netutil import bind_unix_socket
+
+    app = JupyterHub.instance()
+    waited = 0.0
+    while getattr(app, "http_server", None) is None:
+        if waited > timeout_s:
+            log.error("The hub's HTTP server never started; no socket at %s", socket_path)
+            return
+        await asyncio.sleep(0.05)
+        waited += 0.05
+    # 0666: any local account may connect (the API checks tokens); none may replace it.
+    sock = bind_unix_socket(str(socket_path), mode=0o666)
+    app.http_server.add_socket(sock)
+    app.log.info("Hub API also listening on %s (for sessions on this machine)", socket_path)
