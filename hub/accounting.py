@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.handlers import BaseHandler
@@ -148,20 +148,45 @@ def project_report(
     return out
 
 
-def budget_check(
-    cat: catalogue.Catalogue, ledger: Ledger, req: SessionRequest, now: datetime
-) -> str | None:
-    """A refusal sentence when this session could run its project's budget below zero.
+#: How long a hold may wait for its session to start before it lapses by itself (a hub that
+#: died mid-spawn cannot release it); a queued Slurm session waits at most 12 h.
+HOLD_QUEUE_HOURS = 12
 
-    What counts: GPU-hours used this period (running sessions up to now) plus this
-    session's GPUs × hours, the most it can use. CPU-only sessions cost no GPU-hours."""
+
+def budget_hold(
+    cat: catalogue.Catalogue,
+    ledger: Ledger,
+    req: SessionRequest,
+    user: str,
+    server: str,
+    now: datetime,
+) -> tuple[int | None, str | None]:
+    """Hold what this session may use (GPUs × hours) against its project's budget: (the
+    hold's id, None), or (None, the refusal sentence).
+
+    What counts: GPU-hours used this period, what running and queued sessions may still use
+    (their holds), and this session's GPUs × hours. Several sessions asked for at once can
+    therefore never together run the budget below zero. CPU-only sessions and projects
+    without a budget hold nothing."""
     if req.project is None or req.gpus == 0:
-        return None
+        return None, None
     p = cat.projects[req.project]
-    used = used_this_period(ledger, cat, req.project, now)
-    return budget_refusal(
-        req.project, p.gpu_hours, used, req.gpus * req.hours, p.budget_period, now
+    if p.gpu_hours is None:
+        return None, None
+    asked = req.gpus * req.hours
+    got = ledger.hold(
+        user=user,
+        server=server,
+        project=req.project,
+        gpu_hours=asked,
+        budget=p.gpu_hours,
+        since=period_start(p.budget_period, now),
+        expires_at=now + timedelta(hours=req.hours + HOLD_QUEUE_HOURS),
     )
+    if isinstance(got, int):
+        return got, None
+    used, held = got
+    return None, budget_refusal(req.project, p.gpu_hours, used, asked, p.budget_period, now, held)
 
 
 def _request_json(r) -> dict:

@@ -31,7 +31,7 @@ from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
 from naic.hub import accounting
-from naic.hub.ledger import budget_refusal
+from naic.hub.ledger import budget_refusal, period_start
 from naic.spawners.slurm import UNREACHABLE, SlurmSpawner, time_from_slurm
 
 #: Where the handlers are mounted, below the hub's prefix (`/hub/`).
@@ -189,6 +189,12 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             router.orm_spawner.state = router.get_state()
             self.db.commit()
             limit, end = await self._limit(child)
+            if router.hold_id and router.ledger is not None and req.gpus:
+                router.ledger.grow_hold(
+                    router.hold_id,
+                    req.gpus * hours,
+                    (end or now) + timedelta(hours=accounting.HOLD_QUEUE_HOURS),
+                )
         self.log.info(
             "Extended job %s of %s by %g h to %s min", child.job_id, user_name, hours, limit
         )
@@ -263,8 +269,13 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             return None
         cat = router.catalogue
         project = cat.projects[req.project]
+        if project.gpu_hours is None:
+            return None
         left_h = max((end - now).total_seconds() / 3600, 0.0) if end else 0.0
-        used = accounting.used_this_period(ledger, cat, req.project, now)
+        # Others' holds count; this session's own is replaced by what it may use if extended.
+        used, held = ledger.committed(
+            req.project, period_start(project.budget_period, now), without_hold=router.hold_id
+        )
         return budget_refusal(
             req.project,
             project.gpu_hours,
@@ -272,6 +283,7 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             req.gpus * (left_h + hours),
             project.budget_period,
             now,
+            held,
         )
 
     @staticmethod

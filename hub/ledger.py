@@ -15,6 +15,8 @@ The budget helpers at the end are pure: the spawner asks them whether a session 
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -113,6 +115,25 @@ gpu_use_table = sa.Table(
     sa.Column("idle_gpu_seconds", sa.Float, nullable=False),
     sa.Column("reported_at", UTCDateTime, nullable=False),
 )
+
+
+#: GPU-hours a session may still use, held from its admission (queued or running) to its end,
+#: so that sessions admitted at once cannot together spend more than the budget.
+holds_table = sa.Table(
+    "naic_budget_holds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("server", sa.String(255), nullable=False),
+    sa.Column("project", sa.String(255), nullable=False, index=True),
+    sa.Column("gpu_hours", sa.Float, nullable=False),
+    sa.Column("session_id", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    #: A hold nobody released (a hub that died mid-spawn) lapses here.
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("released_at", UTCDateTime, index=True),
+)
+_hold_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -361,6 +382,99 @@ class Ledger:
     ) -> dict[str, float]:
         return _sum_by(self.sessions(project=project, since=since), "user", since, self._clock())
 
+    # -- budget holds ------------------------------------------------------------------------
+
+    def hold(
+        self,
+        *,
+        user: str,
+        server: str,
+        project: str,
+        gpu_hours: float,
+        budget: float,
+        since: datetime | None,
+        expires_at: datetime,
+    ) -> int | tuple[float, float]:
+        """Hold `gpu_hours` of `project` for one session if what is used and held already
+        leaves room: returns the hold's id, or (refused) what is (used, held). Atomic: one
+        check-and-insert at a time, in this process (a lock) and across hub processes on
+        PostgreSQL (a transaction-scoped advisory lock per project). The server's previous
+        hold, if any, is released first: a server runs one session at a time."""
+        now = self._clock()
+        h = holds_table.c
+        with _hold_lock, self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                key = zlib.crc32(f"naic-budget:{project}".encode())
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            conn.execute(
+                holds_table.update()
+                .where(h.username == user, h.server == server, h.released_at.is_(None))
+                .values(released_at=now)
+            )
+            used, held = self._committed(conn, project, since, now)
+            if used + held + gpu_hours > budget + 1e-9:
+                return used, held
+            values = dict(username=user, server=server, project=project, gpu_hours=gpu_hours)
+            values.update(created_at=now, expires_at=expires_at)
+            return conn.execute(holds_table.insert().values(**values)).inserted_primary_key[0]
+
+    def committed(
+        self, project: str, since: datetime | None, *, without_hold: int | None = None
+    ) -> tuple[float, float]:
+        """GPU-hours of `project` used since `since`, and what open holds may still use."""
+        with self._engine.connect() as conn:
+            return self._committed(conn, project, since, self._clock(), without_hold)
+
+    def link_hold(self, hold_id: int, session_id: int) -> None:
+        """The held session started: from now on its usage is recorded, and the hold keeps
+        only what it may still use on top."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                holds_table.update()
+                .where(holds_table.c.id == hold_id)
+                .values(session_id=session_id)
+            )
+
+    def grow_hold(self, hold_id: int, gpu_hours: float, expires_at: datetime) -> None:
+        h = holds_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                holds_table.update()
+                .where(h.id == hold_id)
+                .values(gpu_hours=h.gpu_hours + gpu_hours, expires_at=expires_at)
+            )
+
+    def release_hold(self, hold_id: int) -> None:
+        """Idempotent: the session ended or never started."""
+        h = holds_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                holds_table.update()
+                .where(h.id == hold_id, h.released_at.is_(None))
+                .values(released_at=self._clock())
+            )
+
+    def _committed(
+        self, conn, project: str, since: datetime | None, now: datetime, without: int | None = None
+    ) -> tuple[float, float]:
+        s, h = sessions_table.c, holds_table.c
+        rows = conn.execute(
+            sa.select(sessions_table).where(
+                s.project == project,
+                *([] if since is None else [sa.or_(s.ended_at.is_(None), s.ended_at > since)]),
+            )
+        )
+        used = {row.id: _hours(_record(Session, row), since, now) for row in rows}
+        held = 0.0
+        for row in conn.execute(
+            sa.select(holds_table).where(
+                h.project == project, h.released_at.is_(None), h.expires_at > now
+            )
+        ):
+            if row.id != without:  # what it may still use on top of what it used
+                held += max(row.gpu_hours - used.get(row.session_id, 0.0), 0.0)
+        return sum(used.values()), held
+
     def gpu_use_reported(
         self, session_id: int, *, busy_gpu_s: float, idle_gpu_s: float, at: datetime | None = None
     ) -> None:
@@ -469,17 +583,27 @@ def _brief(number: float) -> str:
 
 
 def budget_refusal(
-    project: str, budget: float | None, used: float, asked: float, period: str, now: datetime
+    project: str,
+    budget: float | None,
+    used: float,
+    asked: float,
+    period: str,
+    now: datetime,
+    held: float = 0.0,
 ) -> str | None:
-    """None if the session fits the project's budget, else the sentence that says why not."""
+    """None if the session fits the project's budget, else the sentence that says why not.
+    `held`: what the project's running and queued sessions may still use."""
     reset = next_reset(period, now)  # validates the period even when the session fits
     # A hair of tolerance: sums of float hours must not refuse a session that fits exactly.
-    if budget is None or used + asked <= budget + 1e-9:
+    if budget is None or used + held + asked <= budget + 1e-9:
         return None
     when = "" if reset is None else f" this {period}"
+    holding = (
+        f", and its running or queued sessions may use {_brief(held)} more" if held > 1e-9 else ""
+    )
     head = (
-        f"Project {project} has used {_brief(used)} of its {_brief(budget)} GPU-hours{when}; "
-        f"this session would need {_brief(asked)} more"
+        f"Project {project} has used {_brief(used)} of its {_brief(budget)} GPU-hours{when}"
+        f"{holding}; this session would need {_brief(asked)} more"
     )
     if reset is None:
         return f"{head}; it does not reset: ask the project's PI or support for more GPU-hours."

@@ -63,6 +63,7 @@ class Router(WrapSpawner):
     request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
     last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
     usage_id = Integer(0, help="The current session's record in the usage ledger.")
+    hold_id = Integer(0, help="The GPU-hours held for the current session (budget holds).")
     extensions_used = Integer(0, help="How often the current session was extended.")
     gpu_activity = Dict(help="The session's last GPU report: reported_at, busy_at (UTC ISO).")
     notices = Dict(help="The culler's warnings to this session: {kind: {text, deadline, at}}.")
@@ -99,13 +100,17 @@ class Router(WrapSpawner):
             req = parse_request(user_options or {}, self.catalogue, self.user_facts())
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        if self.ledger is not None:
-            refusal = accounting.budget_check(self.catalogue, self.ledger, req, datetime.now(UTC))
-            if refusal:
-                raise web.HTTPError(403, refusal)
         full = full_when_refused(self.catalogue, req)
         if full:  # a pool that refuses says so now, not after a spawn page
             raise web.HTTPError(409, full)
+        if self.ledger is not None:
+            now = datetime.now(UTC)
+            hold, refusal = accounting.budget_hold(
+                self.catalogue, self.ledger, req, self.user.name, self.name, now
+            )
+            if refusal:
+                raise web.HTTPError(403, refusal)
+            self.hold_id = hold or 0
         self._select(req)
 
     def _select(self, req: SessionRequest) -> None:
@@ -176,7 +181,11 @@ class Router(WrapSpawner):
         self.gpu_activity, self.notices = {}, {}  # progress stays: the same notebooks
         self._ended_at_poll = False
         began = time.monotonic()
-        ip_port = await super().start()
+        try:
+            ip_port = await super().start()
+        except BaseException:
+            self._release_hold()  # it never started: its GPU-hours are free again
+            raise
         # Idle and age limits count from here, not from the request: a queue is not idling.
         self.running_since = datetime.now(UTC).isoformat()
         metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
@@ -222,12 +231,15 @@ class Router(WrapSpawner):
             gpus=req.gpus,
             job_id=str(getattr(self.child_spawner, "job_id", "") or ""),
         )
+        if self.hold_id:
+            self.ledger.link_hold(self.hold_id, self.usage_id)
         self._seen_alive = True
 
     def _record_end(self) -> None:
         """Close the usage record: at the scheduler's end time when it still knows it; else
         now, if this hub saw the session alive; else (it ended while the hub was down) at the
         last time a hub saw it running, which never charges time nobody observed."""
+        self._release_hold()
         if not self.usage_id or self.ledger is None:
             return
         at = getattr(self.child_spawner, "ended_at", None)
@@ -237,8 +249,15 @@ class Router(WrapSpawner):
         self.ledger.session_ended(self.usage_id, at)
         self.usage_id = 0
 
+    def _release_hold(self) -> None:
+        if self.hold_id and self.ledger is not None:
+            self.ledger.release_hold(self.hold_id)
+        self.hold_id = 0
+
     def get_state(self) -> dict:
         state = Spawner.get_state(self)
+        if self.hold_id:
+            state["hold_id"] = self.hold_id
         if self.last_end:
             state["last_end"] = self.last_end
         if self.usage_id:
@@ -263,6 +282,7 @@ class Router(WrapSpawner):
         Spawner.load_state(self, state)
         self.last_end = state.get("last_end", {})
         self.usage_id = state.get("usage_id", 0)
+        self.hold_id = state.get("hold_id", 0)
         self.extensions_used = state.get("extensions_used", 0)
         self.gpu_activity = state.get("gpu_activity", {})
         self.notices = state.get("notices", {})

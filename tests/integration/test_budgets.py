@@ -119,3 +119,28 @@ def _first_of_next_month() -> str:
     t = time.gmtime()
     year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
     return f"1 {time.strftime('%B', (year, month, 1, 0, 0, 0, 0, 1, 0))} {year}"
+
+
+def test_sessions_asked_for_together_cannot_spend_more_than_the_budget(budget_hub: Hub) -> None:
+    """alice and bob each start a 1-GPU half-hour session, then alice a second one at once.
+    Nothing is used yet, but the budget (1 GPU-hour) holds only two: the third is refused,
+    and a smaller one gets in once bob's session has ended."""
+    alice, bob = client(budget_hub, "alice"), client(budget_hub, "bob")
+    assert alice.post("/hub/api/users/alice/server", json={"user_options": FITS}).is_success
+    assert bob.post("/hub/api/users/bob/server", json={"user_options": FITS}).is_success
+    third = alice.post("/hub/api/users/alice/servers/second", json={"user_options": FITS})
+    assert third.status_code == 403, third.text
+    assert third.json()["message"] == (
+        "Project demo has used 0 of its 1 GPU-hours this month, and its running or queued "
+        "sessions may use 1 more; this session would need 0.5 more. The budget resets on "
+        f"{_first_of_next_month()}."
+    )
+    assert "second" not in alice.get("/hub/api/users/alice").json()["servers"]
+
+    wait_until(lambda: ready(bob, "bob"), 120, "bob's session ready")
+    assert bob.delete("/hub/api/users/bob/server").status_code in (202, 204)
+    wait_until(lambda: not bob.get("/hub/api/users/bob").json()["servers"], 60, "bob's stop")
+    # bob's hold is gone; what his session used (seconds) stays charged.
+    smaller = {**FITS, "hours": 0.25}
+    again = alice.post("/hub/api/users/alice/servers/second", json={"user_options": smaller})
+    assert again.status_code in (201, 202), again.text

@@ -68,6 +68,7 @@ def test_the_ledger_keeps_to_its_own_tables_in_the_hubs_database(db_url, request
             "naic_access_requests",
             "naic_sessions",
             "naic_gpu_use",
+            "naic_budget_holds",
         }
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT name FROM users")).scalars().all() == ["ola"]
@@ -192,6 +193,57 @@ def test_concurrent_rival_binds_leave_exactly_one_winner(ledger):
     assert all(isinstance(o, IdentityTaken) for o in outcomes if o is not None)
     winner = outcomes.index(None)
     assert ledger.identity_of("ola") == f"ola{winner}@uio.no"
+
+
+# -- budget holds ----------------------------------------------------------------------------
+
+
+def _hold(ledger, i, gpu_hours=1.0, budget=4.0):
+    return ledger.hold(
+        user=f"u{i}",
+        server="",
+        project="demo",
+        gpu_hours=gpu_hours,
+        budget=budget,
+        since=None,
+        expires_at=T0 + 13 * HOUR,
+    )
+
+
+def test_sessions_asked_for_at_once_never_hold_more_than_the_budget(ledger):
+    """Ten people press Start at the same moment on a 4 GPU-hour budget, 1 GPU-hour each."""
+    got: list = [None] * 10
+
+    def ask(i: int) -> None:
+        got[i] = _hold(ledger, i)
+
+    assert _at_once(10, ask) == [None] * 10
+    granted = [g for g in got if isinstance(g, int)]
+    assert len(granted) == 4
+    assert all(g == (0.0, 4.0) for g in got if not isinstance(g, int))
+    assert ledger.committed("demo", None) == (0.0, 4.0)
+
+
+def test_a_hold_counts_what_its_session_may_still_use_and_frees_at_the_end(ledger, clock):
+    hold = _hold(ledger, 1, gpu_hours=2.0)
+    session = ledger.session_started(user="u1", server="", project="demo", site="s", gpus=1)
+    ledger.link_hold(hold, session)
+    clock.now = T0 + HOUR
+    ledger.session_seen(session)
+    assert ledger.committed("demo", None) == (1.0, 1.0)  # 1 used, 1 more it may use
+    assert ledger.committed("demo", None, without_hold=hold) == (1.0, 0.0)
+    ledger.session_ended(session)
+    ledger.release_hold(hold)
+    assert ledger.committed("demo", None) == (1.0, 0.0)
+    assert isinstance(_hold(ledger, 2, gpu_hours=3.0), int)
+
+
+def test_a_forgotten_hold_lapses_and_a_servers_new_hold_replaces_its_old(ledger, clock):
+    assert isinstance(_hold(ledger, 1, gpu_hours=4.0), int)
+    assert isinstance(_hold(ledger, 1, gpu_hours=4.0), int)  # the same server again
+    assert _hold(ledger, 2) == (0.0, 4.0)
+    clock.now = T0 + 14 * HOUR  # past expires_at: a hub died before releasing it
+    assert isinstance(_hold(ledger, 2), int)
 
 
 # -- access requests -------------------------------------------------------------------------

@@ -121,3 +121,12 @@ def test_sessions_that_fit_are_not_refused(budget, used, asked):
 )
 def test_refusal_sentences(budget, used, asked, period, sentence):
     assert budget_refusal("demo", budget, used, asked, period, NOW) == sentence
+
+
+def test_what_running_and_queued_sessions_hold_counts_and_is_named() -> None:
+    assert budget_refusal("demo", 10, 2, 4, "year", NOW, held=4) is None  # exactly full
+    assert budget_refusal("demo", 10, 2, 4.5, "year", NOW, held=4) == (
+        "Project demo has used 2 of its 10 GPU-hours this year, and its running or queued "
+        "sessions may use 4 more; this session would need 4.5 more. The budget resets on "
+        "1 January 2027."
+    )
