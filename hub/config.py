@@ -76,7 +76,9 @@ class Settings:
 
     @property
     def proxy_socket(self) -> Path:
-        return self.data_dir / "proxy-api.sock"
+        # In a folder of its own: a proxy that runs as another account (the Ansible role's
+        # wrapper gives it that folder) can create its socket there, nobody else can.
+        return self.data_dir / "proxy" / "api.sock"
 
     @property
     def db_file(self) -> Path:
@@ -113,6 +115,8 @@ def prepare_data_dir(s: Settings) -> tuple[str, bool]:
     s.data_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
     s.homes.mkdir(mode=0o711, exist_ok=True)
     s.config_d.mkdir(mode=0o700, exist_ok=True)
+    s.proxy_socket.parent.mkdir(mode=0o700, exist_ok=True)
+    listen.remove_stale_socket(s.proxy_socket)  # a proxy killed with -9 leaves its file
     ensure_secret_file(s.admin_token_file, nbytes=32)
     # JupyterHub's database holds token hashes, join codes and user names: it would be
     # created 0644 under the usual umask (SQLite's journals follow the file's mode).

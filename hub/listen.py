@@ -6,7 +6,7 @@ sessions send it (activity, token checks), then answer as the hub. A Unix socket
 data dir cannot be squatted: only root may create or replace a file there (the folder is
 0711), and when the hub is down the socket refuses connections instead of reaching a
 stranger. So local sessions reach the hub at `<data-dir>/hub.sock` and the hub reaches
-its proxy's API at `<data-dir>/proxy-api.sock` (configurable-http-proxy's `--api-socket`).
+its proxy's API at `<data-dir>/proxy/api.sock` (configurable-http-proxy's `--api-socket`).
 
 The hub keeps its TCP address as well, for the proxy's routes and for compute nodes on
 other hosts (Slurm sites), which cannot reach a socket file on the hub's machine.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
 
@@ -29,6 +30,18 @@ def unix_url(url: str, socket_path: str | Path) -> str:
     as the host)."""
     parts = urlparse(url)
     return urlunparse(parts._replace(scheme="http+unix", netloc=quote(str(socket_path), safe="")))
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Remove a socket file nothing listens on any more (its process was killed): a new
+    listener could not bind there. Only for folders no other account may write to."""
+    if not path.is_socket():
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)
 
 
 def also_listen_on(socket_path: Path) -> None:
