@@ -186,3 +186,17 @@ def test_an_unverified_email_is_no_identity(base: Path, oidc_provider: Provider)
         assert logged_in_as(ola) == "ola"
     finally:
         stop_hub(h.hub)
+
+
+def test_an_identity_made_of_markup_is_shown_as_text(base: Path, oidc_provider: Provider) -> None:
+    """The refusal page repeats the identity the provider sent: it must not run in the page."""
+    h = start_oidc_hub(base, oidc_provider, members=["ola@uio.no"])
+    try:
+        evil = '<img src=x onerror="alert(1)">@evil.example'
+        oidc_provider.set_user("markup", eduPersonPrincipalName=evil)
+        _, page = oidc_log_in(h.hub.url, "markup")
+        assert page.status_code == 403
+        assert evil not in page.text
+        assert "&lt;img src=x onerror=" in page.text
+    finally:
+        stop_hub(h.hub)
