@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -55,6 +57,9 @@ def test_the_dashboard_is_proxied_and_workers_end_with_the_session(slurm_hub: Hu
         # clusters, Slurm kills it. Either way this test leaves nothing running.
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
+        # What a killed cluster process leaves: its certificate folder (0700, key 0600).
+        for folder in Path("/home/alice/.naic/dask").glob(f"{job_id}-*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _dashboard_and_cleanup(slurm_hub: Hub, api: httpx.Client, token: str, job_id: str) -> None:
@@ -74,6 +79,19 @@ def _dashboard_and_cleanup(slurm_hub: Hub, api: httpx.Client, token: str, job_id
     )
     assert dashboard.status_code == 200, dashboard.text[:500]
     assert "dask" in dashboard.text.lower()
+    # The worker job joined the scheduler (over TLS, with the cluster's certificate files).
+    deadline = time.monotonic() + 90
+    while True:
+        counts = httpx.get(
+            slurm_hub.url + "user/alice/proxy/8787/json/counts.json",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+            follow_redirects=True,
+        )
+        if counts.is_success and counts.json()["workers"] == 1:
+            break
+        assert time.monotonic() < deadline, f"no Dask worker joined: {counts.text[:300]}"
+        time.sleep(1)
     # bob's token does not reach alice's dashboard.
     bob = user_token(slurm_hub, "bob")
     other = httpx.get(

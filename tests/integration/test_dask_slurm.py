@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ report = {
     "dashboard_link": cluster.dashboard_link,
     "scheduler": cluster.scheduler_address,
     "workers": sorted(w["host"] for w in client.scheduler_info()["workers"].values()),
+    "worker_addresses": sorted(client.scheduler_info()["workers"]),
 }
 print(json.dumps(report), flush=True)
 if sys.argv[1] == "die":
@@ -84,9 +86,11 @@ def _session_env(job_id: str) -> dict[str, str]:
     }
 
 
-def _start_session(job_id: str, mode: str, workdir: str) -> subprocess.Popen:
+def _start_session(
+    job_id: str, mode: str, workdir: str, script: str = SESSION_SCRIPT
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", SESSION_SCRIPT, mode],
+        [sys.executable, "-c", script, mode],
         env=_session_env(job_id),
         cwd=workdir,  # the session's working folder (worker logs go to ~/.naic/dask-logs)
         user=USER,
@@ -158,10 +162,10 @@ def _check_report(report: dict, cluster) -> None:
     port = report["dashboard_link"].split("/proxy/")[1].split("/")[0]
     assert report["dashboard_link"] == f"/user/{USER}/proxy/{port}/status"
     assert report["dashboard_url"] == report["dashboard_link"]
-    # Scheduler and workers listen on the node's name only, never on every interface.
-    assert report["scheduler"].startswith(f"tcp://{cluster.node}:") or report[
-        "scheduler"
-    ].startswith("tcp://127.")
+    # Scheduler and workers listen on the node's name only, never on every interface, and
+    # speak TLS only (test_dask_security plays the other user).
+    assert report["scheduler"].startswith((f"tls://{cluster.node}:", "tls://127."))
+    assert all(w.startswith("tls://") for w in report["worker_addresses"])
     assert len(report["workers"]) == 2
 
 
@@ -184,6 +188,8 @@ def test_session_scales_out_computes_and_leaves_no_workers(slurm_cluster, workdi
     logs = list(Path(f"/home/{USER}/.naic/dask-logs").glob(f"{name}-*.out"))
     assert len(logs) == 2, logs
     assert not list(Path(workdir).glob("slurm-*.out"))
+    # The cluster's certificate folder went with its process.
+    assert not list(Path(f"/home/{USER}/.naic/dask").glob(f"{job_id}-*"))
 
 
 def test_workers_of_a_killed_session_are_cancelled_by_the_hub(slurm_cluster, workdir):
@@ -220,3 +226,6 @@ def test_workers_of_a_killed_session_are_cancelled_by_the_hub(slurm_cluster, wor
     assert len(jobs) == 2 and not LIVE & set(jobs.values()), jobs
     # Nothing to cancel any more is not an error.
     asyncio.run(cancel_dask_workers(job_id, USER, run_as_hub))
+    # A killed process leaves its certificate folder (0700, for a scheduler that is gone).
+    for folder in Path(f"/home/{USER}/.naic/dask").glob(f"{job_id}-*"):
+        shutil.rmtree(folder)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import stat
 from datetime import UTC, datetime
 
 import pytest
 
-from naic.extensions.dask import SessionError, cluster_settings, dashboard_url
+from naic.extensions.dask import (
+    RELAY_ROUTE,
+    SessionError,
+    _without_relay,
+    cluster_settings,
+    dashboard_url,
+    write_credentials,
+)
 from naic.spawners.slurm import cancel_dask_workers, dask_job_name
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: Stands for the cluster's `Security`: cluster_settings passes it on untouched.
+TLS = object()
 WORKERS = [
     "--death-timeout",
     "60",
@@ -48,6 +59,8 @@ def expected(**changes) -> dict:
         "walltime": "01:00:00",
         "job_name": "naic-dask-123",
         "job_script_prologue": ["source /opt/naic/envs/base/bin/activate"],
+        "protocol": "tls://",
+        "security": TLS,
         "scheduler_options": {"host": "c1-7", "dashboard_address": "127.0.0.1:8787"},
         "worker_extra_args": WORKERS,
     }
@@ -56,7 +69,7 @@ def expected(**changes) -> dict:
 
 
 def settings(session: dict, job_id: str | None = "123", **overrides) -> dict:
-    return cluster_settings(session, job_id, node="c1-7", now=NOW, **overrides)
+    return cluster_settings(session, job_id, node="c1-7", now=NOW, tls=TLS, **overrides)
 
 
 def test_venv_environment_without_account():
@@ -102,6 +115,69 @@ def test_job_name_follows_the_session_job_and_matches_the_hub():
 def test_overrides_win():
     got = settings(venv_session(), cores=4, memory="16GB", processes=2, walltime="00:30:00")
     assert got == expected(cores=4, memory="16GB", processes=2, walltime="00:30:00")
+
+
+def test_scheduler_options_are_merged_and_the_dashboard_stays_on_loopback():
+    got = settings(
+        venv_session(),
+        scheduler_options={"idle_timeout": "1h", "dashboard_address": ":8787", "host": "c1-8"},
+    )
+    assert got == expected(
+        scheduler_options={
+            "host": "c1-8",
+            "idle_timeout": "1h",
+            "dashboard_address": "127.0.0.1:8787",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"security": None}, "security"),
+        ({"protocol": "tcp://"}, "protocol"),
+        ({"security": True, "protocol": "tls://"}, "security, protocol"),
+        ({"scheduler_options": {"protocol": "tcp://"}}, "scheduler_options['protocol']"),
+        ({"scheduler_options": {"security": None}}, "scheduler_options['security']"),
+    ],
+)
+def test_tls_cannot_be_turned_off(overrides, named):
+    with pytest.raises(ValueError, match="always uses TLS") as refused:
+        settings(venv_session(), **overrides)
+    assert str(refused.value).startswith(f"slurm_cluster() does not take {named}: ")
+
+
+def test_the_relay_route_is_left_out_and_the_rest_kept_in_order():
+    routes = ["a.prometheus", RELAY_ROUTE, "b.info", "c.statics"]
+    assert _without_relay(routes) == ["a.prometheus", "b.info", "c.statics"]
+    assert RELAY_ROUTE == "distributed.http.proxy"
+
+
+def test_credentials_are_private_files_for_every_role(tmp_path):
+    folder, security = write_credentials(tmp_path, "4242")
+    assert folder.parent == tmp_path / ".naic" / "dask"
+    assert folder.name.startswith("4242-")
+    assert sorted(p.name for p in folder.iterdir()) == ["cert.pem", "key.pem"]
+    assert stat.S_IMODE((tmp_path / ".naic" / "dask").stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    assert security.require_encryption is True
+    for role in ("client", "scheduler", "worker"):
+        tls = security.get_tls_config_for_role(role)
+        assert (tls["ca_file"], tls["cert"], tls["key"]) == (cert, cert, key)
+        # Both ends insist on the other's certificate (mutual authentication).
+        assert security.get_listen_args(role)["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+        assert security.get_connection_args(role)["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    assert (folder / "key.pem").read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_each_cluster_gets_its_own_certificate(tmp_path):
+    first, _ = write_credentials(tmp_path, None)
+    second, _ = write_credentials(tmp_path, None)
+    assert first != second and first.name.startswith("local-")
+    assert (first / "cert.pem").read_text() != (second / "cert.pem").read_text()
 
 
 @pytest.mark.parametrize(
