@@ -4,25 +4,36 @@ The catalogue lists the pool's hosts and their GPUs (`backend: nodes`, `hosts:`,
 The hub keeps the allocation: a session gets the first host (in catalogue order) with enough
 free GPUs of its type, and `CUDA_VISIBLE_DEVICES` names exactly those. Everything goes over
 one SSH connection per host (naic.spawners.ssh): the server is started as the user with its
-environment on stdin (`naic.extensions.launch --detach`), the hub's API reaches the server
-through a port forwarded back to the host's loopback (the same port number as the hub's
-API), and the proxy reaches the server through a local port the hub forwards to it. No
-inbound port on the VMs but SSH.
+environment on stdin (`naic.extensions.launch --detach`), and the proxy reaches the server
+through a local port the hub forwards to it. No inbound port on the VMs but SSH.
 
-After a hub restart, each session's state says where it ran; `poll` asks the host whether
-the process still runs, takes its GPUs back into the allocation and forwards the same
-local port again. A host that stops answering ends its sessions with that reason and is
-left out of placement until it answers again. A full pool queues the session with a
-progress message, or refuses it, as the site says (`when_full`).
+A VM is shared by several users' sessions, so a session reaches the hub's API at a Unix
+socket only its user (and root) can reach, never at a loopback port another user could
+bind while the hub restarts and then collect tokens at and answer as the hub:
+`/run/naic-hub/<user>/<server or "default">/hub.sock`, in a folder of its own that the
+user owns with mode 0700 (inside root's 0755 `/run/naic-hub/<user>`), forwarded by SSH to
+the hub's API (`JUPYTERHUB_API_URL=http+unix://…`). sshd creates the socket as the hub's
+login account, so the hub makes the folder that account's while it forwards and hands
+socket and folder to the user after. These steps run as root: the hub logs in as root, or
+as an account that may `sudo -n` to root.
+
+After a hub restart or a dropped SSH connection, each session's state says where it ran;
+`poll` asks the host whether the process still runs, takes its GPUs back into the
+allocation, and forwards both again: the session's hub socket (a stale one removed first)
+and the same local port, so the proxy's route holds. A host that stops answering ends its
+sessions with that reason and is left out of placement until it answers again. A full pool
+queues the session with a progress message, or refuses it, as the site says (`when_full`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import unquote, urlparse
 
 import asyncssh
 from jupyterhub.spawner import Spawner
@@ -30,6 +41,7 @@ from tornado import web
 from traitlets import Any, Integer, List, Unicode
 
 from naic.hub.catalogue import Catalogue, Host, Site
+from naic.hub.listen import unix_url
 from naic.spawners import ssh
 from naic.spawners.session_env import session_env
 
@@ -37,6 +49,31 @@ from naic.spawners.session_env import session_env
 HEALTH_EVERY_S = 10.0
 #: Accounts below this uid are the system's (root, daemons): sessions never run as them.
 MIN_UID = 1000
+#: Root's folder on each VM that holds the sessions' hub sockets (a tmpfs on real VMs).
+SOCKET_ROOT = "/run/naic-hub"
+#: A name kept as it is in a socket's path; others become a digest. Short enough that the
+#: whole path fits a Unix socket address (at most 107 bytes).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,31}")
+#: As root, before forwarding: root's folders, the session's folder the login account's
+#: (sshd creates the socket as it), no stale socket (sshd does not replace one).
+_PREPARE_SOCKET = """set -eu
+sock=$1 login=$2
+dir=${sock%/*}
+user_dir=${dir%/*}
+install -d -m 0755 -o root -g root "${user_dir%/*}" "$user_dir"
+install -d -m 0700 -o "$login" "$dir"
+rm -f "$sock"
+"""
+#: As root, after forwarding: socket and folder the user's, so only they (and root) connect.
+_HAND_OVER_SOCKET = """set -eu
+sock=$1 user=$2
+chown -h "$user" "$sock"
+chown "$user" "${sock%/*}"
+"""
+_REMOVE_SOCKET = """sock=$1
+rm -f "$sock"
+rmdir "${sock%/*}" 2>/dev/null || true
+"""
 
 
 def place(
@@ -59,6 +96,50 @@ def place(
         if len(free) >= n:
             return name, free[:n]
     return None
+
+
+def _digest(name: str) -> str:
+    return "~" + hashlib.sha256(name.encode()).hexdigest()[:16]  # "~": no plain name's
+
+
+def _path_name(name: str) -> str:
+    return name if _PLAIN_NAME.fullmatch(name) and name not in (".", "..") else _digest(name)
+
+
+def hub_socket_path(user: str, server: str, root: str = SOCKET_ROOT) -> str:
+    """Pure: where a session's hub socket lives on its VM,
+    `<root>/<user>/<server or "default">/hub.sock`; a name that is not a short plain file
+    name (`..`, a slash, 33 characters or more), and a server named "default", appear as
+    a digest of themselves instead."""
+    folder = "default" if not server else _digest(server) if server == "default" else None
+    return f"{root}/{_path_name(user)}/{folder or _path_name(server)}/hub.sock"
+
+
+def hub_urls_on_socket(env: dict[str, str], socket_path: str) -> dict[str, str]:
+    """Pure: the environment's hub API URLs (`JUPYTERHUB_API_URL`, `…_ACTIVITY_URL`) with
+    the hub's address replaced by the session's socket on its VM (`http+unix://`)."""
+    keys = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+    return {key: unix_url(env[key], socket_path) for key in keys if env.get(key)}
+
+
+def hub_destination(api_url: str) -> tuple[str, int] | str:
+    """Pure: where the hub's end of a session's forward connects, as the hub sees its own
+    API: (host, port), or a socket path for an `http+unix://` API."""
+    url = urlparse(api_url)
+    if url.scheme == "http+unix":
+        return unquote(url.netloc)
+    return url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+
+
+def as_root(login: str, argv: list[str]) -> list[str]:
+    """Pure: `argv` run as root on a VM the hub logs in to as `login`."""
+    return argv if login == "root" else ["sudo", "-n", "--", *argv]
+
+
+def socket_argv(login: str, script: str, *args: str) -> list[str]:
+    """Pure: one of the socket scripts above, as root, with its arguments (never parsed by
+    a shell as more than one word each)."""
+    return as_root(login, ["sh", "-c", script, "sh", *args])
 
 
 def full_message(site: Site, kind: str | None, waiting_ahead: int) -> str:
@@ -115,10 +196,22 @@ class Pool:
 
 
 _POOLS: dict[str, Pool] = {}
-#: (user/server) → the listener forwarding a local port to that session's server.
-_FORWARDS: dict[str, asyncssh.SSHListener] = {}
-#: host key → (connection, listener) forwarding the host's loopback to the hub's API.
-_HUB_FORWARDS: dict[tuple, tuple] = {}
+#: (user/server) → (connection, listener) forwarding a local port to that session's server.
+_FORWARDS: dict[str, tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]] = {}
+#: (user/server) → (connection, listener) forwarding that session's socket to the hub's API.
+_HUB_FORWARDS: dict[str, tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]] = {}
+
+
+def _forwarded(forwards: dict, key: str, conn: asyncssh.SSHClientConnection) -> bool:
+    """Whether `key`'s forward exists on `conn` (one on an earlier connection is gone)."""
+    known = forwards.get(key)
+    return known is not None and known[0] is conn and not conn.is_closed()
+
+
+def _close(forwards: dict, key: str) -> None:
+    known = forwards.pop(key, None)
+    if known is not None:
+        known[1].close()
 
 
 def pool_for(site: str) -> Pool:
@@ -224,14 +317,13 @@ class NodeSpawner(Spawner):
         try:
             return await self._launch()
         except BaseException:
-            pool_for(self.site).release(self._key)
+            self._forget()
             self.clear_state()
             raise
 
     async def _launch(self) -> tuple[str, int]:
         target = self._target()
         try:
-            hub_port = await self._forward_hub(target)
             code, out, err = await ssh.run(target, ["getent", "passwd", self.user.name])
             if code != 0:
                 raise RuntimeError(f"{self.user.name} has no account on {self.host}.")
@@ -244,7 +336,8 @@ class NodeSpawner(Spawner):
                     "the hub starts no session as it.",
                 )
             home = fields[5]
-            env = self._session_env(hub_port, home)
+            await self._forward_hub(target)
+            env = self._session_env(home)
             venv = self.catalogue.environments[self.request.environment].venv
             python = f"{venv}/bin/python" if venv else "python3"
             log = f"{home}/.naic-session-{self.name or 'default'}.log"
@@ -265,12 +358,13 @@ class NodeSpawner(Spawner):
         self._say(f"Server started on {self.host}; connecting")
         return "127.0.0.1", self.local_port
 
-    def _session_env(self, hub_port: int, home: str) -> dict[str, str]:
+    @property
+    def _hub_socket(self) -> str:
+        return hub_socket_path(self.user.name, self.name)
+
+    def _session_env(self, home: str) -> dict[str, str]:
         env = self.get_env()
-        for name in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
-            if env.get(name):  # the hub's API as the host sees it: its forwarded loopback
-                url = urlparse(env[name])
-                env[name] = urlunparse(url._replace(netloc=f"127.0.0.1:{hub_port}"))
+        env.update(hub_urls_on_socket(env, self._hub_socket))  # the hub as the VM sees it
         env["HOME"] = home
         env["USER"] = env["LOGNAME"] = self.user.name
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids)) if self.gpu_ids else ""
@@ -279,27 +373,56 @@ class NodeSpawner(Spawner):
             "PATH": "/usr/local/bin:/usr/bin:/bin"
         }
 
-    async def _forward_hub(self, target: ssh.Target) -> int:
-        """The host's loopback port that reaches the hub's API (one per connection)."""
-        api = urlparse(self.hub.api_url)
-        port = api.port or 80
+    async def _as_root(self, target: ssh.Target, script: str, *args: str) -> None:
+        argv = socket_argv(self._site.ssh.user, script, *args)
+        code, _, err = await ssh.run(target, argv)
+        if code != 0:
+            raise RuntimeError(
+                f"The hub could not set up the hub socket for {self._key} on {self.host} "
+                f"as root: {err.strip()[-300:]}"
+            )
+
+    async def _forward_hub(self, target: ssh.Target) -> None:
+        """Forward the session's socket on the host to the hub's API, only its user's."""
+        old = _HUB_FORWARDS.pop(self._key, None)
+        if old is not None:
+            old[1].close()
+            if not old[0].is_closed():  # sshd must drop it before the path is bound again
+                await asyncio.wait_for(old[1].wait_closed(), 10)
+        sock, login = self._hub_socket, self._site.ssh.user
+        await self._as_root(target, _PREPARE_SOCKET, sock, login)
         conn = await ssh.connection(target)
-        known = _HUB_FORWARDS.get(target.key)
-        if known is None or known[0] is not conn:  # new, or the connection was opened again
-            listener = await conn.forward_remote_port("127.0.0.1", port, api.hostname, port)
-            _HUB_FORWARDS[target.key] = (conn, listener)
-        return port
+        dest = hub_destination(self.hub.api_url)
+        try:
+            if isinstance(dest, str):
+                listener = await conn.forward_remote_path(sock, dest)
+            else:
+                listener = await conn.forward_remote_path_to_port(sock, *dest)
+        except asyncssh.ChannelListenError as exc:
+            raise RuntimeError(f"{self.host} refused to forward {sock} to the hub: {exc}") from None
+        _HUB_FORWARDS[self._key] = (conn, listener)
+        await self._as_root(target, _HAND_OVER_SOCKET, sock, self.user.name)
 
     async def _forward_server(self, target: ssh.Target, local_port: int) -> int:
         conn = await ssh.connection(target)
-        old = _FORWARDS.pop(self._key, None)
-        if old is not None:
-            old.close()
+        _close(_FORWARDS, self._key)
         listener = await conn.forward_local_port(
             "127.0.0.1", local_port, "127.0.0.1", self.remote_port
         )
-        _FORWARDS[self._key] = listener
+        _FORWARDS[self._key] = (conn, listener)
         return listener.get_port()
+
+    async def _keep_forwards(self, target: ssh.Target) -> None:
+        """Forward again what a restarted hub or a new SSH connection lacks."""
+        conn = await ssh.connection(target)
+        if not _forwarded(_HUB_FORWARDS, self._key, conn):
+            try:
+                await self._forward_hub(target)
+            except RuntimeError as exc:  # the host answers: try again at the next poll
+                self.log.warning("%s", exc)
+        if not _forwarded(_FORWARDS, self._key, conn):
+            # The same local port again, so the proxy's route holds.
+            await self._forward_server(target, self.local_port)
 
     async def progress(self):
         sent = 0
@@ -323,9 +446,8 @@ class NodeSpawner(Spawner):
             code, _, _ = await ssh.run(
                 target, ["ps", "-p", str(self.pid), "-o", "pid="], timeout_s=20
             )
-            if code == 0 and self._key not in _FORWARDS:
-                # A restarted hub: the same local port again, so the proxy's route holds.
-                await self._forward_server(target, self.local_port)
+            if code == 0:
+                await self._keep_forwards(target)
         except (ssh.SSHError, OSError, asyncssh.Error) as exc:
             pool.down[self.host] = str(exc)
             self.end_reason = f"the cloud machine {self.host} stopped answering"
@@ -356,14 +478,16 @@ class NodeSpawner(Spawner):
                 await asyncio.sleep(0.5)
             else:
                 await ssh.run(target, [*self._as_user(), "kill", "-KILL", "--", group])
+            self._forget()
+            login, sock = self._site.ssh.user, self._hub_socket
+            await ssh.run(target, socket_argv(login, _REMOVE_SOCKET, sock))
         except ssh.SSHError as exc:
             self.log.warning("Stopping %s on %s: %s", self._key, self.host, exc)
         self._forget()
 
     def _forget(self) -> None:
-        listener = _FORWARDS.pop(self._key, None)
-        if listener is not None:
-            listener.close()
+        _close(_FORWARDS, self._key)
+        _close(_HUB_FORWARDS, self._key)
         pool_for(self.site).release(self._key)
 
     # --- health ---------------------------------------------------------------------------

@@ -67,6 +67,8 @@ def cloud_hub(slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Pa
         for vm in cloud_vms:
             vm.start_sshd()  # a test may have stopped one
             vm.run(["pkill", "-u", "alice", "-f", "jupyterhub-singleuser"], check=False)
+        # The test VMs share this machine's /run; a real VM's empties when it boots.
+        cloud_vms.vm1.run(["rm", "-rf", "/run/naic-hub"])
 
 
 def cuda_of(hub: Hub, c: httpx.Client, server: str) -> str:
