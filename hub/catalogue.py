@@ -151,8 +151,9 @@ class Submit(_Model):
 
 class SSH(_Model):
     """How the hub logs in to a site's machines: as `user` (root, or an account that may
-    `sudo -u` to users), with the private key at `identity_file` (a path on the hub, never
-    the key itself), trusting only the host keys in `known_hosts` (unknown keys are refused)."""
+    `sudo -n` to root and to users), with the private key at `identity_file` (a path on the
+    hub, never the key itself), trusting only the host keys in `known_hosts` (unknown keys
+    are refused)."""
 
     user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     identity_file: str = Field(pattern=VENV_PATH, description="the hub's private key")
@@ -168,6 +169,11 @@ class Host(_Model):
     gpus: dict[str, Annotated[int, Field(ge=1, le=64)]] = Field(
         default_factory=dict, description="GPU type → count, e.g. {l40s: 4}"
     )
+    #: The GPUs' device files, e.g. "/dev/nvidia{index}": while a session runs, its GPUs'
+    #: files belong to its user alone (mode 0600), so no other user's process can open
+    #: them; after, root's and everyone's again (0666, NVIDIA's default). Without it,
+    #: `CUDA_VISIBLE_DEVICES` is advice that a session's code may ignore.
+    gpu_devices: str | None = Field(None, pattern=r"^/dev/[\w./-]*\{index\}[\w./-]*$")
 
 
 class Culling(_Model):

@@ -43,12 +43,11 @@ from traitlets import Any, Integer, List, Unicode
 from naic.hub.catalogue import Catalogue, Host, Site
 from naic.hub.listen import unix_url
 from naic.spawners import ssh
+from naic.spawners.accounts import system_account_refusal
 from naic.spawners.session_env import session_env
 
 #: Seconds between health checks of a pool's hosts.
 HEALTH_EVERY_S = 10.0
-#: Accounts below this uid are the system's (root, daemons): sessions never run as them.
-MIN_UID = 1000
 #: Root's folder on each VM that holds the sessions' hub sockets (a tmpfs on real VMs).
 SOCKET_ROOT = "/run/naic-hub"
 #: A name kept as it is in a socket's path; others become a digest. Short enough that the
@@ -69,6 +68,13 @@ _HAND_OVER_SOCKET = """set -eu
 sock=$1 user=$2
 chown -h "$user" "$sock"
 chown "$user" "${sock%/*}"
+"""
+#: As root: give the session's GPU device files to `owner` with `mode` (its user's alone
+#: while it runs; everyone's after).
+_GPU_DEVICES = """set -eu
+owner=$1 mode=$2
+shift 2
+for dev; do chown "$owner" "$dev"; chmod "$mode" "$dev"; done
 """
 _REMOVE_SOCKET = """sock=$1
 rm -f "$sock"
@@ -113,6 +119,12 @@ def hub_socket_path(user: str, server: str, root: str = SOCKET_ROOT) -> str:
     a digest of themselves instead."""
     folder = "default" if not server else _digest(server) if server == "default" else None
     return f"{root}/{_path_name(user)}/{folder or _path_name(server)}/hub.sock"
+
+
+def gpu_device_files(pattern: str | None, gpu_ids: list[int]) -> list[str]:
+    """Pure: the device files of these GPUs on a host whose catalogue entry names them
+    (`gpu_devices: "/dev/nvidia{index}"`); none where it does not."""
+    return [pattern.replace("{index}", str(i)) for i in gpu_ids] if pattern else []
 
 
 def hub_urls_on_socket(env: dict[str, str], socket_path: str) -> dict[str, str]:
@@ -328,14 +340,14 @@ class NodeSpawner(Spawner):
             if code != 0:
                 raise RuntimeError(f"{self.user.name} has no account on {self.host}.")
             fields = out.strip().split(":")
-            if len(fields) != 7 or not fields[2].isdigit() or int(fields[2]) < MIN_UID:
-                # Never a session with a system account's rights (root, daemons).
-                raise web.HTTPError(
-                    403,
-                    f"{self.user.name!r} on {self.host} is a system account, not a user's; "
-                    "the hub starts no session as it.",
-                )
+            if len(fields) != 7 or not fields[2].isdigit():
+                raise RuntimeError(f"{self.host} answered no account for {self.user.name}.")
+            # Never a session with a system account's rights (root, daemons, the scheduler).
+            refused = system_account_refusal(fields[0], int(fields[2]), self.host)
+            if refused:
+                raise web.HTTPError(403, refused)
             home = fields[5]
+            await self._give_gpus(target, self.user.name, "0600")
             await self._forward_hub(target)
             env = self._session_env(home)
             venv = self.catalogue.environments[self.request.environment].venv
@@ -358,6 +370,11 @@ class NodeSpawner(Spawner):
         self._say(f"Server started on {self.host}; connecting")
         return "127.0.0.1", self.local_port
 
+    async def _give_gpus(self, target: ssh.Target, owner: str, mode: str) -> None:
+        files = gpu_device_files(self._site.hosts[self.host].gpu_devices, self.gpu_ids)
+        if files:
+            await self._as_root(target, _GPU_DEVICES, owner, mode, *files)
+
     @property
     def _hub_socket(self) -> str:
         return hub_socket_path(self.user.name, self.name)
@@ -378,8 +395,8 @@ class NodeSpawner(Spawner):
         code, _, err = await ssh.run(target, argv)
         if code != 0:
             raise RuntimeError(
-                f"The hub could not set up the hub socket for {self._key} on {self.host} "
-                f"as root: {err.strip()[-300:]}"
+                f"The hub could not prepare {self.host} for {self._key} as root (its hub "
+                f"socket or GPU devices): {err.strip()[-300:]}"
             )
 
     async def _forward_hub(self, target: ssh.Target) -> None:
@@ -481,6 +498,7 @@ class NodeSpawner(Spawner):
             self._forget()
             login, sock = self._site.ssh.user, self._hub_socket
             await ssh.run(target, socket_argv(login, _REMOVE_SOCKET, sock))
+            await self._give_gpus(target, "root", "0666")
         except ssh.SSHError as exc:
             self.log.warning("Stopping %s on %s: %s", self._key, self.host, exc)
         self._forget()

@@ -223,3 +223,56 @@ def test_a_squatter_on_the_vm_hears_nothing_when_the_hub_restarts_or_its_ssh_dro
         assert got == [], f"bob on vm1 received alice's session's hub calls: {got}"
     finally:
         stop_squatting(bob)
+
+
+# --- GPUs: a session's are its user's alone -------------------------------------------------
+
+
+def gpu_file(vm: CloudVM, index: int) -> Path:
+    return Path(f"/dev/naic-test-{vm.name}-gpu{index}")
+
+
+def opens(user: str, vm: CloudVM, device: Path) -> bool:
+    """Whether `user`'s process on `vm` can open `device` for reading and writing, as CUDA
+    does with a GPU's device file."""
+    got = vm.run(["runuser", "-u", user, "--", "sh", "-c", f"exec 3<>{device}"], check=False)
+    return got.returncode == 0
+
+
+def test_another_user_on_the_vm_cannot_open_a_sessions_gpus(
+    slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Path
+) -> None:
+    """With `gpu_devices` in the catalogue, alice's GPU is hers alone while her session runs:
+    bob's process on the same VM cannot open its device file (it could, and use the GPU,
+    with only CUDA_VISIBLE_DEVICES as advice). The GPU she does not hold stays open to all,
+    and hers is everyone's again when her session ends."""
+    vm1 = cloud_vms.vm1
+    devices = [gpu_file(vm1, i) for i in range(2)]
+    for dev in devices:  # stand-ins for /dev/nvidiaN: character devices, mode 0666
+        dev.unlink(missing_ok=True)
+        subprocess.run(["mknod", "-m", "0666", str(dev), "c", "1", "3"], check=True)
+    site = cloud_site(ssh_keys, cloud_vms, when_full="wait", known_hosts=ssh_keys.known_hosts)
+    site["hosts"][vm1.name]["gpu_devices"] = f"/dev/naic-test-{vm1.name}-gpu{{index}}"
+    hub = start_testcluster_hub(hub_dir, lambda cat: cat["sites"].update(cloud=site))
+    try:
+        alice = client(hub, "alice")
+        start(alice, "alice", L40S, "g")
+        wait_until(lambda: ready(alice, "alice", "g"), 90, "alice's session ready")
+        mine, free = devices  # the first free GPU of the first VM
+        alice_uid = int(vm1.run(["id", "-u", "alice"]).stdout)
+        assert (mine.stat().st_uid, mine.stat().st_mode & 0o777) == (alice_uid, 0o600)
+        assert opens("alice", vm1, mine)
+        assert not opens("bob", vm1, mine), "bob opened the GPU alice's session holds"
+        assert opens("bob", vm1, free) and free.stat().st_mode & 0o777 == 0o666
+
+        assert alice.delete("/hub/api/users/alice/servers/g").status_code in (202, 204)
+        wait_until(lambda: not ready(alice, "alice", "g"), 60, "alice's session stopped")
+        wait_until(lambda: mine.stat().st_uid == 0, 30, "the GPU handed back")
+        assert mine.stat().st_mode & 0o777 == 0o666 and opens("bob", vm1, mine)
+    finally:
+        stop_hub(hub)
+        for vm in cloud_vms:
+            vm.run(["pkill", "-u", "alice", "-f", "jupyterhub-singleuser"], check=False)
+        vm1.run(["rm", "-rf", "/run/naic-hub"])
+        for dev in devices:
+            dev.unlink(missing_ok=True)

@@ -113,3 +113,10 @@ def test_socket_steps_run_as_root_each_argument_one_word() -> None:
     assert socket_argv("naic", "SCRIPT", sock, "naic") == [
         *("sudo", "-n", "--", "sh", "-c", "SCRIPT", "sh", sock, "naic")
     ]
+
+
+def test_gpu_device_files_follow_the_hosts_pattern() -> None:
+    from naic.spawners.nodes import gpu_device_files
+
+    assert gpu_device_files("/dev/nvidia{index}", [0, 3]) == ["/dev/nvidia0", "/dev/nvidia3"]
+    assert gpu_device_files(None, [0, 1]) == []  # advisory only: the catalogue names none
