@@ -7,6 +7,13 @@
     DELETE /hub/api/naic/workshops/{name}      end it: stop every session, release the
                                                reservation; answers the report (CSV)
     POST   /hub/api/naic/workshops/join        {"code": …}: take a seat (any logged-in user)
+    POST   /hub/api/naic/workshops/{name}/accounts  {"count": N}: temporary accounts
+
+Temporary accounts (the catalogue's `guest_accounts`) pass from person to person: each is
+reset when its window passes, with nobody acting (a timer in the hub, `watch_guest_windows`,
+which also looks at its start, so a window that passed while the hub was down counts), and
+again right before it is issued: the hub forgets its cookies, tokens and shares and stops its
+sessions, Slurm kills and cancels its jobs, and its home is emptied down to /etc/skel.
 
 Instructors hold `custom:naic:workshops` (the `instructor` role, group `instructors`) and
 manage only their own workshops; admins manage all. A student's workshop session is the
@@ -23,25 +30,32 @@ import dataclasses
 import functools
 import io
 import json
+import logging
+import os
 import time
 from datetime import UTC, datetime
 
+from jupyterhub import orm
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import new_token, url_path_join
 from pydantic import ValidationError
 from tornado import web
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
 
-from naic.hub import accounting, metrics
-from naic.hub.catalogue import Site
+from naic.hub import accounting, catalogue, metrics
+from naic.hub.catalogue import Catalogue, Site
 from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
 from naic.hub.workshops import (
     WorkshopSpec,
     catalogue_problems,
+    home_of,
     new_code,
     normalise_code,
     reservation_argv,
     reservation_for,
+    reset_argvs,
 )
 from naic.spawners import ssh
 from naic.spawners.poller import login_node
@@ -274,8 +288,8 @@ class WorkshopHandler(_WorkshopHandler):
                     msg = f"Slurm did not release the reservation: {exc}"
                     raise web.HTTPError(503, msg) from None
         ws = self.store.end(name)
-        for username in self.store.expire_guests(name):
-            lock_out(self, username)
+        if self.store.expire_guests(name):
+            await reset_due_guests(HubSide(self), self.store, self.naic_catalogue, self.log)
         self.log.info("Workshop %s ended by %s", name, self.current_user.name)
         self.finish(
             json.dumps({**workshop_json(ws, self.hub.base_url), "report": self._report(ws)})
@@ -328,22 +342,142 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
     return ws
 
 
-def lock_out(handler, username: str) -> None:
-    """A guest account after its workshop: every cookie and token of it stops working."""
-    user = handler.find_user(username)
-    if user is None:
+class HubSide:
+    """What resetting an account needs of the running hub: its database, users and proxy
+    (a request handler's, or the hub application's for the timer)."""
+
+    def __init__(self, owner) -> None:
+        self.db, self.users, self.proxy = owner.db, owner.users, owner.proxy
+
+    def lock_out(self, username: str) -> None:
+        """Every cookie, token and share of the account stops working."""
+        orm_user = orm.User.find(self.db, username)
+        if orm_user is None:
+            return
+        orm_user.cookie_id = new_token()  # browsers' hub cookies no longer name anybody
+        for token in list(orm_user.api_tokens):  # API and server OAuth tokens alike
+            self.db.delete(token)
+        for name in ("shares", "share_codes", "shared_with_me"):  # servers shared either way
+            for share in list(getattr(orm_user, name, [])):
+                self.db.delete(share)
+        self.db.commit()
+
+    async def stop_sessions(self, username: str, reason: str) -> None:
+        orm_user = orm.User.find(self.db, username)
+        if orm_user is None:
+            return
+        user = self.users[orm_user]
+        for name in list(orm_user.orm_spawners):
+            sp = user.spawners[name]
+            if sp.pending:
+                raise RuntimeError(f"a session of {username} is busy ({sp.pending}) just now")
+            if sp.ready:
+                sp.stop_reason = reason
+                await self.proxy.delete_user(user, name)
+                await user.stop(name)
+
+
+async def reset_guest(hub: HubSide, site: Site | None, username: str, reason: str) -> None:
+    """Nothing of the account's last holder left: hub cookies, tokens and sessions, Slurm
+    jobs, files in the home (where `site`'s Slurm commands run). Every step may be repeated;
+    RuntimeError with the sentence why it could not finish (the next try goes on)."""
+    hub.lock_out(username)  # first: nothing new can be started while the rest happens
+    try:
+        await hub.stop_sessions(username, reason)
+        root_here = login_node(site) is None and os.geteuid() == 0
+        home = home_of(await run_slurm(["getent", "passwd", username], site), username)
+        kill, cancel, wipe = reset_argvs(username, home, root_here=root_here)
+        await run_slurm(kill, site)
+        await run_slurm(cancel, site)
+        # A job's processes may write into the home until they are gone: wait for them.
+        for _ in range(JOBS_GONE_S):
+            if not (await run_slurm(["squeue", "-h", "-u", username, "-o", "%i"], site)).split():
+                break
+            await asyncio.sleep(1)
+        else:
+            raise RuntimeError(f"the jobs of {username} are still ending")
+        await run_slurm(wipe, site)
+    except (RuntimeError, ValueError, OSError) as exc:  # OSError: a command is not there
+        raise RuntimeError(f"The workshop account {username} could not be reset: {exc}") from None
+
+
+#: How long a reset waits for the account's killed jobs to leave the queue.
+JOBS_GONE_S = 30
+
+
+async def reset_due_guests(
+    hub: HubSide, store: WorkshopStore, cat: Catalogue, log: logging.Logger
+) -> list[str]:
+    """Reset every account whose window has passed and that was not reset since (where its
+    workshop ran); the accounts reset. One that cannot be is tried again the next time."""
+    done = []
+    for due in store.guests_due():
+        ws = store.get(due.workshop)
+        title = ws.title if ws else due.workshop
+        site = cat.sites.get(ws.site) if ws else None
+        try:
+            await reset_guest(hub, site, due.username, f"the workshop {title} ended")
+        except RuntimeError as exc:
+            log.warning("%s", exc)
+            continue
+        store.mark_reset(due.username, due.issued_at)
+        log.info("Workshop account %s reset: the workshop %s is over", due.username, title)
+        done.append(due.username)
+    return done
+
+
+class WorkshopGuests(LoggingConfigurable):
+    """The hub's timer over temporary accounts (`watch_guest_windows`)."""
+
+    check_interval = Float(
+        60.0,
+        help="""Seconds between the hub's looks for workshop accounts whose window has passed;
+        each is locked out and reset at the next look (its sessions stopped, its cookies,
+        tokens and Slurm jobs ended, its home emptied), and once when the hub starts.
+        E.g. `c.WorkshopGuests.check_interval = 30`.""",
+    ).tag(config=True)
+
+
+_watching: set[asyncio.Task] = set()
+
+
+def watch_guest_windows() -> None:
+    """From the hub's config (naic.hub.config): once the hub has started, reset the accounts
+    whose window passed, then look again every `WorkshopGuests.check_interval` seconds. Does
+    nothing outside a starting hub (a config loaded by a test or a tool)."""
+    from jupyterhub.app import JupyterHub
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
         return
-    orm_user = user.orm_user
-    orm_user.cookie_id = new_token()  # browsers' hub cookies no longer name anybody
-    for token in list(orm_user.api_tokens):  # API and server OAuth tokens alike
-        handler.db.delete(token)
-    handler.db.commit()
+    if not JupyterHub.initialized():
+        return
+    task = asyncio.ensure_future(_watch(JupyterHub.instance()))
+    _watching.add(task)
+    task.add_done_callback(_watching.discard)
+
+
+async def _watch(app) -> None:
+    started = getattr(app, "_start_future", None)  # set when the hub's start is done
+    if started is not None:
+        await started
+    every = WorkshopGuests(parent=app).check_interval
+    while True:
+        try:
+            settings = app.tornado_settings["naic"]
+            store = store_for(settings["ledger_url"])
+            cat = catalogue.load_cached(settings["catalogue_file"])
+            await reset_due_guests(HubSide(app), store, cat, app.log)
+        except Exception:  # a round's trouble must not end the timer
+            app.log.exception("Checking the workshop accounts' windows failed")
+        await asyncio.sleep(every)
 
 
 class AccountsHandler(_WorkshopHandler):
     """`POST /hub/api/naic/workshops/{name}/accounts {"count": N}`: temporary accounts."""
 
-    def post(self, name: str) -> None:
+    async def post(self, name: str) -> None:
         ws = self._mine(name)
         pool = self.naic_catalogue.guest_accounts
         if pool is None:
@@ -358,7 +492,12 @@ class AccountsHandler(_WorkshopHandler):
         if ws.ended_at is not None:
             raise web.HTTPError(409, f"The workshop {ws.title} has ended.")
         try:
-            issued = self.store.issue_guests(name, pool.names, count)
+            chosen = self.store.free_guests(pool.names, count)
+        except ValueError as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        await self._reset(ws, chosen)
+        try:
+            issued = self.store.issue_guests(name, chosen, len(chosen))
         except ValueError as exc:
             raise web.HTTPError(409, str(exc)) from None
         login = url_path_join(self.hub.base_url, "naic/workshops/login")
@@ -372,6 +511,25 @@ class AccountsHandler(_WorkshopHandler):
                 }
             )
         )
+
+    async def _reset(self, ws: Workshop, chosen: list[str]) -> None:
+        """Reset the accounts before anybody gets them: where their last workshop ran (if
+        that was not done yet) and where this one runs."""
+        hub, sites = HubSide(self), self.naic_catalogue.sites
+        due = {g.username: g for g in self.store.guests_due()}
+        for username in chosen:
+            try:
+                last = due.get(username)
+                if last is not None:
+                    before = self.store.get(last.workshop)
+                    site = sites.get(before.site) if before else None
+                    await reset_guest(hub, site, username, "its workshop ended")
+                    self.store.mark_reset(username, last.issued_at)
+                await reset_guest(hub, sites.get(ws.site), username, "it was reset")
+            except RuntimeError as exc:
+                raise web.HTTPError(
+                    503, f"{exc}; no account was issued. Please try again in a minute."
+                ) from None
 
 
 class GuestLoginPage(_Workshops, BaseHandler):

@@ -17,7 +17,13 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from naic.hub.ledger import UTCDateTime, utcnow
-from naic.hub.workshops import MAX_SEATS, WorkshopSpec, join_refusal, when
+from naic.hub.workshops import (
+    MAX_SEATS,
+    WorkshopSpec,
+    guest_login_refusal,
+    join_refusal,
+    needs_reset,
+)
 
 metadata = sa.MetaData()
 
@@ -61,7 +67,13 @@ guests_table = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("issued_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    # One login per password: when it was used (None: not yet).
+    sa.Column("password_used_at", UTCDateTime),
+    # When the account was last reset (its hub tokens, jobs, home) after its window passed.
+    sa.Column("reset_at", UTCDateTime),
 )
+#: Columns added after the table first shipped: a hub's existing table gets them at start.
+_ADDED_COLUMNS = {guests_table.name: ("password_used_at", "reset_at")}
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -107,6 +119,17 @@ class Seat:
     joined_at: datetime
 
 
+@dataclass(frozen=True)
+class GuestAccount:
+    """One issue of a temporary account: to whom (the workshop), until when."""
+
+    username: str
+    workshop: str
+    issued_at: datetime
+    expires_at: datetime
+    reset_at: datetime | None
+
+
 class WorkshopExists(ValueError):
     pass
 
@@ -116,6 +139,27 @@ class WorkshopStore:
         self._engine = sa.create_engine(url, future=True)
         self._clock = clock
         metadata.create_all(self._engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """`create_all` makes missing tables only; columns added since come here (nullable,
+        so every backend adds them in place). Another hub adding them at once is harmless."""
+        inspector = sa.inspect(self._engine)
+        for table_name, names in _ADDED_COLUMNS.items():
+            have = {c["name"] for c in inspector.get_columns(table_name)}
+            for name in names:
+                if name in have:
+                    continue
+                column = metadata.tables[table_name].c[name]
+                kind = column.type.compile(dialect=self._engine.dialect)
+                try:
+                    with self._engine.begin() as conn:
+                        conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+                except sa.exc.DBAPIError:
+                    if name not in {
+                        c["name"] for c in sa.inspect(self._engine).get_columns(table_name)
+                    }:
+                        raise
 
     def close(self) -> None:
         self._engine.dispose()
@@ -247,50 +291,89 @@ class WorkshopStore:
 
     # -- temporary accounts ------------------------------------------------------------------
 
-    def issue_guests(self, name: str, pool: list[str], count: int) -> list[tuple[str, str]]:
-        """Hand out `count` free accounts of `pool` to workshop `name` until its end, each
-        with a new one-time password, and seat them; [(username, password)]. A pool account
-        is free when nobody holds it now; ValueError when too few are."""
-        ws = self.get(name)
-        now = self._clock()
+    def free_guests(self, pool: list[str], count: int) -> list[str]:
+        """The first `count` accounts of `pool` nobody holds now, or ValueError with the
+        sentence how many are free."""
         g = guests_table.c
         with self._engine.connect() as conn:
-            held = set(conn.scalars(sa.select(g.username).where(g.expires_at > now)))
+            held = set(conn.scalars(sa.select(g.username).where(g.expires_at > self._clock())))
         free = [u for u in pool if u not in held]
         if count > len(free):
             raise ValueError(
                 f"Only {len(free)} workshop accounts are free now (the site has {len(pool)}); "
                 f"ask for at most {len(free)}."
             )
-        issued = []
-        with self._engine.begin() as conn:
-            for username in free[:count]:
-                password = "-".join(secrets.token_hex(3) for _ in range(3))
-                row = dict(
-                    workshop=name,
-                    password_hash=hash_password(password),
-                    issued_at=now,
-                    expires_at=ws.ends_at,
-                )
-                conn.execute(guests_table.delete().where(g.username == username))
-                conn.execute(guests_table.insert().values(username=username, **row))
-                issued.append((username, password))
+        return free[:count]
+
+    def issue_guests(self, name: str, pool: list[str], count: int) -> list[tuple[str, str]]:
+        """Hand out `count` free accounts of `pool` to workshop `name` until its end, each
+        with a new one-time password, and seat them; [(username, password)]. A pool account
+        is free when nobody holds it now; ValueError when too few are. All or none: an
+        account another workshop takes at the same moment fails the whole issue. The caller
+        resets the accounts first (naic.hub.workshop_api.reset_guest)."""
+        ws = self.get(name)
+        now = self._clock()
+        g = guests_table.c
+        issued, chosen = [], self.free_guests(pool, count)
+        try:
+            with self._engine.begin() as conn:
+                for username in chosen:
+                    password = "-".join(secrets.token_hex(3) for _ in range(3))
+                    row = dict(
+                        workshop=name,
+                        password_hash=hash_password(password),
+                        issued_at=now,
+                        expires_at=ws.ends_at,
+                        password_used_at=None,
+                        reset_at=None,
+                    )
+                    # Only a row whose holder's time is over is taken over; a new one is an
+                    # insert, which the primary key refuses if somebody just made it.
+                    taken = conn.execute(
+                        guests_table.update()
+                        .where(g.username == username, g.expires_at <= now)
+                        .values(**row)
+                    ).rowcount
+                    if not taken:
+                        conn.execute(guests_table.insert().values(username=username, **row))
+                    issued.append((username, password))
+        except sa.exc.IntegrityError:
+            raise ValueError(
+                "Another workshop was given some of these accounts at the same moment; "
+                "please ask again."
+            ) from None
         for username, _ in issued:
             self.join(name, username, guest=True)
         return issued
 
     def guest_login(self, username: str, password: str) -> str:
-        """The workshop a guest account belongs to, or ValueError with the sentence why not."""
+        """The workshop a guest account belongs to, or ValueError with the sentence why not.
+        A password logs in once: the first login marks it used, atomically."""
         g = guests_table.c
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(guests_table).where(g.username == username)).first()
-        if row is None or not password_matches(password, row.password_hash):
-            raise ValueError("That workshop account or password is not right.")
-        if row.expires_at <= self._clock():
-            raise ValueError(
-                f"This workshop account expired at {when(row.expires_at)}, at the end of the "
-                "workshop."
-            )
+        now = self._clock()
+        facts = dict(
+            known=row is not None,
+            password_ok=row is not None and password_matches(password, row.password_hash),
+            expires_at=row.expires_at if row else None,
+            now=now,
+        )
+        refusal = guest_login_refusal(used_at=row.password_used_at if row else None, **facts)
+        if refusal:
+            raise ValueError(refusal)
+        with self._engine.begin() as conn:
+            first = conn.execute(
+                guests_table.update()
+                .where(
+                    g.username == username,
+                    g.password_hash == row.password_hash,
+                    g.password_used_at.is_(None),
+                )
+                .values(password_used_at=now)
+            ).rowcount
+        if not first:  # another login with the same password came first
+            raise ValueError(guest_login_refusal(used_at=now, **facts))
         return row.workshop
 
     def expire_guests(self, name: str) -> list[str]:
@@ -305,6 +388,29 @@ class WorkshopStore:
                 .values(expires_at=now)
             )
         return names
+
+    def guests_due(self) -> list[GuestAccount]:
+        """Issued accounts whose window has passed and that were not reset since."""
+        g = guests_table.c
+        now = self._clock()
+        with self._engine.connect() as conn:
+            query = sa.select(guests_table).where(g.expires_at <= now).order_by(g.username)
+            rows = conn.execute(query).all()
+        return [
+            GuestAccount(r.username, r.workshop, r.issued_at, r.expires_at, r.reset_at)
+            for r in rows
+            if needs_reset(expires_at=r.expires_at, reset_at=r.reset_at, now=now)
+        ]
+
+    def mark_reset(self, username: str, issued_at: datetime) -> None:
+        """Record the reset of this issue of the account (not of a newer one)."""
+        g = guests_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                guests_table.update()
+                .where(g.username == username, g.issued_at == issued_at)
+                .values(reset_at=self._clock())
+            )
 
     def guests(self, name: str) -> list[str]:
         g = guests_table.c

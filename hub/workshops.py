@@ -220,3 +220,86 @@ def join_refusal(
             "another seat can be added."
         )
     return None
+
+
+# -- temporary accounts ------------------------------------------------------------------------
+#
+# An account of the catalogue's `guest_accounts` pool is held by one person from its issue to
+# its workshop's end. Before anybody else gets it, and as soon as that end passes (whether or
+# not anybody acts), it is reset: the hub forgets its cookies and tokens, Slurm ends its jobs,
+# and its home is emptied down to the site's /etc/skel.
+
+#: Run as the guest account itself, so it can delete only what the guest could (symlinks are
+#: not followed; a root-squashed NFS home is fine). `$1` is the home; a missing one is empty.
+#: Folders the guest made unwritable are made writable first (errors there are not fatal: the
+#: deletion's own errors are). Then the site's skeleton, as a new account starts with.
+WIPE_SCRIPT = (
+    'cd / || exit 1; [ -e "$1" ] || exit 0; '
+    'chmod -R u+rwX -- "$1" 2>/dev/null; '
+    'find "$1" -mindepth 1 -delete || exit 1; '
+    '[ -d /etc/skel ] && cp -R /etc/skel/. "$1" 2>/dev/null; '
+    "exit 0"
+)
+
+
+def as_account(username: str, *, root_here: bool) -> list[str]:
+    """Pure: the argv prefix that runs a command as `username`: `runuser` where the hub runs
+    as root on that machine, else `sudo -n` (the site's sudoers allows the hub's account)."""
+    return ["runuser", "-u", username, "--"] if root_here else ["sudo", "-n", "-u", username, "--"]
+
+
+def home_of(passwd_line: str, username: str) -> str:
+    """Pure: the home folder in `getent passwd USER`'s line, or ValueError with the sentence
+    why it is not one the hub will empty (only an absolute folder below the root, named
+    without `..`, of that very account)."""
+    fields = passwd_line.strip().split(":")
+    if len(fields) != 7 or fields[0] != username:
+        raise ValueError(f"The system does not know the account {username}.")
+    home = fields[5]
+    parts = home.strip("/").split("/")
+    if not home.startswith("/") or len(parts) < 2 or ".." in parts or "" in parts:
+        raise ValueError(
+            f"The home of {username} is {home!r}, which the hub does not empty; give workshop "
+            "accounts homes of their own, e.g. /home/guest01."
+        )
+    return home
+
+
+def reset_argvs(username: str, home: str, *, root_here: bool) -> list[list[str]]:
+    """Pure: what resets `username` on a Slurm site, in order, each as the account itself:
+    kill its running jobs at once (SIGKILL: no trap gets to write into the home), cancel the
+    rest (pending ones too), empty its home."""
+    me = as_account(username, root_here=root_here)
+    return [
+        [*me, "scancel", "--signal=KILL", f"--user={username}"],
+        [*me, "scancel", f"--user={username}"],
+        [*me, "sh", "-c", WIPE_SCRIPT, "naic-wipe", home],
+    ]
+
+
+def needs_reset(*, expires_at: datetime, reset_at: datetime | None, now: datetime) -> bool:
+    """Pure: True when an issued account's window has passed and it was not reset since."""
+    return expires_at <= now and (reset_at is None or reset_at < expires_at)
+
+
+def guest_login_refusal(
+    *,
+    known: bool,
+    password_ok: bool,
+    expires_at: datetime | None,
+    used_at: datetime | None,
+    now: datetime,
+) -> str | None:
+    """Pure: None if this workshop account may log in with this password now, else why not.
+    A wrong name and a wrong password read the same; the rest is said only to whoever knows
+    the password."""
+    if not known or not password_ok:
+        return "That workshop account or password is not right."
+    if expires_at is not None and expires_at <= now:
+        return f"This workshop account expired at {when(expires_at)}, at the end of the workshop."
+    if used_at is not None:
+        return (
+            f"This one-time password was already used, at {when(used_at)}; log in from the "
+            "browser you used then, or ask the instructor for a new account."
+        )
+    return None

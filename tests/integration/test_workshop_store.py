@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from naic.hub.workshop_store import WorkshopExists, WorkshopStore
 from naic.hub.workshops import WorkshopSpec
@@ -99,6 +100,8 @@ def test_guest_accounts_are_handed_out_once_and_expire_with_the_workshop(
         store.issue_guests("ml-intro", pool, 2)
 
     assert store.guest_login("guest01", password) == "ml-intro"
+    with pytest.raises(ValueError, match="This one-time password was already used"):
+        store.guest_login("guest01", password)
     with pytest.raises(ValueError, match="not right"):
         store.guest_login("guest01", password + "x")
     with pytest.raises(ValueError, match="not right"):
@@ -114,3 +117,48 @@ def test_guest_accounts_are_handed_out_once_and_expire_with_the_workshop(
         spec().model_copy(update={"name": "next"}), instructor="ingrid", code="BCDEF-GHJKM"
     )
     assert [u for u, _ in store.issue_guests("next", pool, 3)] == pool
+
+
+def test_an_account_whose_window_passed_is_due_for_a_reset_once(store: WorkshopStore, clock: Clock):
+    store.create(spec(seats=3), instructor="ingrid", code="ABCDE-FGHJK")
+    store.issue_guests("ml-intro", ["guest01", "guest02"], 2)
+    assert store.guests_due() == []
+    clock.now = T0 + timedelta(hours=8)  # the window's end, nobody acting
+    due = store.guests_due()
+    assert [g.username for g in due] == ["guest01", "guest02"]
+    store.mark_reset("guest01", due[0].issued_at)
+    assert [g.username for g in store.guests_due()] == ["guest02"]
+    # A stale reset (of an earlier issue of the account) marks nothing.
+    store.mark_reset("guest02", due[1].issued_at - timedelta(seconds=1))
+    assert [g.username for g in store.guests_due()] == ["guest02"]
+
+    # Issued again: due again only when the next window passes.
+    store.end("ml-intro")
+    nxt = spec().model_copy(
+        update={"name": "next", "start": clock.now, "end": clock.now + timedelta(hours=2)}
+    )
+    store.create(nxt, instructor="ingrid", code="BCDEF-GHJKM")
+    [(_, password)] = store.issue_guests("next", ["guest01"], 1)
+    assert [g.username for g in store.guests_due()] == ["guest02"]
+    assert store.guest_login("guest01", password) == "next"  # a new password, unused
+    clock.now += timedelta(hours=2)
+    assert [g.username for g in store.guests_due()] == ["guest01", "guest02"]
+
+
+def test_a_hubs_older_table_of_accounts_gets_the_new_columns(db_url):
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # the table as it first shipped, with one account
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE naic_guest_accounts (username VARCHAR(255) PRIMARY KEY, "
+                    "workshop VARCHAR(40) NOT NULL, password_hash VARCHAR(255) NOT NULL, "
+                    "issued_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL)"
+                )
+            )
+        WorkshopStore(db_url).close()
+        WorkshopStore(db_url).close()  # a restart: nothing more to add
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("naic_guest_accounts")}
+        assert {"password_used_at", "reset_at"} <= columns
+    finally:
+        engine.dispose()

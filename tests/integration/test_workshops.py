@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 NAIC = str(Path(sys.executable).parent / "naic")
 COURSE = Path("/var/tmp/naic-test-course")
 RESERVATION = "naic-ws-ml-intro"
+#: Workshop accounts whose window passed are looked for every 2 s (the default is a minute).
+GUEST_CHECK = "c.WorkshopGuests.check_interval = 2\n"
 
 
 def git(*args: str) -> None:
@@ -74,7 +76,7 @@ def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         cat["sites"]["testcluster"]["culling"] = {"warn_minutes": 0.1}
 
     course_repository()
-    hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops")
+    hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops", config=GUEST_CHECK)
     with hub.api() as api:
         for name in ("ingrid", "ivar"):
             api.post(f"/users/{name}")

@@ -4,6 +4,7 @@ scontrol line, the request a seat gives, and the CLI's arguments."""
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,13 +14,18 @@ from naic.hub.workshop_api import first_error, rate_limited
 from naic.hub.workshop_cli import spec_of
 from naic.hub.workshops import (
     CODE_ALPHABET,
+    WIPE_SCRIPT,
     WorkshopSpec,
     catalogue_problems,
+    guest_login_refusal,
+    home_of,
     join_refusal,
+    needs_reset,
     new_code,
     normalise_code,
     reservation_argv,
     reservation_for,
+    reset_argvs,
 )
 from naic.spawners.request import RequestError, UserFacts, WorkshopPreset, parse_request
 from tests.unit.examples import DEMO
@@ -199,3 +205,61 @@ def test_the_cli_reads_local_times_as_local() -> None:
     assert body["start"] == "2027-01-20T09:00:00+00:00"
     assert datetime.fromisoformat(body["end"]).tzinfo is not None
     assert "project" not in body
+
+
+def test_a_workshop_account_is_reset_once_its_window_passed_and_not_again() -> None:
+    def due(now, reset_at=None):
+        return needs_reset(expires_at=END, reset_at=reset_at, now=now)
+
+    assert not due(END - timedelta(seconds=1))
+    assert due(END) and due(END + timedelta(days=3))
+    assert not due(END + timedelta(minutes=2), reset_at=END + timedelta(minutes=1))
+    # A reset from before this window (the account's previous holder) does not count.
+    assert due(END + timedelta(minutes=2), reset_at=START)
+
+
+def test_a_one_time_password_logs_in_once_and_says_why_not() -> None:
+    def refusal(known=True, ok=True, used_at=None, now=START):
+        return guest_login_refusal(
+            known=known, password_ok=ok, expires_at=END, used_at=used_at, now=now
+        )
+
+    assert refusal() is None
+    wrong = "That workshop account or password is not right."
+    assert refusal(ok=False) == refusal(known=False) == wrong
+    assert refusal(ok=False, used_at=START) == wrong  # nothing told to a guesser
+    assert refusal(used_at=START) == (
+        "This one-time password was already used, at 20 Jan 2027 09:00 UTC; log in from the "
+        "browser you used then, or ask the instructor for a new account."
+    )
+    assert refusal(used_at=START, now=END) == (
+        "This workshop account expired at 20 Jan 2027 16:00 UTC, at the end of the workshop."
+    )
+
+
+def test_a_reset_runs_as_the_account_itself_without_user_strings_in_a_shell() -> None:
+    kill, cancel, wipe = reset_argvs("guest01", "/home/guest01", root_here=True)
+    assert kill == ["runuser", "-u", "guest01", "--", "scancel", "--signal=KILL", "--user=guest01"]
+    assert cancel == ["runuser", "-u", "guest01", "--", "scancel", "--user=guest01"]
+    me = ["runuser", "-u", "guest01", "--"]
+    assert wipe == [*me, "sh", "-c", WIPE_SCRIPT, "naic-wipe", "/home/guest01"]
+    assert "guest01" not in WIPE_SCRIPT and '"$1"' in WIPE_SCRIPT
+    remote = reset_argvs("guest01", "/home/guest01", root_here=False)
+    assert all(argv[:5] == ["sudo", "-n", "-u", "guest01", "--"] for argv in remote)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("guest01:x:1013:1013::/:/bin/bash", "The home of guest01 is '/', which the hub"),
+        ("guest01:x:1013:1013::/home:/bin/bash", "The home of guest01 is '/home', which"),
+        ("guest01:x:1013:1013::/home/../etc:/bin/sh", "The home of guest01 is '/home/../etc'"),
+        ("guest01:x:1013:1013::home/guest01:/bin/sh", "The home of guest01 is 'home/guest01'"),
+        ("guest02:x:1014:1014::/home/guest02:/bin/sh", "The system does not know the account"),
+        ("", "The system does not know the account guest01."),
+    ],
+)
+def test_only_a_home_of_its_own_is_emptied(line: str, message: str) -> None:
+    assert home_of("guest01:x:1013:1013::/home/guest01:/bin/bash\n", "guest01") == ("/home/guest01")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        home_of(line, "guest01")
