@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="make NAME an admin user (repeatable)",
     )
+    up.add_argument(
+        "--dev-login",
+        action="store_true",
+        help="log in with the dev login's shared password even though the catalogue has an "
+        "identity: section (e.g. before the provider's client is set up); without it such a "
+        "hub uses the institutional login and refuses to start when jupyterhub_config.d/ sets "
+        "naic-dev. For plain `jupyterhub -f hub/jupyterhub_config.py`: NAIC_DEV_LOGIN=1",
+    )
     workshop_cli.add_parser(sub)
     return p
 
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return workshop_cli.run(args)
     from naic.hub.up import run_up
 
-    return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip)
+    return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip, args.dev_login)
 
 
 if __name__ == "__main__":

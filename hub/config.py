@@ -18,7 +18,7 @@ from urllib.parse import quote
 from traitlets.config import Config
 
 from naic.hub import access, accounting, catalogue, culling, listen, metrics, oidc, workshop_api
-from naic.hub.auth import ensure_secret_file, make_private
+from naic.hub.auth import DevAuthenticator, ensure_secret_file, make_private
 from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.extend import EXTEND_HANDLERS
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
@@ -44,6 +44,8 @@ class Settings:
     port: int = 8000
     hub_ip: str = "127.0.0.1"  # where Slurm jobs on other nodes reach the hub's API
     admins: tuple[str, ...] = ()
+    # The dev login even though the catalogue has `identity:` (`naic up --dev-login`).
+    dev_login: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -54,6 +56,7 @@ class Settings:
             port=int(env.get("NAIC_PORT") or s.port),
             hub_ip=env.get("NAIC_HUB_IP") or s.hub_ip,
             admins=tuple(a for a in (env.get("NAIC_ADMINS") or "").split(",") if a),
+            dev_login=env.get("NAIC_DEV_LOGIN") == "1",
         )
 
     def to_env(self) -> dict[str, str]:
@@ -63,6 +66,7 @@ class Settings:
             "NAIC_PORT": str(self.port),
             "NAIC_HUB_IP": self.hub_ip,
             "NAIC_ADMINS": ",".join(self.admins),
+            "NAIC_DEV_LOGIN": "1" if self.dev_login else "",
         }
 
     # Files in the data dir, named once here.
@@ -156,7 +160,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
         # never through the hub's own login, and only while their workshop runs.
         c.Authenticator.blocked_users = set(cat.guest_accounts.names)
         c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "naic_guest_accounts": True}
-    if cat.identity is not None:  # institutional login (OIDC) instead of the dev login
+    if cat.identity is not None and not s.dev_login:  # institutional login (OIDC)
         oidc.configure(c, cat.identity, s.admins)
 
     # The operator's token (for scripts) belongs to a service with the admin role.
@@ -234,11 +238,40 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
         print(f"naic-hub: generated the dev login password: {password}", file=sys.stderr)
     c.merge(build_config(s, cat, find_proxy()))
     listen.also_listen_on(s.hub_socket)
-    oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
+    if not s.dev_login:
+        oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)
+    if problem := dev_login_problem(c, cat, s):
+        print(problem, file=sys.stderr)
+        raise SystemExit(1)
     wire_ledger(c, s)  # again: an operator's file may have moved the database
     # naic's gauges join JupyterHub's own at /hub/metrics (computed when scraped).
     metrics.register(str(s.catalogue), c.JupyterHub.db_url)
+    # Workshop accounts whose window passed are reset with nobody acting (and at the start).
+    workshop_api.watch_guest_windows()
+
+
+def is_dev_login(authenticator_class: object) -> bool:
+    """`authenticator_class` as JupyterHub takes it (entry point name, dotted path, class)."""
+    if isinstance(authenticator_class, type):
+        return issubclass(authenticator_class, DevAuthenticator)
+    return authenticator_class in ("naic-dev", "naic.hub.auth.DevAuthenticator")
+
+
+def dev_login_problem(c: Config, cat: catalogue.Catalogue, s: Settings) -> str | None:
+    """The shared-password dev login must not replace the catalogue's institutional login
+    behind the operator's back (an old `jupyterhub_config.d/` file, an Ansible default)."""
+    if cat.identity is None or s.dev_login:
+        return None
+    if not is_dev_login(c.JupyterHub.get("authenticator_class")):
+        return None
+    return (
+        f"naic-hub: the catalogue {s.catalogue} logs in through its identity provider, but "
+        f"{s.config_d} sets the shared-password dev login (naic-dev) instead; remove that "
+        "setting (Ansible: leave naic_hub_authenticator_class empty), or start with "
+        "`naic up --dev-login` (plain jupyterhub: NAIC_DEV_LOGIN=1) to use the dev login on "
+        "purpose."
+    )
 
 
 def _load_config_d(c: Config, folder: Path) -> None:

@@ -39,6 +39,7 @@ def run_up(
     data_dir: Path | None,
     admins: list[str],
     hub_ip: str = "127.0.0.1",
+    dev_login: bool = False,
 ) -> int:
     s = Settings(
         catalogue=(cat_path or catalogue.DEFAULT_CATALOGUE).absolute(),
@@ -46,6 +47,7 @@ def run_up(
         port=port,
         hub_ip=hub_ip,
         admins=tuple(admins),
+        dev_login=dev_login,
     )
     try:
         cat = catalogue.load(s.catalogue)
@@ -69,7 +71,7 @@ def run_up(
     url = f"http://127.0.0.1:{s.port}/"
     print(f"naic-hub: {cat.name} — {len(cat.sites)} site(s) from {s.catalogue}")
     print(f"  open      {url}")
-    if cat.identity is not None:
+    if cat.identity is not None and not s.dev_login:
         print(f"  log in    with {cat.identity.title} ({cat.identity.issuer})")
     elif created:
         print(f"  log in    any user name, with the password {password}")

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from tests.hub_process import free_port_base
+from tests.oidc_provider import oidc_catalogue
 
 pytestmark = pytest.mark.integration
 
@@ -427,13 +428,11 @@ GOLDEN_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The roles' templates rendered with their defaults and GOLDEN_VARS into a folder."""
-    folder = tmp_path_factory.mktemp("ansible-render")
+def render_templates(folder: Path, variables: dict, files: dict[str, tuple[str, str]]) -> Path:
+    """`files` rendered from the roles' templates with their defaults and `variables`."""
     out = folder / "out"
     out.mkdir()
-    write_yaml(folder / "golden-vars.yml", {**GOLDEN_VARS, "render_out": str(out)})
+    write_yaml(folder / "golden-vars.yml", {**variables, "render_out": str(out)})
     write_yaml(
         folder / "render.yml",
         [
@@ -455,7 +454,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             "mode": "0644",
                         },
                     }
-                    for name, (role, template) in GOLDEN_FILES.items()
+                    for name, (role, template) in files.items()
                 ],
             }
         ],
@@ -474,7 +473,24 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN_FILES))
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The roles' templates rendered with their defaults and GOLDEN_VARS into a folder."""
+    out = render_templates(tmp_path_factory.mktemp("ansible-render"), GOLDEN_VARS, GOLDEN_FILES)
+    # The login and hub settings as the role's defaults leave them (no authenticator).
+    defaults = {k: v for k, v in GOLDEN_VARS.items() if not k.startswith("naic_hub_")}
+    default_files = {"50-ansible.py.golden": GOLDEN_FILES["50-ansible.py.golden"]}
+    default_out = render_templates(
+        tmp_path_factory.mktemp("ansible-render-defaults"), defaults, default_files
+    )
+    shutil.copyfile(default_out / "50-ansible.py.golden", out / DEFAULT_LOGIN_GOLDEN)
+    return out
+
+
+DEFAULT_LOGIN_GOLDEN = "50-ansible-defaults.py.golden"
+
+
+@pytest.mark.parametrize("name", sorted([*GOLDEN_FILES, DEFAULT_LOGIN_GOLDEN]))
 def test_rendered_file_matches_golden(rendered: Path, name: str) -> None:
     text = (rendered / name).read_bytes()
     golden = GOLDEN / name
@@ -494,6 +510,51 @@ def test_rendered_hub_settings_are_valid_python_that_sets_what_was_asked(rendere
     assert c.JupyterHub.authenticator_class == "generic-oauth"
     assert dict(c.GenericOAuthenticator) == oauth
     assert c.LocalSpawner.material_dir == "/srv/notebooks"
+
+
+def test_rendered_defaults_leave_the_login_to_naic_hub(rendered: Path) -> None:
+    """Without `naic_hub_authenticator_class`, the catalogue decides (OIDC with `identity:`)."""
+    from traitlets.config import Config
+
+    c = Config()
+    code = compile((rendered / DEFAULT_LOGIN_GOLDEN).read_text(), "50-ansible.py", "exec")
+    exec(code, {"c": c})  # noqa: S102 - our own rendered file
+    assert "authenticator_class" not in c.JupyterHub
+
+
+def test_role_refuses_the_dev_login_over_a_catalogue_identity(tmp_path: Path) -> None:
+    """Before it installs anything: `naic-dev` would replace the catalogue's OIDC login."""
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text(oidc_catalogue("https://idp.example.org", ["ola@uio.no"]))
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "naic_hub_service_manager": "none",
+        "naic_hub_prefix": str(tmp_path / "opt"),
+        "naic_hub_catalogue_src": str(catalogue),
+        "naic_hub_authenticator_class": "naic-dev",
+    }
+    write_yaml(tmp_path / "hosts.yml", {"all": {"hosts": {"hub-under-test": host}}})
+    write_yaml(
+        tmp_path / "play.yml",
+        [{"name": "Deploy naic-hub here", "hosts": "all", "roles": ["naic_hub"]}],
+    )
+    result = run_playbook(tmp_path, "-i", "hosts.yml", "play.yml")
+    assert result.returncode != 0
+    assert recap(result)["changed"] == 0
+    assert "leave naic_hub_authenticator_class empty" in result.stdout, result.stdout
+    assert not (tmp_path / "opt").exists()
+
+    # The dev login on purpose passes the role's checks.
+    host["naic_hub_env"] = {"NAIC_DEV_LOGIN": "1"}
+    write_yaml(tmp_path / "hosts.yml", {"all": {"hosts": {"hub-under-test": host}}})
+    checks = {"ansible.builtin.include_role": {"name": "naic_hub", "tasks_from": "validate"}}
+    write_yaml(
+        tmp_path / "checks.yml",
+        [{"name": "Check", "hosts": "all", "gather_facts": False, "tasks": [checks]}],
+    )
+    checked = run_playbook(tmp_path, "-i", "hosts.yml", "checks.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_rendered_scripts_are_valid_shell(rendered: Path) -> None:

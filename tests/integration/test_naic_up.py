@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub_process import NAIC, Hub, log_in, start_hub, stop_hub
+from tests.hub_process import NAIC, Hub, free_port_base, log_in, start_hub, stop_hub
+from tests.oidc_provider import Provider, oidc_catalogue
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +174,102 @@ def test_a_broken_catalogue_stops_plain_jupyterhub_with_the_same_message(hub_dir
     )
     assert result.returncode != 0
     assert check.stderr.strip() in result.stderr
+
+
+# --- the dev login over a catalogue's institutional login -----------------------------------
+
+DEV_LOGIN_SETTING = 'c.JupyterHub.authenticator_class = "naic-dev"\n'
+
+
+def dev_login_refusal(cat: Path, data_dir: Path) -> str:
+    """The sentence an operator reads when jupyterhub_config.d/ brings back the dev login."""
+    return (
+        f"naic-hub: the catalogue {cat} logs in through its identity provider, but "
+        f"{data_dir / 'jupyterhub_config.d'} sets the shared-password dev login (naic-dev) "
+        "instead; remove that setting (Ansible: leave naic_hub_authenticator_class empty), or "
+        "start with `naic up --dev-login` (plain jupyterhub: NAIC_DEV_LOGIN=1) to use the dev "
+        "login on purpose."
+    )
+
+
+def identity_setup(hub_dir: Path, issuer: str) -> tuple[Path, dict[str, str]]:
+    """A catalogue with `identity:` at `issuer`, the dev login set in jupyterhub_config.d/,
+    and the OAuth client's variables (so that only the login choice can stop the hub)."""
+    cat = hub_dir / "catalogue.yaml"
+    cat.write_text(oidc_catalogue(issuer, ["ola@uio.no"]))
+    config_d = hub_dir / "data" / "jupyterhub_config.d"
+    config_d.mkdir(parents=True)
+    (config_d / "50-ansible.py").write_text(DEV_LOGIN_SETTING)
+    env = {
+        **os.environ,
+        "NAIC_OIDC_CLIENT_ID": "naic-hub",
+        "NAIC_OIDC_CLIENT_SECRET": "not-a-real-secret",
+    }
+    env.pop("NAIC_DEV_LOGIN", None)
+    return cat, env
+
+
+def run_until_exit(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run a hub that should refuse to start; one that starts anyway is stopped and fails."""
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the hub stops the proxy it started
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail(f"the hub started with the dev login over an identity provider:\n{out}")
+    return proc.returncode, out
+
+
+def test_naic_up_refuses_the_dev_login_over_the_catalogues_identity(
+    hub_dir: Path, module_oidc_provider: Provider
+) -> None:
+    cat, env = identity_setup(hub_dir, module_oidc_provider.issuer)
+    argv = [NAIC, "up", "--catalogue", str(cat), "--data-dir", str(hub_dir / "data")]
+    argv += ["--port", str(free_port_base())]
+    rc, out = run_until_exit(argv, env, hub_dir)
+    assert rc != 0
+    assert dev_login_refusal(cat, hub_dir / "data") in out.splitlines(), out
+
+
+def test_plain_jupyterhub_refuses_the_dev_login_over_the_catalogues_identity(
+    hub_dir: Path, module_oidc_provider: Provider
+) -> None:
+    cat, env = identity_setup(hub_dir, module_oidc_provider.issuer)
+    env |= {
+        "NAIC_CATALOGUE": str(cat),
+        "NAIC_DATA_DIR": str(hub_dir / "data"),
+        "NAIC_PORT": str(free_port_base()),
+    }
+    jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
+    argv = [jupyterhub, "-f", str(REPO / "hub" / "jupyterhub_config.py")]
+    rc, out = run_until_exit(argv, env, hub_dir)
+    assert rc != 0
+    assert dev_login_refusal(cat, hub_dir / "data") in out.splitlines(), out
+
+
+def test_naic_up_dev_login_uses_the_dev_login_on_purpose(
+    hub_dir: Path, module_oidc_provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--dev-login` is the operator's explicit choice: the shared password works, the
+    provider's login is not offered (and its client need not be set up yet)."""
+    cat = hub_dir / "catalogue.yaml"
+    cat.write_text(oidc_catalogue(module_oidc_provider.issuer, ["ola@uio.no"]))
+    monkeypatch.delenv("NAIC_OIDC_CLIENT_ID", raising=False)
+    monkeypatch.delenv("NAIC_OIDC_CLIENT_SECRET", raising=False)
+    hub = start_hub(hub_dir / "data", "--catalogue", str(cat), "--dev-login")
+    try:
+        assert "Test IdP" not in httpx.get(hub.url + "hub/login").text
+        client, resp = log_in(hub, "student1", hub.password)
+        assert resp.status_code == 302, resp.text
+        assert client.get("/hub/api/user").json()["name"] == "student1"
+    finally:
+        stop_hub(hub)
