@@ -183,6 +183,39 @@ def build_wheel(dest: Path) -> Path:
     return wheel
 
 
+def write_play(play_dir: Path, base: Path, *, user: str, wheel: Path, port: int, **hostvars):
+    """hosts.yml and play.yml that apply naic_hub to this machine, into `base` (service
+    manager none, no nginx), with `hostvars` on top."""
+    write_yaml(
+        play_dir / "hosts.yml",
+        {
+            "all": {
+                "hosts": {
+                    "hub-under-test": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                        "naic_hub_service_manager": "none",
+                        "naic_hub_nginx_enabled": False,
+                        "naic_hub_prefix": str(base / "opt"),
+                        "naic_hub_config_dir": str(base / "etc"),
+                        "naic_hub_data_dir": str(base / "data"),
+                        "naic_hub_log_dir": str(base / "log"),
+                        "naic_hub_logrotate_dir": str(base / "logrotate.d"),
+                        "naic_hub_user": user,
+                        "naic_hub_wheel_src": str(wheel),
+                        "naic_hub_port": port,
+                        **hostvars,
+                    }
+                }
+            }
+        },
+    )
+    write_yaml(
+        play_dir / "play.yml",
+        [{"name": "Deploy naic-hub here", "hosts": "all", "roles": ["naic_hub"]}],
+    )
+
+
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
     """naic_hub applied to this machine into /var/tmp/naic-ansible-*/ (service manager none)."""
@@ -201,34 +234,14 @@ def deployment() -> Iterator[Deployment]:
         # Stands in for /etc/logrotate.d, which Debian's logrotate package creates.
         (base / "logrotate.d").mkdir()
         port = free_port_base()
-        write_yaml(
-            play_dir / "hosts.yml",
-            {
-                "all": {
-                    "hosts": {
-                        "hub-under-test": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": "/usr/bin/python3",
-                            "naic_hub_service_manager": "none",
-                            "naic_hub_nginx_enabled": False,
-                            "naic_hub_prefix": str(base / "opt"),
-                            "naic_hub_config_dir": str(base / "etc"),
-                            "naic_hub_data_dir": str(base / "data"),
-                            "naic_hub_log_dir": str(base / "log"),
-                            "naic_hub_logrotate_dir": str(base / "logrotate.d"),
-                            "naic_hub_user": user,
-                            "naic_hub_wheel_src": str(wheel),
-                            "naic_hub_port": port,
-                            "naic_hub_admins": ["boss"],
-                            "naic_hub_catalogue_src": str(REPO / "examples" / "catalogue.yaml"),
-                        }
-                    }
-                }
-            },
-        )
-        write_yaml(
-            play_dir / "play.yml",
-            [{"name": "Deploy naic-hub here", "hosts": "all", "roles": ["naic_hub"]}],
+        write_play(
+            play_dir,
+            base,
+            user=user,
+            wheel=wheel,
+            port=port,
+            naic_hub_admins=["boss"],
+            naic_hub_catalogue_src=str(REPO / "examples" / "catalogue.yaml"),
         )
         started = time.monotonic()
         first = run_playbook(play_dir, "-i", "hosts.yml", "play.yml")

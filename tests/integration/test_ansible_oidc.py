@@ -33,7 +33,7 @@ from tests.integration.test_ansible import (
     recap_line,
     run_playbook,
     stop_process_group,
-    write_yaml,
+    write_play,
 )
 from tests.oidc_provider import Provider, oidc_catalogue, oidc_log_in
 
@@ -87,38 +87,18 @@ def deployed_hub(module_oidc_provider: Provider) -> Iterator[DeployedHub]:
         )
         catalogue = base / "catalogue.yaml"
         catalogue.write_text(oidc_catalogue(module_oidc_provider.issuer, ["ola@uio.no"]))
-        write_yaml(
-            play_dir / "hosts.yml",
-            {
-                "all": {
-                    "hosts": {
-                        "hub-under-test": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": "/usr/bin/python3",
-                            "naic_hub_service_manager": "none",
-                            "naic_hub_nginx_enabled": False,
-                            "naic_hub_prefix": str(base / "opt"),
-                            "naic_hub_config_dir": str(base / "etc"),
-                            "naic_hub_data_dir": str(base / "data"),
-                            "naic_hub_log_dir": str(base / "log"),
-                            "naic_hub_logrotate_dir": str(base / "logrotate.d"),
-                            "naic_hub_user": user,
-                            "naic_hub_wheel_src": str(wheel),
-                            "naic_hub_port": port,
-                            "naic_hub_admins": ["boss@uio.no"],
-                            "naic_hub_catalogue_src": str(catalogue),
-                            "naic_hub_secret_env": {
-                                "NAIC_OIDC_CLIENT_ID": client_id,
-                                "NAIC_OIDC_CLIENT_SECRET": client_secret,
-                            },
-                        }
-                    }
-                }
+        write_play(
+            play_dir,
+            base,
+            user=user,
+            wheel=wheel,
+            port=port,
+            naic_hub_admins=["boss@uio.no"],
+            naic_hub_catalogue_src=str(catalogue),
+            naic_hub_secret_env={
+                "NAIC_OIDC_CLIENT_ID": client_id,
+                "NAIC_OIDC_CLIENT_SECRET": client_secret,
             },
-        )
-        write_yaml(
-            play_dir / "play.yml",
-            [{"name": "Deploy naic-hub here", "hosts": "all", "roles": ["naic_hub"]}],
         )
         started = time.monotonic()
         first = run_playbook(play_dir, "-i", "hosts.yml", "play.yml")
