@@ -384,6 +384,24 @@ class GuestAccounts(_Model):
         return [f"{self.prefix}{i:0{width}}" for i in range(1, self.count + 1)]
 
 
+class WorkshopPolicy(_Model):
+    """What an instructor may hold without an admin: a workshop above any of these is kept
+    "awaiting approval" (no Slurm reservation, no seats) until an admin approves it. E.g.
+    `workshops: {max_seats: 40, max_gpus_per_seat: 1, max_hours: 8,
+    max_active_per_instructor: 2}`."""
+
+    max_seats: int = Field(40, ge=1, le=500, description="seats in one workshop, e.g. 40")
+    max_gpus_per_seat: int = Field(1, ge=0, description="GPUs each seat's session may have")
+    max_hours: float = Field(
+        8, gt=0, le=14 * 24, allow_inf_nan=False, description="the window's length, in hours"
+    )
+    max_active_per_instructor: int = Field(
+        2,
+        ge=1,
+        description="workshops one instructor has not ended and whose window has not passed",
+    )
+
+
 class Catalogue(_Model):
     name: str = Field(min_length=1)
     sites: dict[str, Site] = Field(min_length=1)
@@ -394,6 +412,9 @@ class Catalogue(_Model):
     identity: Identity | None = None
     #: Accounts that instructors may hand out for a workshop (none: no temporary accounts).
     guest_accounts: GuestAccounts | None = None
+    #: What instructors may reserve without an admin's approval (none: no limit but the
+    #: resources' own).
+    workshops: WorkshopPolicy | None = None
 
     def environments_for(self, site: str, resource: str) -> list[str]:
         """Environment names offered for one resource, in catalogue order."""

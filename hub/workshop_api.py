@@ -8,6 +8,12 @@
                                                reservation; answers the report (CSV)
     POST   /hub/api/naic/workshops/join        {"code": …}: take a seat (any logged-in user)
     POST   /hub/api/naic/workshops/{name}/accounts  {"count": N}: temporary accounts
+    POST   /hub/api/naic/workshops/{name}/code  a new join code (the old one stops working)
+    POST   /hub/api/naic/workshops/{name}/approve  (admins) reserve one above the policy
+
+Join codes are shown once, when made: the database keeps only their keyed hash (the key
+comes from the hub's cookie secret, which is not in the database), so a copy of it gives no
+code. Joining takes the student's own login, not a session's token (`JOIN_SCOPE`).
 
 Temporary accounts (the catalogue's `guest_accounts`) pass from person to person: each is
 reset when its window passes, with nobody acting (a timer in the hub, `watch_guest_windows`,
@@ -48,32 +54,54 @@ from naic.hub import accounting, catalogue, metrics
 from naic.hub.catalogue import Catalogue, Site
 from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
 from naic.hub.workshops import (
+    FAILURE_WINDOW_S,
+    FAILURES_PER_ACCOUNT,
+    FAILURES_PER_PEER,
+    Failures,
+    Reservation,
     WorkshopSpec,
+    approval_reasons,
+    awaiting_sentence,
     catalogue_problems,
+    code_key,
     home_of,
     new_code,
     normalise_code,
+    project_refusal,
+    real_peer,
     reservation_argv,
     reservation_for,
     reset_argvs,
 )
 from naic.spawners import ssh
 from naic.spawners.poller import login_node
-from naic.spawners.request import WorkshopPreset
+from naic.spawners.request import WorkshopPreset, projects_of
 
 SCOPE = "custom:naic:workshops"
+#: What joining takes: the user's own login (a cookie, or a token they made, which inherits
+#: it). `self` holds it; a server's token (the `server` role) never does, and a credential
+#: that may make the user's tokens is the whole user anyway.
+JOIN_SCOPE = "tokens"
 #: Redemption attempts per user in RATE_WINDOW_S, right or wrong: guessing stays hopeless.
 RATE_LIMIT = 10
 RATE_WINDOW_S = 600
 _attempts: collections.defaultdict[str, collections.deque] = collections.defaultdict(
     collections.deque
 )
+_guest_failures_by_account = Failures(FAILURES_PER_ACCOUNT, FAILURE_WINDOW_S)
+_guest_failures_by_peer = Failures(FAILURES_PER_PEER, FAILURE_WINDOW_S)
+TOO_MANY_FOR_ACCOUNT = (
+    "Too many wrong passwords for this workshop account; wait ten minutes and try again, "
+    "or ask the instructor for a new account."
+)
+TOO_MANY_FROM_PEER = "Too many wrong workshop passwords from your address; wait ten minutes."
 
 
 @functools.cache
-def store_for(url: str) -> WorkshopStore:
-    """One store (one connection pool) per database in this hub process."""
-    return WorkshopStore(url)
+def store_for(url: str, code_key: bytes | None = None) -> WorkshopStore:
+    """One store (one connection pool) per database (and key for join codes) in this hub
+    process."""
+    return WorkshopStore(url, code_key=code_key)
 
 
 def presets_for(url: str, user: str, now: datetime) -> tuple[WorkshopPreset, ...]:
@@ -139,7 +167,9 @@ def first_error(exc: ValidationError) -> str:
     return f"`{field}`: {msg}." if field else f"{msg[0].upper()}{msg[1:]}."
 
 
-def workshop_json(ws: Workshop, base_url: str) -> dict:
+def workshop_json(ws: Workshop, base_url: str, code: str | None = None) -> dict:
+    """`code` only where it was just made: the hub keeps only its hash."""
+    join = f"naic/workshops/join?code={code}" if code else "naic/workshops/join"
     return {
         "name": ws.name,
         "title": ws.title,
@@ -152,11 +182,19 @@ def workshop_json(ws: Workshop, base_url: str) -> dict:
         "hours": ws.hours,
         "project": ws.project,
         "material": ws.material,
-        "code": ws.code,
-        "join_url": url_path_join(base_url, f"naic/workshops/join?code={ws.code}"),
+        "code": code,
+        "join_url": url_path_join(base_url, join),
         "reservation": ws.reservation,
         "ended": ws.ended_at.isoformat() if ws.ended_at else None,
+        "state": state_of(ws),
+        "approval": ws.awaiting_approval,
     }
+
+
+def state_of(ws: Workshop) -> str:
+    if ws.ended_at is not None:
+        return "ended"
+    return "awaiting approval" if ws.awaiting_approval else "active"
 
 
 class _Workshops(accounting._NaicHandlerMixin):
@@ -164,7 +202,10 @@ class _Workshops(accounting._NaicHandlerMixin):
 
     @property
     def store(self) -> WorkshopStore:
-        return store_for(self.settings["naic"]["ledger_url"])
+        # The cookie secret lives in the hub's data dir (or its environment), never in the
+        # database: a copy of the database cannot test guesses of a code offline.
+        key = code_key(self.settings["cookie_secret"])
+        return store_for(self.settings["naic"]["ledger_url"], key)
 
     def student_session(self, ws: Workshop, username: str) -> tuple[str, dict]:
         """(queued, starting, running, or how it ended; notebook progress) of a student's
@@ -203,9 +244,9 @@ class WorkshopsHandler(_WorkshopHandler):
 
     async def post(self) -> None:
         self._instructor()
-        ws = await create_workshop(self, self.store, self.json_body())
-        self.set_status(201)
-        self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
+        ws, code = await create_workshop(self, self.store, self.json_body())
+        self.set_status(202 if ws.awaiting_approval else 201)
+        self.finish(json.dumps(workshop_json(ws, self.hub.base_url, code)))
 
 
 async def _nodes(partition: str | None, site: Site) -> int:
@@ -217,8 +258,10 @@ async def _nodes(partition: str | None, site: Site) -> int:
     return sum(int(x) for x in out.split() if x.isdigit())
 
 
-async def create_workshop(handler, store: WorkshopStore, body: dict) -> Workshop:
-    """Validate, store, reserve; HTTPError with one sentence, and nothing half-created."""
+async def create_workshop(handler, store: WorkshopStore, body: dict) -> tuple[Workshop, str]:
+    """Validate, store, reserve; (the workshop, its join code, shown this once), or HTTPError
+    with one sentence, and nothing half-created. Above the catalogue's `workshops` policy it
+    is kept awaiting an admin's approval, with no reservation yet."""
     try:
         spec = WorkshopSpec.model_validate(body)
     except ValidationError as exc:
@@ -229,29 +272,120 @@ async def create_workshop(handler, store: WorkshopStore, body: dict) -> Workshop
         raise web.HTTPError(400, " ".join(problems))
     if spec.end <= datetime.now(UTC):
         raise web.HTTPError(400, "`end` is in the past; a workshop must end in the future.")
+    instructor = handler.current_user
+    admin = accounting.may(handler, "admin:users")
+    mine = [] if admin else projects_of(cat, accounting.user_facts(instructor, handler.naic_ledger))
+    refusal = project_refusal(spec.project, mine, admin=admin)
+    if refusal:
+        raise web.HTTPError(403, refusal)
+    # Is the cluster able to hold it at all (said now, also to one who will wait)?
+    await _reservation(spec, cat)
+    reasons = (
+        []
+        if admin
+        else approval_reasons(spec, cat.workshops, active=len(store.active_of(instructor.name)))
+    )
+    code = new_code()
+    try:
+        store.create(
+            spec,
+            instructor=instructor.name,
+            code=code,
+            awaiting_approval=awaiting_sentence(reasons) if reasons else None,
+        )
+    except WorkshopExists as exc:
+        raise web.HTTPError(409, str(exc)) from None
+    if reasons:
+        handler.log.info(
+            "Workshop %s by %s awaits approval: %s", spec.name, instructor.name, reasons
+        )
+        return store.get(spec.name), code
+    try:
+        await reserve(spec, cat, store)
+    except web.HTTPError:
+        store.delete(spec.name)  # nothing half-created
+        raise
+    ws = store.get(spec.name)
+    handler.log.info("Workshop %s created by %s", ws.name, ws.instructor)
+    return ws, code
+
+
+async def _reservation(spec: WorkshopSpec, cat: Catalogue) -> Reservation:
     res = cat.sites[spec.site].resources[spec.resource_name]
     try:
         nodes = await _nodes(res.partition, cat.sites[spec.site])
         reservation = reservation_for(spec, cat, users=(), nodes_in_partition=nodes)
     except ValueError as exc:
         raise web.HTTPError(409, str(exc)) from None
-    try:
-        store.create(spec, instructor=handler.current_user.name, code=new_code())
-    except WorkshopExists as exc:
-        raise web.HTTPError(409, str(exc)) from None
     if not reservation.accounts:
         # Without a project's account to name, Slurm needs a user that surely exists;
         # students are added as they join (root may run anything anyway).
         reservation = dataclasses.replace(reservation, users=("root",))
+    return reservation
+
+
+async def reserve(spec: WorkshopSpec, cat: Catalogue, store: WorkshopStore) -> None:
+    """Slurm's reservation for the workshop's window, recorded; HTTPError 409 if Slurm says no."""
+    reservation = await _reservation(spec, cat)
     try:
         await run_slurm(reservation_argv(reservation, spec.start, spec.end), cat.sites[spec.site])
     except RuntimeError as exc:
-        store.delete(spec.name)  # nothing half-created
         raise web.HTTPError(409, f"Slurm could not reserve the workshop's window: {exc}") from None
     store.set_reservation(spec.name, reservation.name)
-    ws = store.get(spec.name)
-    handler.log.info("Workshop %s created by %s", ws.name, ws.instructor)
-    return ws
+
+
+def spec_of(ws: Workshop) -> WorkshopSpec:
+    """The spec a stored workshop was made from (for its reservation)."""
+    return WorkshopSpec(
+        name=ws.name,
+        title=ws.title,
+        seats=ws.seats,
+        start=ws.starts_at,
+        end=ws.ends_at,
+        resource=f"{ws.site}:{ws.resource}",
+        gpus=ws.gpus,
+        hours=ws.hours,
+        material=ws.material,
+        project=ws.project,
+    )
+
+
+class ApproveHandler(_WorkshopHandler):
+    """`POST /hub/api/naic/workshops/{name}/approve` (admins): a workshop above the
+    catalogue's policy is reserved and opens to its students."""
+
+    async def post(self, name: str) -> None:
+        if self.current_user is None or not accounting.may(self, "admin:users"):
+            raise web.HTTPError(403, "Only admins approve workshops.")
+        ws = await approve(self, self.store, name)
+        self.finish(json.dumps(workshop_json(ws, self.hub.base_url)))
+
+
+async def approve(handler, store: WorkshopStore, name: str) -> Workshop:
+    ws = store.get(name)
+    if ws is None:
+        raise web.HTTPError(404, f"There is no workshop {name}.")
+    if ws.awaiting_approval is None:
+        raise web.HTTPError(409, f"The workshop {ws.title} does not await approval.")
+    if ws.ended_at is not None or ws.ends_at <= datetime.now(UTC):
+        raise web.HTTPError(409, f"The workshop {ws.title} is over; there is nothing to approve.")
+    await reserve(spec_of(ws), handler.naic_catalogue, store)
+    handler.log.info("Workshop %s approved by %s", name, handler.current_user.name)
+    return store.approve(name, handler.current_user.name)
+
+
+class CodeHandler(_WorkshopHandler):
+    """`POST /hub/api/naic/workshops/{name}/code`: a new join code (the old one stops
+    working). The hub keeps only codes' hashes, so this is how a lost code is replaced."""
+
+    def post(self, name: str) -> None:
+        ws = self._mine(name)
+        if ws.ended_at is not None:
+            raise web.HTTPError(409, f"The workshop {ws.title} has ended.")
+        code = new_code()
+        self.store.set_code(ws.name, code)
+        self.log.info("Workshop %s: new join code made by %s", name, self.current_user.name)
+        self.finish(json.dumps(workshop_json(self.store.get(name), self.hub.base_url, code)))
 
 
 class WorkshopHandler(_WorkshopHandler):
@@ -315,6 +449,14 @@ class WorkshopHandler(_WorkshopHandler):
 
 async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Workshop:
     """Take a seat with a join code, or HTTPError with the sentence why not."""
+    if not accounting.may(handler, JOIN_SCOPE, user=user):
+        # A session's own token (JUPYTERHUB_API_TOKEN, readable by any code in the session,
+        # a shared notebook's too) lacks it: a seat charges GPU-hours, so only the person.
+        raise web.HTTPError(
+            403,
+            "Joining a workshop needs your own login (the hub's page, or a token you made); a "
+            "session's own token may not join workshops.",
+        )
     if rate_limited(user):
         raise web.HTTPError(
             429, "Too many attempts with workshop codes; wait ten minutes and try again."
@@ -466,7 +608,9 @@ async def _watch(app) -> None:
     while True:
         try:
             settings = app.tornado_settings["naic"]
-            store = store_for(settings["ledger_url"])
+            # With the codes' key: the first round (at start) hashes codes kept in clear.
+            key = code_key(app.tornado_settings["cookie_secret"])
+            store = store_for(settings["ledger_url"], key)
             cat = catalogue.load_cached(settings["catalogue_file"])
             await reset_due_guests(HubSide(app), store, cat, app.log)
         except Exception:  # a round's trouble must not end the timer
@@ -491,6 +635,10 @@ class AccountsHandler(_WorkshopHandler):
             raise web.HTTPError(400, f"`count` must be a whole number from 1 to {ws.seats}.")
         if ws.ended_at is not None:
             raise web.HTTPError(409, f"The workshop {ws.title} has ended.")
+        if ws.awaiting_approval:
+            raise web.HTTPError(
+                409, f"The workshop {ws.title} awaits an admin's approval; ask again after it."
+            )
         try:
             chosen = self.store.free_guests(pool.names, count)
         except ValueError as exc:
@@ -542,20 +690,40 @@ class GuestLoginPage(_Workshops, BaseHandler):
     async def post(self) -> None:
         username = self.get_body_argument("username", "").strip().lower()
         password = self.get_body_argument("password", "")
-        if rate_limited(f"guest:{self.request.remote_ip}"):
+        peer = self.real_peer()
+        now = time.monotonic()
+        # Counted before the (slow) check, so parallel guesses cannot pass together; a
+        # success gives both back: only failures use up the budget.
+        if not _guest_failures_by_account.take(username, now):
             self.set_status(429)
-            await self._page(username, "Too many attempts; wait ten minutes and try again.")
+            await self._page(username, TOO_MANY_FOR_ACCOUNT)
+            return
+        if not _guest_failures_by_peer.take(peer, now):
+            _guest_failures_by_account.forgive(username, now)
+            self.set_status(429)
+            await self._page(username, TOO_MANY_FROM_PEER)
             return
         try:
-            workshop = self.store.guest_login(username, password)
+            # scrypt takes tens of milliseconds: off the event loop, the hub keeps serving.
+            workshop = await asyncio.to_thread(self.store.guest_login, username, password)
         except ValueError as exc:
+            self.log.warning("Workshop login refused for %s from %s", username, peer)
             self.set_status(403)
             await self._page(username, str(exc))
             return
+        _guest_failures_by_account.forgive(username, now)
+        _guest_failures_by_peer.forgive(peer, now)
         user = self.user_from_username(username)
         self.set_login_cookie(user)
         spawn = url_path_join(self.hub.base_url, "spawn", user.escaped_name, workshop)
         self.redirect(f"{spawn}?workshop={workshop}")
+
+    def real_peer(self) -> str:
+        """The client's address as this hub's own proxy saw it: not `remote_ip`, which the
+        hub (`xheaders=True`) takes from `X-Real-Ip`, a header any client may send."""
+        address = getattr(self.request.connection.context, "address", None)
+        socket_peer = address[0] if isinstance(address, tuple) and address else ""
+        return real_peer(socket_peer, self.request.headers.get("X-Forwarded-For"))
 
     async def _page(self, username: str = "", error: str = "") -> None:
         html = await self.render_template("workshop-login.html", username=username, error=error)
@@ -649,9 +817,23 @@ class DashboardPage(_Workshops, BaseHandler):
         for seat in self.store.seats(ws.name):
             state, progress = self.student_session(ws, seat.username)
             students.append({"seat": seat, "state": state, "progress": progress})
-        join = url_path_join(self.hub.base_url, f"naic/workshops/join?code={ws.code}")
+        await self._show(ws, students)
+
+    async def _show(self, ws: Workshop, students: list | None = None, code: str = "") -> None:
+        """The dashboard; `code` only right after it was made (the hub keeps its hash)."""
+        if students is None:
+            students = []
+            for seat in self.store.seats(ws.name):
+                state, progress = self.student_session(ws, seat.username)
+                students.append({"seat": seat, "state": state, "progress": progress})
+        join = workshop_json(ws, self.hub.base_url, code)["join_url"]
         html = await self.render_template(
-            "workshop.html", ws=ws, students=students, join_url=join, now=datetime.now(UTC)
+            "workshop.html",
+            ws=ws,
+            students=students,
+            code=code,
+            join_url=join,
+            now=datetime.now(UTC),
         )
         self.finish(html)
 
@@ -660,6 +842,18 @@ class DashboardPage(_Workshops, BaseHandler):
         ws = self._check(name)
         if ws is None:
             await self._create()
+            return
+        if self.get_body_argument("approve", ""):
+            if not self.current_user.admin:
+                raise web.HTTPError(403, "Only admins approve workshops.")
+            await approve(self, self.store, ws.name)
+            self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+            return
+        if self.get_body_argument("new_code", ""):
+            code = new_code()
+            self.store.set_code(ws.name, code)
+            self.log.info("Workshop %s: new join code made by %s", ws.name, self.current_user.name)
+            await self._show(ws, code=code)
             return
         who = self.get_body_argument("stop", "")
         targets = [s.username for s in self.store.seats(ws.name)] if who == "*" else [who]
@@ -704,18 +898,21 @@ class DashboardPage(_Workshops, BaseHandler):
             if key in body and not body[key].endswith(("Z", "+00:00")):
                 body[key] += "+00:00"  # the form says UTC
         try:
-            ws = await create_workshop(self, self.store, body)
+            ws, code = await create_workshop(self, self.store, body)
         except web.HTTPError as exc:
             self.set_status(exc.status_code)
             await self._list(form, exc.log_message)
             return
-        self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+        # Shown here, this once: the hub keeps only the code's hash.
+        await self._show(ws, code=code)
 
 
 HANDLERS = [
     (r"/naic/workshops/join", JoinPage),
     (r"/naic/workshops/login", GuestLoginPage),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/accounts", AccountsHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/code", CodeHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/approve", ApproveHandler),
     (r"/naic/workshops", DashboardPage),
     (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
     (r"/api/naic/workshops", WorkshopsHandler),

@@ -1,4 +1,4 @@
-"""`naic workshop create|list|show|end`: the instructor's commands, over the hub's REST API.
+"""`naic workshop create|list|show|accounts|code|end`: an instructor's commands, over REST.
 
 The hub checks every permission (naic.hub.workshop_api); this only turns arguments into a
 request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
@@ -49,6 +49,10 @@ def add_parser(sub) -> None:
     a.add_argument("name")
     a.add_argument("--count", type=int, required=True)
     a.add_argument("--csv", type=Path, default=None, help="write the CSV here (mode 0600)")
+    n = act.add_parser(
+        "code", help="a new join code (the hub keeps only a hash: a code is shown once)"
+    )
+    n.add_argument("name")
     e = act.add_parser("end", help="stop every session, release the reservation, report")
     e.add_argument("name")
     e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
@@ -122,6 +126,8 @@ def describe(w: dict) -> str:
     end = datetime.fromisoformat(w["end"]).astimezone()
     gpus = f"{w['gpus']} GPU{'s' * (w['gpus'] != 1)}, " if w["gpus"] else ""
     state = " (ended)" if w.get("ended") else ""
+    if w.get("state") == "awaiting approval":
+        state = " (awaiting approval)"
     return (
         f"{w['name']}{state}: {w['title']} — {w['seats']} seats, "
         f"{start:%Y-%m-%d %H:%M}–{end:%H:%M %Z} on {w['resource']} ({gpus}{w['hours']:g} h)"
@@ -134,9 +140,18 @@ def run(args: argparse.Namespace) -> int:
             w = call(args, "POST", "workshops", spec_of(args))
             base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
             print(describe(w))
-            print(f"Join code:   {w['code']}")
+            print(
+                f"Join code:   {w['code']}  (shown only now; `naic workshop code` makes a new one)"
+            )
             print(f"Join link:   {base}{w['join_url']}")
-            print(f"Reservation: {w['reservation']}")
+            print(f"Reservation: {w['reservation'] or 'none yet'}")
+            if w.get("approval"):
+                print(w["approval"])
+        elif args.action == "code":
+            w = call(args, "POST", f"workshops/{quote(args.name, safe='')}/code")
+            base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
+            print(f"Join code:   {w['code']}  (the old one no longer works)")
+            print(f"Join link:   {base}{w['join_url']}")
         elif args.action == "list":
             for w in call(args, "GET", "workshops"):
                 print(describe(w))

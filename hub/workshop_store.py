@@ -20,7 +20,9 @@ from naic.hub.ledger import UTCDateTime, utcnow
 from naic.hub.workshops import (
     MAX_SEATS,
     WorkshopSpec,
+    code_digest,
     guest_login_refusal,
+    is_code_digest,
     join_refusal,
     needs_reset,
 )
@@ -42,10 +44,16 @@ workshops_table = sa.Table(
     sa.Column("hours", sa.Float, nullable=False),
     sa.Column("project", sa.String(40)),
     sa.Column("material", sa.String(500), nullable=False),
-    sa.Column("code", sa.String(16), nullable=False, unique=True),
+    # The join code's keyed hash (naic.hub.workshops.code_digest), never the code itself:
+    # a copy of the database gives no usable code. Hubs before kept codes here in clear;
+    # the store hashes them at start (`_hash_clear_codes`).
+    sa.Column("code", sa.String(64), nullable=False, unique=True),
     sa.Column("reservation", sa.String(64)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime),
+    # Why it waits for an admin (the catalogue's `workshops` policy); None: it does not.
+    sa.Column("awaiting_approval", sa.String(1000)),
+    sa.Column("approved_by", sa.String(255)),
 )
 
 seats_table = sa.Table(
@@ -73,7 +81,10 @@ guests_table = sa.Table(
     sa.Column("reset_at", UTCDateTime),
 )
 #: Columns added after the table first shipped: a hub's existing table gets them at start.
-_ADDED_COLUMNS = {guests_table.name: ("password_used_at", "reset_at")}
+_ADDED_COLUMNS = {
+    guests_table.name: ("password_used_at", "reset_at"),
+    workshops_table.name: ("awaiting_approval", "approved_by"),
+}
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -102,10 +113,12 @@ class Workshop:
     hours: float
     project: str | None
     material: str
-    code: str
+    code_digest: str
     reservation: str | None
     created_at: datetime
     ended_at: datetime | None
+    awaiting_approval: str | None = None
+    approved_by: str | None = None
 
     def is_open(self, now: datetime) -> bool:
         return self.ended_at is None and self.starts_at <= now < self.ends_at
@@ -134,12 +147,63 @@ class WorkshopExists(ValueError):
     pass
 
 
+def _workshop(row) -> Workshop:
+    fields = dict(row._mapping)
+    fields["code_digest"] = fields.pop("code")
+    return Workshop(**fields)
+
+
 class WorkshopStore:
-    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow):
+    """`code_key` (naic.hub.workshops.code_key) hashes join codes; a store without one
+    (the spawn router's, the hub's timer) does not make or look up codes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        code_key: bytes | None = None,
+    ):
         self._engine = sa.create_engine(url, future=True)
         self._clock = clock
+        self._code_key = code_key
         metadata.create_all(self._engine)
         self._add_missing_columns()
+        if code_key is not None:
+            self._hash_clear_codes()
+
+    def _digest(self, code: str) -> str:
+        if self._code_key is None:
+            raise RuntimeError("this workshop store was made without the key for join codes")
+        return code_digest(code, self._code_key)
+
+    def _hash_clear_codes(self) -> None:
+        """Join codes an older hub kept in clear become their hash, in place (the column
+        widened first where the database enforces its length). Repeatable; another hub
+        doing it at once hashes nothing twice (a digest is left as it is)."""
+        w = workshops_table.c
+        if self._engine.dialect.name == "postgresql":
+            length = next(
+                c["type"].length
+                for c in sa.inspect(self._engine).get_columns(workshops_table.name)
+                if c["name"] == "code"
+            )
+            if length is not None and length < 64:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        sa.text(
+                            f"ALTER TABLE {workshops_table.name} ALTER COLUMN code TYPE VARCHAR(64)"
+                        )
+                    )
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(w.name, w.code)).all()
+            for name, code in rows:
+                if not is_code_digest(code):
+                    conn.execute(
+                        workshops_table.update()
+                        .where(w.name == name, w.code == code)
+                        .values(code=self._digest(code))
+                    )
 
     def _add_missing_columns(self) -> None:
         """`create_all` makes missing tables only; columns added since come here (nullable,
@@ -164,8 +228,17 @@ class WorkshopStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    def create(self, spec: WorkshopSpec, *, instructor: str, code: str) -> Workshop:
+    def create(
+        self,
+        spec: WorkshopSpec,
+        *,
+        instructor: str,
+        code: str,
+        awaiting_approval: str | None = None,
+    ) -> Workshop:
+        """`awaiting_approval`: why an admin must approve it first (None: no need)."""
         row = dict(
+            awaiting_approval=awaiting_approval,
             name=spec.name,
             title=spec.title or spec.name,
             instructor=instructor,
@@ -178,7 +251,7 @@ class WorkshopStore:
             hours=spec.hours,
             project=spec.project,
             material=spec.material,
-            code=code,
+            code=self._digest(code),
             created_at=self._clock(),
         )
         try:
@@ -189,6 +262,22 @@ class WorkshopStore:
                 f"There is already a workshop named {spec.name}; choose another name."
             ) from None
         return self.get(spec.name)
+
+    def approve(self, name: str, admin: str) -> Workshop:
+        w = workshops_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update()
+                .where(w.name == name)
+                .values(awaiting_approval=None, approved_by=admin)
+            )
+        return self.get(name)
+
+    def active_of(self, instructor: str) -> list[Workshop]:
+        """The instructor's workshops not ended and whose window has not passed."""
+        w = workshops_table.c
+        now = self._clock()
+        return self._workshops(w.instructor == instructor, w.ended_at.is_(None), w.ends_at > now)
 
     def set_reservation(self, name: str, reservation: str | None) -> None:
         w = workshops_table.c
@@ -208,8 +297,16 @@ class WorkshopStore:
         return found[0] if found else None
 
     def by_code(self, code: str) -> Workshop | None:
-        found = self._workshops(workshops_table.c.code == code)
+        found = self._workshops(workshops_table.c.code == self._digest(code))
         return found[0] if found else None
+
+    def set_code(self, name: str, code: str) -> None:
+        """A new join code for workshop `name`; the old one stops working."""
+        w = workshops_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update().where(w.name == name).values(code=self._digest(code))
+            )
 
     def list(self, instructor: str | None = None) -> list[Workshop]:
         """Soonest first."""
@@ -236,6 +333,7 @@ class WorkshopStore:
                 taken=len(taken),
                 already_in=mine is not None,
                 now=max(self._clock(), ws.starts_at) if guest else self._clock(),
+                awaiting_approval=ws.awaiting_approval is not None,
             )
             if refusal:
                 raise ValueError(refusal)
@@ -273,10 +371,16 @@ class WorkshopStore:
         query = (
             sa.select(workshops_table)
             .join(seats_table, s.workshop == w.name)
-            .where(s.username == user, w.ended_at.is_(None), w.starts_at <= now, w.ends_at > now)
+            .where(
+                s.username == user,
+                w.ended_at.is_(None),
+                w.awaiting_approval.is_(None),
+                w.starts_at <= now,
+                w.ends_at > now,
+            )
         )
         with self._engine.connect() as conn:
-            return [Workshop(**row._mapping) for row in conn.execute(query)]
+            return [_workshop(row) for row in conn.execute(query)]
 
     def end(self, name: str) -> Workshop:
         """Idempotent: the first end stands."""
@@ -421,4 +525,4 @@ class WorkshopStore:
         w = workshops_table.c
         query = sa.select(workshops_table).where(*filters).order_by(w.starts_at, w.name)
         with self._engine.connect() as conn:
-            return [Workshop(**row._mapping) for row in conn.execute(query)]
+            return [_workshop(row) for row in conn.execute(query)]

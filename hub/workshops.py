@@ -4,21 +4,28 @@ An instructor describes a workshop (`WorkshopSpec`, validated against the catalo
 resource must be a Slurm one, the session must fit the window); the hub stores it with an
 unguessable join code (`new_code`), reserves seats and GPUs in Slurm for the window
 (`reservation_argv`) and lets students take a seat while the window is open
-(`join_refusal`). Everything here is a function of its arguments: the store
-(naic.hub.workshop_store) and the handlers (naic.hub.workshop_api) do the I/O.
+(`join_refusal`). The database keeps only a code's keyed hash (`code_digest`); an instructor
+charges only their own projects (`project_refusal`), and a workshop above the catalogue's
+`workshops` policy waits for an admin (`approval_reasons`). Everything here is a function
+of its arguments: the store (naic.hub.workshop_store) and the handlers
+(naic.hub.workshop_api) do the I/O.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import hmac
+import ipaddress
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from naic.hub.catalogue import NAME_PATTERN, Catalogue
+from naic.hub.catalogue import NAME_PATTERN, Catalogue, WorkshopPolicy
 from naic.spawners.request import MATERIAL_PATTERN
 
 #: No 0/O, 1/I/L: codes are read off a projector and typed by hand.
@@ -38,6 +45,23 @@ def normalise_code(text: str) -> str:
     """What students type, made comparable: case, spaces and dashes do not matter."""
     raw = re.sub(r"[\s-]", "", text or "").upper()
     return f"{raw[:5]}-{raw[5:]}" if len(raw) == CODE_LENGTH else raw
+
+
+def code_key(secret: bytes) -> bytes:
+    """The key that hashes join codes, from a secret the database does not hold (the hub's
+    cookie secret, a file in its data dir): a copy of the database alone gives no code."""
+    return hmac.new(secret, b"naic workshop join codes", hashlib.sha256).digest()
+
+
+def code_digest(code: str, key: bytes) -> str:
+    """What the database keeps of a join code: HMAC-SHA256 of the normalised code, hex.
+    Keyed, because 50 bits are within reach of a brute force over a plain hash."""
+    return hmac.new(key, normalise_code(code).encode(), hashlib.sha256).hexdigest()
+
+
+def is_code_digest(text: str) -> bool:
+    """Pure: whether a stored value is already a digest (not a code kept in clear)."""
+    return re.fullmatch(r"[0-9a-f]{64}", text or "") is not None
 
 
 class WorkshopSpec(BaseModel):
@@ -118,6 +142,48 @@ def catalogue_problems(spec: WorkshopSpec, cat: Catalogue) -> list[str]:
     if spec.project is not None and spec.project not in cat.projects:
         problems.append(f"`project` {spec.project!r} is not in the catalogue.")
     return problems
+
+
+def project_refusal(project: str | None, mine: list[str], *, admin: bool) -> str | None:
+    """Pure: None if the instructor may charge `project` (one of `mine`, their projects; any
+    for an admin; none at all for everyone), else the sentence why not."""
+    if project is None or admin or project in mine:
+        return None
+    return (
+        f"You are not a member of the project {project}, so your workshops cannot charge it; "
+        "choose one of your projects, or none."
+    )
+
+
+def approval_reasons(
+    spec: WorkshopSpec, policy: WorkshopPolicy | None, *, active: int
+) -> list[str]:
+    """Pure: why this workshop needs an admin's approval under the catalogue's `workshops`
+    policy (empty: it does not). `active`: the instructor's other workshops not yet over."""
+    if policy is None:
+        return []
+    reasons = []
+    if spec.seats > policy.max_seats:
+        reasons.append(f"more than {policy.max_seats} seats ({spec.seats})")
+    if spec.gpus > policy.max_gpus_per_seat:
+        reasons.append(f"more than {policy.max_gpus_per_seat} GPUs a seat ({spec.gpus})")
+    window_h = (spec.end - spec.start).total_seconds() / 3600
+    if window_h > policy.max_hours + 1e-9:
+        reasons.append(f"a window longer than {policy.max_hours:g} hours ({window_h:g})")
+    if active >= policy.max_active_per_instructor:
+        reasons.append(
+            f"more than {policy.max_active_per_instructor} workshops of one instructor at once"
+        )
+    return reasons
+
+
+def awaiting_sentence(reasons: list[str]) -> str:
+    """Pure: what the instructor reads about a workshop kept for an admin."""
+    return (
+        "This workshop asks for " + "; ".join(reasons) + ", above what the site lets "
+        "instructors reserve alone: an admin must approve it before it is reserved and "
+        "students can join."
+    )
 
 
 @dataclass(frozen=True)
@@ -206,8 +272,11 @@ def join_refusal(
     taken: int,
     already_in: bool,
     now: datetime,
+    awaiting_approval: bool = False,
 ) -> str | None:
     """Pure: None if the user may take a seat now, else the sentence why not."""
+    if awaiting_approval and not (ended or now >= end):
+        return f"The workshop {title} awaits an admin's approval; its code works once approved."
     if ended or now >= end:
         return f"The workshop {title} ended at {when(end)}; its code no longer works."
     if now < start:
@@ -303,3 +372,73 @@ def guest_login_refusal(
             "browser you used then, or ask the instructor for a new account."
         )
     return None
+
+
+# -- password guessing -------------------------------------------------------------------------
+
+#: Wrong workshop passwords one account takes in FAILURE_WINDOW_S, from anywhere: above, the
+#: account is refused until the oldest failure ages out, whatever address a guesser shows.
+FAILURES_PER_ACCOUNT = 10
+#: Wrong workshop passwords one address sends in FAILURE_WINDOW_S, whatever the account: a
+#: class behind one NAT typing passwords off a sheet stays well below.
+FAILURES_PER_PEER = 50
+FAILURE_WINDOW_S = 600.0
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return not address  # "": a Unix socket, on this machine too
+
+
+def real_peer(socket_peer: str, forwarded_for: str | None) -> str:
+    """Pure: the address a request came from. The socket's own address, unless that is this
+    machine: the hub's proxies (configurable-http-proxy, and nginx where the site runs it)
+    sit beside it, and each appends the address it saw to `X-Forwarded-For`. So: the last
+    entry that is not this machine, read from the right; what lies left of it the client
+    wrote itself. `X-Real-Ip`, which the hub's own `remote_ip` believes, is never read."""
+    if not _loopback(socket_peer):
+        return socket_peer
+    for hop in reversed((forwarded_for or "").split(",")):
+        hop = hop.strip()
+        if hop and not _loopback(hop):
+            return hop
+    return socket_peer or "local"
+
+
+@dataclass
+class Failures:
+    """Failed attempts per key within a sliding window; time is passed in (monotonic s).
+
+    `take` counts an attempt before it is checked (so parallel guesses cannot all slip in
+    before the first failure is counted) and `forgive` takes it back when it succeeded:
+    only failures use up the budget."""
+
+    limit: int
+    window_s: float
+    _seen: collections.defaultdict[str, collections.deque] = field(
+        default_factory=lambda: collections.defaultdict(collections.deque)
+    )
+
+    def _prune(self, key: str, now: float) -> collections.deque:
+        seen = self._seen[key]
+        while seen and now - seen[0] >= self.window_s:
+            seen.popleft()
+        return seen
+
+    def blocked(self, key: str, now: float) -> bool:
+        return len(self._prune(key, now)) >= self.limit
+
+    def take(self, key: str, now: float) -> bool:
+        """Count an attempt; False (and nothing counted) when the budget is used up."""
+        seen = self._prune(key, now)
+        if len(seen) >= self.limit:
+            return False
+        seen.append(now)
+        return True
+
+    def forgive(self, key: str, when: float) -> None:
+        seen = self._seen.get(key)
+        if seen and when in seen:
+            seen.remove(when)

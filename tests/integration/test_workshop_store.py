@@ -11,16 +11,17 @@ import pytest
 import sqlalchemy as sa
 
 from naic.hub.workshop_store import WorkshopExists, WorkshopStore
-from naic.hub.workshops import WorkshopSpec
+from naic.hub.workshops import WorkshopSpec, code_digest, code_key
 from tests.integration.test_ledger import T0, Clock, clock, db_url
 
 pytestmark = [pytest.mark.integration]
+KEY = code_key(b"the hub's cookie secret")
 __all__ = ["clock", "db_url"]
 
 
 @pytest.fixture
 def store(db_url, clock) -> Iterator[WorkshopStore]:
-    s = WorkshopStore(db_url, clock=clock)
+    s = WorkshopStore(db_url, clock=clock, code_key=KEY)
     yield s
     s.close()
 
@@ -160,5 +161,58 @@ def test_a_hubs_older_table_of_accounts_gets_the_new_columns(db_url):
         WorkshopStore(db_url).close()  # a restart: nothing more to add
         columns = {c["name"] for c in sa.inspect(engine).get_columns("naic_guest_accounts")}
         assert {"password_used_at", "reset_at"} <= columns
+    finally:
+        engine.dispose()
+
+
+def test_join_codes_are_kept_as_keyed_hashes(store: WorkshopStore, db_url):
+    store.create(spec(), instructor="ingrid", code="ABCDE-FGHJK")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT code FROM naic_workshops")).scalar_one()
+    finally:
+        engine.dispose()
+    assert kept == code_digest("ABCDE-FGHJK", KEY) and "ABCDE" not in kept
+    assert store.by_code("abcde fghjk").name == "ml-intro"  # as students type it
+    assert (
+        WorkshopStore(db_url, code_key=code_key(b"another secret")).by_code("ABCDE-FGHJK") is None
+    )
+    store.set_code("ml-intro", "BCDEF-GHJKM")
+    assert store.by_code("ABCDE-FGHJK") is None
+    assert store.by_code("BCDEF-GHJKM").name == "ml-intro"
+
+
+def test_an_older_hubs_join_codes_in_clear_are_hashed_at_start(db_url):
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # the table as it shipped, a code in clear
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE naic_workshops (name VARCHAR(40) PRIMARY KEY, "
+                    "title VARCHAR(120) NOT NULL, instructor VARCHAR(255) NOT NULL, "
+                    "seats INTEGER NOT NULL, starts_at TIMESTAMP NOT NULL, "
+                    "ends_at TIMESTAMP NOT NULL, site VARCHAR(40) NOT NULL, "
+                    "resource VARCHAR(40) NOT NULL, gpus INTEGER NOT NULL, "
+                    "hours FLOAT NOT NULL, project VARCHAR(40), material VARCHAR(500) NOT NULL, "
+                    "code VARCHAR(16) NOT NULL UNIQUE, reservation VARCHAR(64), "
+                    "created_at TIMESTAMP NOT NULL, ended_at TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO naic_workshops VALUES ('old', 'Old', 'ingrid', 3, "
+                    "'2027-01-01 09:00:00', '2027-01-01 12:00:00', 'testcluster', 'cpu', 0, "
+                    "1, NULL, '', 'ABCDE-FGHJK', NULL, '2026-12-01 09:00:00', NULL)"
+                )
+            )
+        WorkshopStore(db_url, code_key=KEY).close()
+        store = WorkshopStore(db_url, code_key=KEY)  # a restart: nothing hashed twice
+        with engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT code FROM naic_workshops")).scalar_one()
+        assert kept == code_digest("ABCDE-FGHJK", KEY)
+        assert store.by_code("ABCDE-FGHJK").name == "old"
+        assert store.get("old").awaiting_approval is None  # the new columns, added
+        store.close()
     finally:
         engine.dispose()

@@ -70,7 +70,19 @@ def course_repository() -> None:
 @pytest.fixture
 def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     def course_project(cat: dict) -> None:
-        cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course"}
+        # ingrid may charge the course; ivar, another instructor, may not.
+        cat["projects"]["course"] = {
+            "title": "ML course",
+            "slurm_account": "course",
+            "members": ["ingrid"],
+        }
+        # Above this, a workshop waits for an admin (test_workshop_attacks).
+        cat["workshops"] = {
+            "max_seats": 10,
+            "max_gpus_per_seat": 1,
+            "max_hours": 4,
+            "max_active_per_instructor": 3,
+        }
         cat["guest_accounts"] = {"prefix": "guest", "count": len(GUESTS)}
         # Sessions report every 2 s (the report interval follows the shortest warning).
         cat["sites"]["testcluster"]["culling"] = {"warn_minutes": 0.1}
@@ -318,8 +330,12 @@ def test_a_code_before_its_window_and_bad_requests(ws_hub: Hub) -> None:
     assert bad.status_code == 400
     assert "`hours` (3) must fit in the window (2 hours)" in bad.text
     made = web.post("/hub/naic/workshops", data=form)
-    assert made.status_code == 302, made.text[:500]
-    assert "naic-ws-from-page" in web.get(made.headers["location"]).text
+    assert made.status_code == 200, made.text[:500]
+    # The new workshop's page, with its code shown this once (the hub keeps its hash).
+    assert "naic-ws-from-page" in made.text
+    shown = re.search(r'naic-join-code">([A-Z2-9]{5}-[A-Z2-9]{5})<', made.text).group(1)
+    later = web.get("/hub/naic/workshops/from-page").text
+    assert shown not in later and "the hub keeps only its hash" in later
     assert ingrid.delete("/hub/api/naic/workshops/from-page").status_code == 200
 
 

@@ -656,3 +656,36 @@ def test_load_names_the_file_in_problems(tmp_path):
         f"{path}: the service catalogue has 1 problem:\n"
         f"  {path}: sites.saga.resources.a100.gpu.max: must be ≥ 1 (got 0)"
     )
+
+
+# --- the workshop policy --------------------------------------------------------------
+
+
+def test_without_a_workshop_policy_instructors_have_only_the_resources_limits():
+    assert parse(DEMO, "c.yaml").workshops is None
+
+
+def test_a_workshop_policy_with_defaults_for_what_it_does_not_say():
+    cat = parse(DEMO + "workshops: {max_seats: 20, max_hours: 6}\n", "c.yaml")
+    p = cat.workshops
+    assert (p.max_seats, p.max_gpus_per_seat, p.max_hours, p.max_active_per_instructor) == (
+        20,
+        1,
+        6,
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        ("{max_seats: 0}", "workshops.max_seats: must be ≥ 1 (got 0)"),
+        ("{max_hours: 0}", "workshops.max_hours: must be > 0 (got 0)"),
+        ("{max_active_per_instructor: 0}", "workshops.max_active_per_instructor: must be ≥ 1"),
+        ("{max_seat: 40}", "workshops.max_seat:"),
+    ],
+)
+def test_a_broken_workshop_policy_is_named(policy, problem):
+    with pytest.raises(CatalogueError) as err:
+        parse(DEMO + f"workshops: {policy}\n", "c.yaml")
+    assert str(err.value).startswith(H1 + problem), str(err.value)

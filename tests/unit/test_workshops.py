@@ -10,19 +10,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from naic.hub.catalogue import WorkshopPolicy
 from naic.hub.workshop_api import first_error, rate_limited
 from naic.hub.workshop_cli import spec_of
 from naic.hub.workshops import (
     CODE_ALPHABET,
     WIPE_SCRIPT,
+    Failures,
     WorkshopSpec,
+    approval_reasons,
+    awaiting_sentence,
     catalogue_problems,
+    code_digest,
+    code_key,
     guest_login_refusal,
     home_of,
+    is_code_digest,
     join_refusal,
     needs_reset,
     new_code,
     normalise_code,
+    project_refusal,
+    real_peer,
     reservation_argv,
     reservation_for,
     reset_argvs,
@@ -263,3 +272,83 @@ def test_only_a_home_of_its_own_is_emptied(line: str, message: str) -> None:
     assert home_of("guest01:x:1013:1013::/home/guest01:/bin/bash\n", "guest01") == ("/home/guest01")
     with pytest.raises(ValueError, match=re.escape(message)):
         home_of(line, "guest01")
+
+
+# -- join codes kept as hashes ----------------------------------------------------------------
+
+
+def test_a_code_is_kept_as_a_keyed_hash_of_what_students_type():
+    key = code_key(b"cookie secret")
+    digest = code_digest("ABCDE-FGHJK", key)
+    assert is_code_digest(digest) and not is_code_digest("ABCDE-FGHJK")
+    assert code_digest(" abcde fghjk ", key) == digest
+    assert code_digest("ABCDE-FGHJK", code_key(b"another hub")) != digest
+    assert "ABCDE" not in digest
+
+
+# -- password guessing --------------------------------------------------------------------------
+
+
+def test_the_real_peer_is_what_the_proxy_appended_never_what_the_client_wrote():
+    # Through the hub's own proxy (loopback): the last X-Forwarded-For entry it appended.
+    assert real_peer("127.0.0.1", "6.6.6.6, 10.0.0.7") == "10.0.0.7"
+    assert real_peer("::1", "10.0.0.7") == "10.0.0.7"
+    # nginx, then configurable-http-proxy, both on the hub's machine (the Ansible site).
+    assert real_peer("127.0.0.1", "6.6.6.6, 127.0.0.1, 10.0.0.7,127.0.0.1") == "10.0.0.7"
+    # From anywhere else, the socket's address, whatever the headers say.
+    assert real_peer("10.1.2.3", "6.6.6.6") == "10.1.2.3"
+    assert real_peer("127.0.0.1", None) == "127.0.0.1"
+    assert real_peer("", None) == "local"  # a Unix socket
+
+
+def test_only_failures_use_up_the_budget_and_they_age_out():
+    f = Failures(limit=3, window_s=600)
+    assert [f.take("guest01", t) for t in (0.0, 1.0, 2.0)] == [True] * 3
+    assert f.take("guest01", 3.0) is False and f.blocked("guest01", 3.0)
+    assert f.take("guest02", 3.0) is True  # another key, its own budget
+    assert f.take("guest01", 600.0) is True  # the first failure aged out
+    g = Failures(limit=2, window_s=600)
+    for t in (0.0, 1.0, 2.0, 3.0):  # successes: taken, then forgiven
+        assert g.take("guest03", t)
+        g.forgive("guest03", t)
+    assert not g.blocked("guest03", 4.0)
+
+
+# -- who may charge what, and what needs an admin ----------------------------------------------
+
+
+def test_an_instructor_charges_only_their_own_projects():
+    assert project_refusal(None, [], admin=False) is None
+    assert project_refusal("course", ["course"], admin=False) is None
+    assert project_refusal("course", [], admin=True) is None
+    assert project_refusal("course", ["other"], admin=False) == (
+        "You are not a member of the project course, so your workshops cannot charge it; "
+        "choose one of your projects, or none."
+    )
+
+
+def test_a_workshop_above_the_policy_needs_an_admin():
+    policy = WorkshopPolicy(max_seats=5, max_gpus_per_seat=1, max_hours=8)  # the window: 7 h
+    small = spec(seats=5)
+    assert approval_reasons(small, None, active=99) == []
+    assert approval_reasons(small, policy, active=0) == []
+    big = spec(seats=6, gpus=2)
+    assert approval_reasons(big, policy, active=2) == [
+        "more than 5 seats (6)",
+        "more than 1 GPUs a seat (2)",
+        "more than 2 workshops of one instructor at once",
+    ]
+    long = spec(seats=5, end=small.start + timedelta(hours=9))
+    assert approval_reasons(long, policy, active=0) == ["a window longer than 8 hours (9)"]
+    assert awaiting_sentence(["more than 5 seats (6)"]).startswith(
+        "This workshop asks for more than 5 seats (6), above what the site lets instructors"
+    )
+
+
+def test_a_workshop_awaiting_approval_takes_nobody():
+    t = datetime(2027, 1, 20, 9, tzinfo=UTC)
+    facts = dict(title="ML", start=t, end=t + timedelta(hours=2), ended=False, seats=3, taken=0)
+    assert join_refusal(**facts, already_in=False, now=t, awaiting_approval=True) == (
+        "The workshop ML awaits an admin's approval; its code works once approved."
+    )
+    assert join_refusal(**facts, already_in=False, now=t) is None
