@@ -183,9 +183,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.Router.catalogue_file = str(s.catalogue)
     wire_ledger(c, s)
     c.LocalSpawner.home_root = str(s.homes)
-    c.LocalSpawner.hub_api_url = listen.unix_url(
-        f"http://127.0.0.1:{s.port + 81}/hub/api", s.hub_socket
-    )
+    c.LocalSpawner.hub_socket = str(s.hub_socket)
     material = REPO_ROOT / "notebooks"
     if material.is_dir():
         c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)

@@ -18,18 +18,9 @@ import asyncio
 import logging
 import socket
 from pathlib import Path
-from urllib.parse import quote, urlparse, urlunparse
 
 log = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()  # a task nobody references may be collected mid-way
-
-
-def unix_url(url: str, socket_path: str | Path) -> str:
-    """Pure: `url` with its host replaced by a Unix socket, in the `http+unix://` form
-    JupyterHub's client and configurable-http-proxy understand (the path percent-encoded
-    as the host)."""
-    parts = urlparse(url)
-    return urlunparse(parts._replace(scheme="http+unix", netloc=quote(str(socket_path), safe="")))
 
 
 def remove_stale_socket(path: Path) -> None:

@@ -17,18 +17,7 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Any, Unicode, default
 
-from naic.spawners.session_env import session_env
-
-
-def hub_urls_moved(env: dict, api_url: str, new_api_url: str) -> dict[str, str]:
-    """Pure: the environment's hub API URLs (`JUPYTERHUB_API_URL`, `…_ACTIVITY_URL`) with
-    the prefix `api_url` replaced by `new_api_url`."""
-    old, new = api_url.rstrip("/"), new_api_url.rstrip("/")
-    return {
-        key: new + env[key][len(old) :]
-        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
-        if env.get(key, "").startswith(old)
-    }
+from naic.spawners.session_env import hub_urls_on_socket, session_env
 
 
 class LocalSpawner(LocalProcessSpawner):
@@ -47,13 +36,13 @@ class LocalSpawner(LocalProcessSpawner):
         """,
     ).tag(config=True)
 
-    hub_api_url = Unicode(
+    hub_socket = Unicode(
         "",
-        help="""The hub's API as sessions on this machine reach it (empty: JupyterHub's own
-        `hub.api_url`). naic-hub sets a Unix socket in the data dir, which no other account
-        can take over while the hub restarts, unlike a loopback port.
+        help="""Unix socket at which sessions on this machine reach the hub's API (empty:
+        JupyterHub's own `hub.api_url`). naic-hub sets `<data-dir>/hub.sock`, which no other
+        account can take over while the hub restarts, unlike a loopback port.
 
-        Example: c.LocalSpawner.hub_api_url = "http+unix://%2Fvar%2Flib%2Fnaic-hub%2Fhub.sock/hub/api"
+        Example: c.LocalSpawner.hub_socket = "/var/lib/naic-hub/hub.sock"
         """,
     ).tag(config=True)
 
@@ -127,8 +116,8 @@ class LocalSpawner(LocalProcessSpawner):
 
     def user_env(self, env: dict) -> dict:
         env.update(USER=self.account, HOME=str(self.home), SHELL="/bin/bash")
-        if self.hub_api_url:  # every hub URL the session gets, moved to that address
-            env.update(hub_urls_moved(env, self.hub.api_url, self.hub_api_url))
+        if self.hub_socket:  # every hub URL the session gets, on that socket
+            env.update(hub_urls_on_socket(env, self.hub_socket))
         if self.request is not None and self.catalogue is not None:  # the session's own facts
             now = datetime.now(UTC)
             env.update(

@@ -41,10 +41,9 @@ from tornado import web
 from traitlets import Any, Integer, List, Unicode
 
 from naic.hub.catalogue import Catalogue, Host, Site
-from naic.hub.listen import unix_url
 from naic.spawners import ssh
 from naic.spawners.accounts import system_account_refusal
-from naic.spawners.session_env import session_env
+from naic.spawners.session_env import hub_urls_on_socket, session_env
 
 #: Seconds between health checks of a pool's hosts.
 HEALTH_EVERY_S = 10.0
@@ -125,13 +124,6 @@ def gpu_device_files(pattern: str | None, gpu_ids: list[int]) -> list[str]:
     """Pure: the device files of these GPUs on a host whose catalogue entry names them
     (`gpu_devices: "/dev/nvidia{index}"`); none where it does not."""
     return [pattern.replace("{index}", str(i)) for i in gpu_ids] if pattern else []
-
-
-def hub_urls_on_socket(env: dict[str, str], socket_path: str) -> dict[str, str]:
-    """Pure: the environment's hub API URLs (`JUPYTERHUB_API_URL`, `…_ACTIVITY_URL`) with
-    the hub's address replaced by the session's socket on its VM (`http+unix://`)."""
-    keys = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
-    return {key: unix_url(env[key], socket_path) for key in keys if env.get(key)}
 
 
 def hub_destination(api_url: str) -> tuple[str, int] | str:

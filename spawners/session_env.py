@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlparse, urlunparse
 
 from naic.hub.catalogue import Catalogue
 from naic.spawners.request import SessionRequest
@@ -130,3 +132,18 @@ def session_env(
     """`{"NAIC_SESSION": json}` for the server's environment."""
     facts = session_facts(req, cat, username, started_at=started_at, home=home)
     return {VARIABLE: json.dumps(facts, separators=(",", ":"))}
+
+
+def unix_url(url: str, socket_path: str | Path) -> str:
+    """Pure: `url` with its host replaced by a Unix socket, in the `http+unix://` form
+    JupyterHub's client and configurable-http-proxy understand (the path percent-encoded
+    as the host)."""
+    parts = urlparse(url)
+    return urlunparse(parts._replace(scheme="http+unix", netloc=quote(str(socket_path), safe="")))
+
+
+def hub_urls_on_socket(env: dict[str, str], socket_path: str) -> dict[str, str]:
+    """Pure: the environment's hub API URLs (`JUPYTERHUB_API_URL`, `…_ACTIVITY_URL`) with
+    the hub's address replaced by the session's socket on its VM (`http+unix://`)."""
+    keys = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+    return {key: unix_url(env[key], socket_path) for key in keys if env.get(key)}

@@ -17,6 +17,7 @@ import pytest
 from tests.hub_process import Hub, log_in
 from tests.integration.test_extend import server_token
 from tests.integration.test_slurm_lifecycle import client, ready, start, wait_until
+from tests.integration.test_workshop_guests import guest_login, issue
 from tests.integration.test_workshops import token_of, ws_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -38,21 +39,6 @@ def spec(name: str, **more) -> dict:
         "hours": 0.5,
         **more,
     }
-
-
-def issue(api: httpx.Client, name: str, count: int = 1) -> list[tuple[str, str]]:
-    got = api.post(f"/hub/api/naic/workshops/{name}/accounts", json={"count": count})
-    assert got.status_code == 200, got.text
-    return [(a["username"], a["password"]) for a in got.json()["accounts"]]
-
-
-def guest_login(hub: Hub, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:
-    """The workshop login page, as a browser; the redirect to the spawn is not followed."""
-    c = httpx.Client(base_url=hub.url, timeout=60)
-    page = c.get("/hub/naic/workshops/login")
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    form = {"username": username, "password": password, "_xsrf": xsrf}
-    return c, c.post("/hub/naic/workshops/login", data=form, follow_redirects=False)
 
 
 def reservation_exists(name: str) -> bool:

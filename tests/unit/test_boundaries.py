@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from naic.hub.listen import unix_url
 from naic.spawners.accounts import system_account_refusal
-from naic.spawners.local import hub_urls_moved
+from naic.spawners.session_env import hub_urls_on_socket, unix_url
 
 REFUSED = "{!r} at saga is a system account, not a user's; the hub starts no session as it."
 
@@ -40,7 +39,7 @@ def test_local_sessions_get_every_hub_url_on_the_socket() -> None:
         "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:0/user/ola/",
     }
     new = "http+unix://%2Fd%2Fhub.sock/hub/api"
-    assert hub_urls_moved(env, "http://127.0.0.1:8081/hub/api", new) == {
+    assert hub_urls_on_socket(env, "/d/hub.sock") == {
         "JUPYTERHUB_API_URL": new,
         "JUPYTERHUB_ACTIVITY_URL": new + "/users/ola/activity",
     }
