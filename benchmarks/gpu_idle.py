@@ -10,7 +10,7 @@ three policies (`simulate`), each on the same sessions:
 - `none`: every session runs until its natural end (the user stops it, or its time limit).
 - `activity-only`, as jupyterhub-idle-culler does it: stop a session after `--idle-timeout`
   minutes without browser/kernel activity. GPU use is not looked at.
-- `gpu-aware` (naic): the hub's own culler (`naic.hub.culler.decide`, the code the
+- `gpu-aware` (naic): the hub's own culler (`naic.hub.sessions.culler.decide`, the code the
   `naic-culler` service runs), fed one GPU report per minute. A session with GPUs is stopped
   once its GPU has been below `--gpu-idle-pct` for `--gpu-idle-timeout` + `--warn` minutes,
   open tab or not, and never while the GPU is busy. The user is warned after
@@ -72,9 +72,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from naic.hub.culler import Notice as CullNotice
-from naic.hub.culler import Policy as CullPolicy
-from naic.hub.culler import SessionView, decide
+from naic.hub.sessions.culler import Notice as CullNotice
+from naic.hub.sessions.culler import Policy as CullPolicy
+from naic.hub.sessions.culler import SessionView, decide
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -313,7 +313,7 @@ def _replay(session: Session, policy: Policy) -> tuple[int, list[float], int, in
 
 
 def _replay_naic(session: Session, policy: Policy) -> tuple[int, list[float], int, int]:
-    """The hub's own culler (`naic.hub.culler.decide`) looking at the end of every minute,
+    """The hub's own culler (`naic.hub.sessions.culler.decide`) looking at the end of every minute,
     with one GPU report per minute: the simulation measures the code that runs."""
     t0 = datetime(2026, 11, 23, tzinfo=UTC)
     rules = CullPolicy(

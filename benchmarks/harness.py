@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from naic.hub.config import find_proxy
+from naic.hub.app.config import find_proxy
 from tests.hub_process import START_TIMEOUT_S, Hub, free_port_base, start_hub, stop_hub
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from naic.hub.ledger import IdentityTaken, Ledger
+from naic.hub.usage.ledger import IdentityTaken, Ledger
 from tests.postgres import create_database
 
 pytestmark = [pytest.mark.integration]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from naic.hub.ledger import Ledger
+from naic.hub.usage.ledger import Ledger
 from tests.hub_process import Hub, start_hub, stop_hub
 from tests.kernel import run_cell
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from naic.hub.workshop_store import WorkshopExists, WorkshopStore
-from naic.hub.workshops import WorkshopSpec, code_digest, code_key
+from naic.hub.workshops.rules import WorkshopSpec, code_digest, code_key
+from naic.hub.workshops.store import WorkshopExists, WorkshopStore
 from tests.integration.test_ledger import T0, Clock, clock, db_url
 
 pytestmark = [pytest.mark.integration]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from naic.hub.cli import main
+from naic.hub.app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "examples/catalogue.yaml"

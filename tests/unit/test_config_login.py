@@ -1,4 +1,4 @@
-"""Which login the hub's config picks, and when it refuses the dev login (naic.hub.config)."""
+"""Which login the hub's config picks, and when it refuses the dev login (naic.hub.app.config)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from traitlets.config import Config
 
 from naic.hub import catalogue
-from naic.hub.auth import DevAuthenticator
-from naic.hub.config import Settings, build_config, dev_login_problem, is_dev_login
-from naic.hub.up import run_up
+from naic.hub.app.config import Settings, build_config, dev_login_problem, is_dev_login
+from naic.hub.app.up import run_up
+from naic.hub.identity.auth import DevAuthenticator
 
 IDENTITY_YAML = """
 identity:
@@ -46,7 +46,9 @@ def test_dev_login_on_purpose_replaces_the_catalogues_identity(
     assert dev_login_problem(c, with_identity, s) is None
 
 
-@pytest.mark.parametrize("value", ["naic-dev", "naic.hub.auth.DevAuthenticator", DevAuthenticator])
+@pytest.mark.parametrize(
+    "value", ["naic-dev", "naic.hub.identity.auth.DevAuthenticator", DevAuthenticator]
+)
 def test_the_dev_login_set_after_naic_hubs_choice_is_refused(
     tmp_path: Path, with_identity: catalogue.Catalogue, value: object
 ) -> None:
@@ -81,10 +83,10 @@ def test_naic_up_dev_login_says_how_to_log_in(
     cat = tmp_path / "catalogue.yaml"
     cat.write_text(catalogue.DEFAULT_CATALOGUE.read_text() + IDENTITY_YAML)
     started: list[dict[str, str]] = []
-    monkeypatch.setattr("naic.hub.up.find_proxy", lambda: "/bin/true")
-    monkeypatch.setattr("naic.hub.up.os.geteuid", lambda: 1000)
-    monkeypatch.setattr("naic.hub.up.os.chdir", lambda _path: None)
-    monkeypatch.setattr("naic.hub.up.os.execve", lambda _f, _a, env: started.append(env))
+    monkeypatch.setattr("naic.hub.app.up.find_proxy", lambda: "/bin/true")
+    monkeypatch.setattr("naic.hub.app.up.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("naic.hub.app.up.os.chdir", lambda _path: None)
+    monkeypatch.setattr("naic.hub.app.up.os.execve", lambda _f, _a, env: started.append(env))
     run_up(cat, 8000, tmp_path / "data", [], dev_login=True)
     out = capsys.readouterr().out
     assert "log in    any user name, with the password" in out

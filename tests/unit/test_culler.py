@@ -13,8 +13,8 @@ from naic.extensions.reporter import ActivityReporter, summarize
 from naic.extensions.session import SessionFacts, session_notices
 from naic.extensions.sources import FakeGPUSource, FakeHubSource, GPUSample, GPUSampler
 from naic.hub.catalogue import Culling
-from naic.hub.culler import Action, Notice, Policy, SessionView, deadlines, decide
-from naic.hub.culling import check_every_s, parse_report, report_every_s
+from naic.hub.sessions.activity import check_every_s, parse_report, report_every_s
+from naic.hub.sessions.culler import Action, Notice, Policy, SessionView, deadlines, decide
 from tests.unit.examples import DEMO
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -268,7 +268,7 @@ def test_the_culler_ends_with_the_hub_that_started_it() -> None:
     """A killed hub leaves its services running; the culler must not outlive it."""
     import asyncio
 
-    from naic.hub.culler import Culler
+    from naic.hub.sessions.culler import Culler
 
     parents = iter([100, 100, 100, 1])  # the hub's pid at start, twice more, then init
     culler = Culler("http://127.0.0.1:1/hub/api", "t", parent=lambda: next(parents))

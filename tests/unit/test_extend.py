@@ -8,9 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from naic.extensions.sources import Extension, HubError, HubSource
-from naic.hub import accounting
-from naic.hub.extend import EXTEND_HANDLERS, asked_hours, extension_refusal, reservation_end
-from naic.hub.ledger import budget_refusal
+from naic.hub.sessions.extend import (
+    EXTEND_HANDLERS,
+    asked_hours,
+    extension_refusal,
+    reservation_end,
+)
+from naic.hub.usage import accounting
+from naic.hub.usage.ledger import budget_refusal
 from naic.spawners.slurm import minutes_from_slurm
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

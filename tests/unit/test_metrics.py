@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from naic.hub.metrics import NaicCollector, count_sessions
+from naic.hub.usage.metrics import NaicCollector, count_sessions
 
 
 def spawner(site: str | None, *, ready=False, pending=None, queued=False):

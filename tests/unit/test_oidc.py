@@ -10,9 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from traitlets.config import Config
 
-from naic.hub import catalogue, identity, oidc
-from naic.hub.config import Settings, build_config
-from naic.hub.identity import (
+from naic.hub import catalogue
+from naic.hub.app.config import Settings, build_config
+from naic.hub.identity import claims as identity
+from naic.hub.identity import oidc
+from naic.hub.identity.claims import (
     MappingFile,
     Refusal,
     claim_value,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from naic.hub.app.summary import render_summary
 from naic.hub.catalogue import load, parse
-from naic.hub.summary import render_summary
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from naic.hub.catalogue import WorkshopPolicy
-from naic.hub.workshop_api import first_error, rate_limited
-from naic.hub.workshop_cli import spec_of
-from naic.hub.workshops import (
+from naic.hub.workshops.api import first_error, rate_limited
+from naic.hub.workshops.cli import spec_of
+from naic.hub.workshops.rules import (
     CODE_ALPHABET,
     WIPE_SCRIPT,
     Failures,

@@ -50,10 +50,10 @@ from tornado import web
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
-from naic.hub import accounting, catalogue, metrics
+from naic.hub import catalogue
 from naic.hub.catalogue import Catalogue, Site
-from naic.hub.workshop_store import Workshop, WorkshopExists, WorkshopStore
-from naic.hub.workshops import (
+from naic.hub.usage import accounting, metrics
+from naic.hub.workshops.rules import (
     FAILURE_WINDOW_S,
     FAILURES_PER_ACCOUNT,
     FAILURES_PER_PEER,
@@ -73,6 +73,7 @@ from naic.hub.workshops import (
     reservation_for,
     reset_argvs,
 )
+from naic.hub.workshops.store import Workshop, WorkshopExists, WorkshopStore
 from naic.spawners import ssh
 from naic.spawners.poller import login_node
 from naic.spawners.request import WorkshopPreset, projects_of
@@ -584,7 +585,7 @@ _watching: set[asyncio.Task] = set()
 
 
 def watch_guest_windows() -> None:
-    """From the hub's config (naic.hub.config): once the hub has started, reset the accounts
+    """From the hub's config (naic.hub.app.config): once the hub has started, reset the accounts
     whose window passed, then look again every `WorkshopGuests.check_interval` seconds. Does
     nothing outside a starting hub (a config loaded by a test or a tool)."""
     from jupyterhub.app import JupyterHub

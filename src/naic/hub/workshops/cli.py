@@ -1,6 +1,6 @@
 """`naic workshop create|list|show|accounts|code|end`: an instructor's commands, over REST.
 
-The hub checks every permission (naic.hub.workshop_api); this only turns arguments into a
+The hub checks every permission (naic.hub.workshops.api); this only turns arguments into a
 request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
 `JUPYTERHUB_API_TOKEN` (inside a session); hub: `--hub`, or `NAIC_HUB_URL`.
 """

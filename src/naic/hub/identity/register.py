@@ -14,7 +14,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
 from naic.hub.catalogue import LdapRegister
-from naic.hub.identity import checked_name, refusal
+from naic.hub.identity.claims import checked_name, refusal
 
 TIMEOUT_S = 5
 

@@ -659,7 +659,7 @@ Transport = Callable[[urllib.request.Request, float], tuple[int, bytes]]
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket: the hub's API on the hub's own machine (naic.hub.listen)."""
+    """HTTP over a Unix socket: the hub's API on the hub's own machine (naic.hub.app.listen)."""
 
     def __init__(self, socket_path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)

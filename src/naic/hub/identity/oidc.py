@@ -2,7 +2,7 @@
 
 The catalogue's `identity:` names the provider (`issuer`), the claim that names a person
 (`identity_claim`, e.g. `eduPersonPrincipalName`), the groups claim, and how an identity
-becomes a hub user name: the site's user register over LDAP (`naic.hub.register`), the
+becomes a hub user name: the site's user register over LDAP (`naic.hub.identity.register`), the
 operator's `mapping` file, or `local_part` for identities at the listed `domains` only. At
 hub start the provider's discovery document is fetched once; a provider that does not
 answer, or a client id or secret missing from the environment, stops the hub with one
@@ -18,7 +18,7 @@ What oauthenticator 17 leaves out, and this class adds:
 - Who may log in: admins (by identity), members of a catalogue project (by identity or IdP
   group, never by a bare hub name), and people with a granted project or a pending request
   in the ledger. Anybody else whom the provider vouched for gets the ask-for-access page
-  (`naic.hub.access`), bound to the verified identity by a signed, short-lived cookie, and
+  (`naic.hub.identity.access`), bound to the verified identity by a signed, short-lived cookie, and
   no hub user.
 - With `identity_claim: email`, the provider must say the address is verified.
 - A user name belongs to one identity (`Ledger.bind_identity`); a second identity that maps
@@ -56,10 +56,10 @@ from traitlets import Callable as CallableTrait
 from traitlets import Dict, Enum, Float, List, Set, Unicode, default
 from traitlets.config import Config
 
-from naic.hub import access, accounting
-from naic.hub.auth import USERNAME_PATTERN, make_private
 from naic.hub.catalogue import Catalogue, Identity, LdapRegister
-from naic.hub.identity import (
+from naic.hub.identity import access
+from naic.hub.identity.auth import USERNAME_PATTERN, make_private
+from naic.hub.identity.claims import (
     SIGNING_ALGORITHMS,
     MappingFile,
     NeedsAccess,
@@ -71,8 +71,9 @@ from naic.hub.identity import (
     username_for,
     verify_id_token,
 )
-from naic.hub.ledger import IdentityTaken
-from naic.hub.register import Register
+from naic.hub.identity.register import Register
+from naic.hub.usage import accounting
+from naic.hub.usage.ledger import IdentityTaken
 from naic.spawners.request import UserFacts, projects_of
 
 #: The key that encrypts auth_state (tokens, identity) in the hub's database, in the data dir.

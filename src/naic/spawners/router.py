@@ -19,8 +19,10 @@ from tornado import web
 from traitlets import Any, Dict, Integer, Unicode, default
 from wrapspawner import WrapSpawner
 
-from naic.hub import accounting, catalogue, metrics, workshop_api
-from naic.hub.ledger import Ledger
+from naic.hub import catalogue
+from naic.hub.usage import accounting, metrics
+from naic.hub.usage.ledger import Ledger
+from naic.hub.workshops import api as workshop_api
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.local import LocalSpawner
 from naic.spawners.nodes import NodeSpawner, full_when_refused

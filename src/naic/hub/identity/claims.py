@@ -2,7 +2,7 @@
 
 Claims to identity, groups and hub user name (`local_part` or the operator's mapping file),
 ID-token verification given the provider's keys, and every refusal a person can read.
-`naic.hub.oidc` (the authenticator) uses these; they need no hub, network or clock of
+`naic.hub.identity.oidc` (the authenticator) uses these; they need no hub, network or clock of
 their own, so the unit tests check them exactly.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 import yaml
 
-from naic.hub.auth import USERNAME_PATTERN
+from naic.hub.identity.auth import USERNAME_PATTERN
 
 #: Asymmetric algorithms only: `none` proves nothing, and HS* would make the client secret
 #: (which the hub holds) a signing key.
@@ -270,7 +270,7 @@ def username_for(
     `local_part`: the part before `@`, lower-cased (`Ola@uio.no` → `ola`), only for an
     identity at one of `domains` (one user register; anything else would be first come).
     `mapping`: the operator's `identity: name` table (identities compared case-insensitively).
-    (`ldap` names come from `naic.hub.register`, which checks the name with `checked_name`.)
+    (`ldap` names come from `naic.hub.identity.register`, which checks them with `checked_name`.)
     """
     if rule == "local_part":
         local, at, domain = identity.strip().rpartition("@")

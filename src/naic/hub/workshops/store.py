@@ -16,8 +16,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from naic.hub.ledger import UTCDateTime, utcnow
-from naic.hub.workshops import (
+from naic.hub.usage.ledger import UTCDateTime, utcnow
+from naic.hub.workshops.rules import (
     MAX_SEATS,
     WorkshopSpec,
     code_digest,
@@ -44,7 +44,7 @@ workshops_table = sa.Table(
     sa.Column("hours", sa.Float, nullable=False),
     sa.Column("project", sa.String(40)),
     sa.Column("material", sa.String(500), nullable=False),
-    # The join code's keyed hash (naic.hub.workshops.code_digest), never the code itself:
+    # The join code's keyed hash (naic.hub.workshops.rules.code_digest), never the code itself:
     # a copy of the database gives no usable code. Hubs before kept codes here in clear;
     # the store hashes them at start (`_hash_clear_codes`).
     sa.Column("code", sa.String(64), nullable=False, unique=True),
@@ -154,7 +154,7 @@ def _workshop(row) -> Workshop:
 
 
 class WorkshopStore:
-    """`code_key` (naic.hub.workshops.code_key) hashes join codes; a store without one
+    """`code_key` (naic.hub.workshops.rules.code_key) hashes join codes; a store without one
     (the spawn router's, the hub's timer) does not make or look up codes."""
 
     def __init__(
@@ -414,7 +414,7 @@ class WorkshopStore:
         with a new one-time password, and seat them; [(username, password)]. A pool account
         is free when nobody holds it now; ValueError when too few are. All or none: an
         account another workshop takes at the same moment fails the whole issue. The caller
-        resets the accounts first (naic.hub.workshop_api.reset_guest)."""
+        resets the accounts first (naic.hub.workshops.api.reset_guest)."""
         ws = self.get(name)
         now = self._clock()
         g = guests_table.c

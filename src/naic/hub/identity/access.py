@@ -23,8 +23,9 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from naic.hub import accounting, catalogue
-from naic.hub.ledger import MAX_REASON, IdentityTaken, Ledger
+from naic.hub import catalogue
+from naic.hub.usage import accounting
+from naic.hub.usage.ledger import MAX_REASON, IdentityTaken, Ledger
 from naic.spawners.request import projects_of
 
 ACCESS_PATH = r"/naic/access"
@@ -40,7 +41,7 @@ PAST_SHOWN = 100
 
 
 def ledger(settings: dict[str, Any]) -> Ledger:
-    """The hub's ledger (the hub's own database, as `naic.hub.config` wires it)."""
+    """The hub's ledger (the hub's own database, as `naic.hub.app.config` wires it)."""
     return accounting.ledger_for(settings["naic"]["ledger_url"])
 
 

@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 from naic.hub import catalogue
-from naic.hub.config import CONFIG_FILE, Settings, default_data_dir, find_proxy, prepare_data_dir
+from naic.hub.app.config import (
+    CONFIG_FILE,
+    Settings,
+    default_data_dir,
+    find_proxy,
+    prepare_data_dir,
+)
 
 
 def _blocked_ancestor(path: Path) -> Path | None:

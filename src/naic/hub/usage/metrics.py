@@ -120,7 +120,8 @@ def register(cat_file: str, ledger_url: str) -> None:
         return
     from jupyterhub.app import JupyterHub
 
-    from naic.hub import accounting, catalogue
+    from naic.hub import catalogue
+    from naic.hub.usage import accounting
 
     def spawners() -> Iterable:
         if not JupyterHub.initialized():

@@ -30,8 +30,8 @@ from typing import Any
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
-from naic.hub import accounting
-from naic.hub.ledger import budget_refusal, period_start
+from naic.hub.usage import accounting
+from naic.hub.usage.ledger import budget_refusal, period_start
 from naic.spawners.slurm import UNREACHABLE, SlurmSpawner, time_from_slurm
 
 #: Where the handlers are mounted, below the hub's prefix (`/hub/`).

@@ -4,7 +4,7 @@ batchspawner's handler sets *every* attribute named in the JSON body on the spaw
 user holding their job's token could set `batch_query_cmd` and have the hub run it. Ours
 accepts `{"port": <int>}` for the server whose token calls, and nothing else. It keeps the
 URL (`/hub/api/batchspawner`) so the stock `batchspawner-singleuser` in the job still works.
-Importing this module swaps the handlers; `naic.hub.config` imports it.
+Importing this module swaps the handlers; `naic.hub.app.config` imports it.
 """
 
 from __future__ import annotations

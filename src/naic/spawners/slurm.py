@@ -27,8 +27,8 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Enum, Float, Set, Unicode, default, observe
 
-from naic.hub import metrics
 from naic.hub.catalogue import Site
+from naic.hub.usage import metrics
 from naic.spawners import script, ssh
 from naic.spawners.accounts import system_account_refusal
 from naic.spawners.poller import (

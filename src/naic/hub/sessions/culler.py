@@ -1,5 +1,5 @@
 """The culler: a JupyterHub service that warns, then stops, sessions the site's policy says
-are idle. `python -m naic.hub.culler` (the hub starts it as the managed service
+are idle. `python -m naic.hub.sessions.culler` (the hub starts it as the managed service
 `naic-culler`, with a token that holds only `custom:naic:cull`).
 
 Each round it reads `GET /hub/api/naic/sessions` (every running session with its site's
@@ -267,7 +267,7 @@ class Culler:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m naic.hub.culler", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m naic.hub.sessions.culler", description=__doc__)
     parser.add_argument("--once", action="store_true", help="one round, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(

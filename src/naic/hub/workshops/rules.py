@@ -7,8 +7,8 @@ unguessable join code (`new_code`), reserves seats and GPUs in Slurm for the win
 (`join_refusal`). The database keeps only a code's keyed hash (`code_digest`); an instructor
 charges only their own projects (`project_refusal`), and a workshop above the catalogue's
 `workshops` policy waits for an admin (`approval_reasons`). Everything here is a function
-of its arguments: the store (naic.hub.workshop_store) and the handlers
-(naic.hub.workshop_api) do the I/O.
+of its arguments: the store (naic.hub.workshops.store) and the handlers
+(naic.hub.workshops.api) do the I/O.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """From catalogue and `NAIC_*` settings to JupyterHub's traitlets config.
 
-`hub/jupyterhub_config.py` calls `load_into(c)`; `naic up` sets the environment and runs
+`src/naic/hub/jupyterhub_config.py` calls `load_into(c)`; `naic up` sets the environment and runs
 plain `jupyterhub -f` on that file, so both ways of starting the hub share this code.
 Config code only sets values; operators change anything else in `jupyterhub_config.d/`.
 """
@@ -17,15 +17,20 @@ from urllib.parse import quote
 
 from traitlets.config import Config
 
-from naic.hub import access, accounting, catalogue, culling, listen, metrics, oidc, workshop_api
-from naic.hub.auth import DevAuthenticator, ensure_secret_file, make_private
-from naic.hub.estimate import ESTIMATE_PATH, EstimateHandler
-from naic.hub.extend import EXTEND_HANDLERS
+from naic.hub import catalogue
+from naic.hub.app import listen
+from naic.hub.identity import access, oidc
+from naic.hub.identity.auth import DevAuthenticator, ensure_secret_file, make_private
+from naic.hub.sessions import activity as culling
+from naic.hub.sessions.estimate import ESTIMATE_PATH, EstimateHandler
+from naic.hub.sessions.extend import EXTEND_HANDLERS
+from naic.hub.usage import accounting, metrics
+from naic.hub.workshops import api as workshop_api
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
-TEMPLATES = Path(__file__).with_name("templates")
+REPO_ROOT = Path(__file__).resolve().parents[4]
+CONFIG_FILE = Path(__file__).parents[1] / "jupyterhub_config.py"
+TEMPLATES = Path(__file__).parents[1] / "templates"
 
 
 def default_data_dir() -> Path:
@@ -137,7 +142,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     # Neighbouring ports keep JupyterHub's usual 8000/8001/8081 layout for port 8000.
     c.JupyterHub.hub_bind_url = f"http://{s.hub_ip}:{s.port + 81}"
     # The proxy's API and the hub's API for local sessions on Unix sockets in the data
-    # dir: no other account can take them over while the hub restarts (naic.hub.listen).
+    # dir: no other account can take them over while the hub restarts (naic.hub.app.listen).
     c.ConfigurableHTTPProxy.api_url = f"http+unix://{quote(str(s.proxy_socket), safe='')}"
     c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
     if proxy:
@@ -156,7 +161,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     c.DevAuthenticator.password_file = str(s.password_file)
     c.Authenticator.admin_users = set(s.admins)
     if cat.guest_accounts is not None:
-        # Workshop accounts log in only with their one-time passwords (naic.hub.workshop_api),
+        # Workshop accounts log in only with their one-time passwords (naic.hub.workshops.api),
         # never through the hub's own login, and only while their workshop runs.
         c.Authenticator.blocked_users = set(cat.guest_accounts.names)
         c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "naic_guest_accounts": True}
@@ -166,9 +171,9 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     # The operator's token (for scripts) belongs to a service with the admin role.
     token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None
     operator = [{"name": "naic-operator", "api_token": token}] if token else []
-    # The culler (naic.hub.culler) is a managed service that may only read activity,
+    # The culler (naic.hub.sessions.culler) is a managed service that may only read activity,
     # warn and stop sessions: it never holds the admin role.
-    culler = {"name": "naic-culler", "command": [sys.executable, "-m", "naic.hub.culler"]}
+    culler = {"name": "naic-culler", "command": [sys.executable, "-m", "naic.hub.sessions.culler"]}
     c.JupyterHub.services = [*operator, culler]
     # Roles: admin, instructor, and users/servers that read only their own usage.
     c.JupyterHub.custom_scopes = accounting.SCOPES
@@ -253,7 +258,7 @@ def is_dev_login(authenticator_class: object) -> bool:
     """`authenticator_class` as JupyterHub takes it (entry point name, dotted path, class)."""
     if isinstance(authenticator_class, type):
         return issubclass(authenticator_class, DevAuthenticator)
-    return authenticator_class in ("naic-dev", "naic.hub.auth.DevAuthenticator")
+    return authenticator_class in ("naic-dev", "naic.hub.identity.auth.DevAuthenticator")
 
 
 def dev_login_problem(c: Config, cat: catalogue.Catalogue, s: Settings) -> str | None:

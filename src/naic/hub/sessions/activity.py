@@ -7,7 +7,7 @@ Sessions (their server's own token, `users:activity!user`, which every server to
                      often to report: {"notices": [...], "report_every_s": 60}
     GET  …/activity  the same answer without reporting (the session panel asks it)
 
-The culler service (`custom:naic:cull`, see naic.hub.culler):
+The culler service (`custom:naic:cull`, see naic.hub.sessions.culler):
 
     GET    /hub/api/naic/sessions                 running sessions, their policy, activity
     PUT    …/notices/{kind}  {"text", "deadline"}  a warning the session shows
@@ -30,8 +30,9 @@ from typing import Any
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
-from naic.hub import accounting, catalogue, metrics
-from naic.hub.culler import REASONS
+from naic.hub import catalogue
+from naic.hub.sessions.culler import REASONS
+from naic.hub.usage import accounting, metrics
 
 SCOPE = "custom:naic:cull"
 MAX_GPUS = 64

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from naic.hub import catalogue, workshop_cli
-from naic.hub.summary import render_summary
+from naic.hub import catalogue
+from naic.hub.app.summary import render_summary
+from naic.hub.workshops import cli as workshop_cli
 
 
 def check(file: str) -> int:
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="log in with the dev login's shared password even though the catalogue has an "
         "identity: section (e.g. before the provider's client is set up); without it such a "
         "hub uses the institutional login and refuses to start when jupyterhub_config.d/ sets "
-        "naic-dev. For plain `jupyterhub -f hub/jupyterhub_config.py`: NAIC_DEV_LOGIN=1",
+        "naic-dev. For plain `jupyterhub -f src/naic/hub/jupyterhub_config.py`: NAIC_DEV_LOGIN=1",
     )
     workshop_cli.add_parser(sub)
     return p
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.file)
     if args.command == "workshop":
         return workshop_cli.run(args)
-    from naic.hub.up import run_up
+    from naic.hub.app.up import run_up
 
     return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip, args.dev_login)
 

@@ -1,6 +1,6 @@
 """GPU-hour budgets on the hub: who may charge what, what is left, and who may read it.
 
-The ledger (`naic.hub.ledger`) records sessions; this module turns it and the catalogue into
+The ledger (`naic.hub.usage.ledger`) records sessions; this module turns it and the catalogue into
 what people see: a project list with GPU-hours left (home page, `GET
 /hub/api/naic/users/{name}/usage`, the widgets), the spawn-time budget check, the admin's
 usage page, and the scopes and roles that say who may read which usage.
@@ -19,7 +19,7 @@ from jupyterhub.scopes import has_scope
 from tornado import web
 
 from naic.hub import catalogue
-from naic.hub.ledger import Ledger, budget_refusal, next_reset, period_start
+from naic.hub.usage.ledger import Ledger, budget_refusal, next_reset, period_start
 from naic.spawners.request import SessionRequest, UserFacts, projects_of
 
 USAGE_PATH = r"/api/naic/users/([^/]+)/usage"

@@ -1,6 +1,0 @@
-# naic-hub's JupyterHub configuration. Everything comes from the service catalogue
-# (NAIC_CATALOGUE) and the other NAIC_* variables; see naic.hub.config. Works with
-# `naic up` and with plain `jupyterhub -f hub/jupyterhub_config.py`.
-from naic.hub.config import load_into
-
-load_into(c)  # noqa: F821 - JupyterHub provides `c`
