@@ -8,10 +8,13 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 UP_ARGS ?=
+# The JupyterLab notices extension: its TypeScript source, and the file its build writes last.
+NOTICES := src/naic/extensions/notices
+NOTICES_BUILT := src/naic/extensions/labextension/naic-hub-notices/package.json
 
 .PHONY: setup setup-test up test test-unit lint system-packages browser-packages postgres-packages
 
-setup: system-packages $(BIN)/.installed node_modules/.installed
+setup: system-packages $(BIN)/.installed node_modules/.installed $(NOTICES_BUILT)
 
 setup-test: setup browser-packages postgres-packages $(BIN)/.installed-test
 
@@ -90,4 +93,13 @@ $(BIN)/.installed-test: $(BIN)/.installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The JupyterLab notices extension: TypeScript in $(NOTICES), built by JupyterLab's builder
+# (`jupyter labextension build`, which needs the venv's jupyter) into the committed, prebuilt
+# extensions/labextension/naic-hub-notices (src/naic/extensions/labextension/README.md).
+$(NOTICES_BUILT): $(NOTICES)/package.json $(NOTICES)/package-lock.json $(NOTICES)/tsconfig.json \
+		$(NOTICES)/rspack.config.js $(wildcard $(NOTICES)/src/*.ts) | $(BIN)/.installed
+	cd $(NOTICES) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(NOTICES) && PATH=$(CURDIR)/$(BIN):$$PATH npm run build:prod
 	touch $@

@@ -1,45 +1,28 @@
 """A session's notices as JupyterLab notifications, in Debian's Chromium (Playwright).
 
-A real `jupyter lab` loads the hand-written prebuilt extension from extensions/labextension
-(as the session launcher passes it) and a stand-in for the notices endpoints
-(tests/browser/_fake_notices.py); the browser then sees what a student would: one warning
-toast per notice, an "Ask for more time" button where the session can be extended, and the
-hub's answer as a toast of its own.
+A real `jupyter lab` loads the prebuilt extension (built from extensions/notices) from
+extensions/labextension (as the session launcher passes it) and a stand-in for the notices
+endpoints (tests/browser/_fake_notices.py); the browser then sees what a student would: one
+warning toast per notice, an "Ask for more time" button where the session can be extended,
+and the hub's answer as a toast of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from naic.extensions.launch import QUIET_LAB, quiet_lab_defaults
-from tests.browser import _fake_notices
-from tests.browser.test_spawn_form import browser
+from tests.browser.lab_server import BASE_URL, GRANTED, JUPYTER, LABEXTENSIONS, Lab, isolated_env
 
-__all__ = ["browser"]  # the spawn-form tests' Chromium
-
-REPO = Path(__file__).resolve().parents[2]
-LABEXTENSIONS = REPO / "extensions" / "labextension"
 EXTENSION = LABEXTENSIONS / "naic-hub-notices"
-JUPYTER = str(Path(sys.executable).parent / "jupyter")
-BASE_URL = "/user/alice/"  # a hub-like prefix, so the plugin must use serverSettings.baseUrl
-START_TIMEOUT_S = 60
 LAB_READY_MS = 120_000
 ASK = "Ask for more time"
 
@@ -49,7 +32,6 @@ GPU_IDLE = (
     "This session's GPU has been idle for 50 minutes; it will be stopped at 12:40 "
     "unless the GPU is used."
 )
-GRANTED = "Done: this session now ends at 15:40."
 REFUSED = "No more time: project demo has no GPU hours left."
 
 
@@ -63,110 +45,6 @@ def notice(id: str, text: str, *, can_extend: bool = False) -> dict[str, Any]:
         "deadline": "2026-11-27T12:40:00+00:00",
         "can_extend": can_extend,
     }
-
-
-@dataclass
-class Lab:
-    url: str  # ends with BASE_URL
-    token: str
-    script: Path
-    process: subprocess.Popen
-    log: Path
-
-    def answer(
-        self,
-        notices: list[dict[str, Any]],
-        *,
-        extend: tuple[int, str] = (200, GRANTED),
-        notices_status: int = 200,
-    ) -> None:
-        """What the fake endpoints say from the next request on."""
-        body = {
-            "notices": {"notices": notices, "poll_s": 2},
-            "notices_status": notices_status,
-            "extend": {"status": extend[0], "message": extend[1]},
-        }
-        tmp = self.script.with_suffix(".tmp")
-        tmp.write_text(json.dumps(body))
-        tmp.replace(self.script)  # whole, never half-written, when the server reads it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def isolated_env(root: Path) -> dict[str, str]:
-    """Jupyter's dirs under `root`: nothing of the user's config or settings leaks in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
-    for name, var in [
-        ("home", "HOME"),
-        ("home/.jupyter", "JUPYTER_CONFIG_DIR"),  # where a session has it
-        ("data", "JUPYTER_DATA_DIR"),
-        ("runtime", "JUPYTER_RUNTIME_DIR"),
-        ("ipython", "IPYTHONDIR"),
-    ]:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / name)
-    env["PYTHONPATH"] = str(REPO)  # for tests.browser._fake_notices
-    # As a session starts: no "official Jupyter news?" toast among the notices.
-    quiet_lab_defaults(root / "home")
-    return env
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    root = tmp_path_factory.mktemp("lab")
-    (root / "work").mkdir()
-    env = isolated_env(root)
-    script = root / "notices.json"
-    env[_fake_notices.SCRIPT_ENV] = str(script)
-    port, token, log = free_port(), secrets.token_hex(16), root / "lab.log"
-    command = [
-        JUPYTER,
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.base_url={BASE_URL}",
-        f"--ServerApp.root_dir={root / 'work'}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.jpserver_extensions={_fake_notices.__name__}=True",
-        # The wiring the session launcher adds (extensions/labextension/README.md).
-        f"--LabServerApp.extra_labextensions_path={LABEXTENSIONS}",
-        *QUIET_LAB,
-    ]
-    url = f"http://127.0.0.1:{port}{BASE_URL}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    the_lab = Lab(url, token, script, process, log)
-    the_lab.answer([])
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"jupyter lab exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"jupyter lab did not answer:\n{log.read_text()}"
-            try:
-                status = httpx.get(url + "api/status", params={"token": token}, timeout=2)
-                if status.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        yield the_lab
-    finally:
-        # Captured by pytest and shown only when a test failed.
-        print("---- jupyter lab log (last 60 lines) ----")
-        print(*log.read_text(errors="replace").splitlines()[-60:], sep="\n")
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class Polls:

@@ -17,22 +17,16 @@ from typing import ClassVar
 import pytest
 
 from naic.extensions.session import NOT_A_SESSION, SessionFacts, StorageArea, describe_time_left
-from naic.extensions.sources import (
-    BUDGETS_NOT_AVAILABLE,
-    GB,
+from naic.extensions.sources.gpu import (
     FakeGPUSource,
-    FixedJobEnd,
     GPUSample,
     GPUSampler,
-    HubError,
-    HubSource,
-    LocalStorageSource,
     NVMLSource,
-    SqueueJobEnd,
-    parse_lfs_quota,
-    parse_squeue_end,
     visible_devices,
 )
+from naic.extensions.sources.hubclient import BUDGETS_NOT_AVAILABLE, HubError, HubSource
+from naic.extensions.sources.jobend import FixedJobEnd, SqueueJobEnd, parse_squeue_end
+from naic.extensions.sources.storage import GB, LocalStorageSource, parse_lfs_quota
 from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
 from tests.unit.examples import DEMO

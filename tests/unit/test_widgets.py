@@ -11,20 +11,16 @@ from pathlib import Path
 import ipywidgets as w
 import pytest
 
-from naic.extensions.session import SessionFacts, StorageArea
-from naic.extensions.sources import (
+from naic.extensions.session import FixedSessionSource, SessionFacts, StorageArea
+from naic.extensions.sources.gpu import FakeGPUSource, GPUSample, GPUSampler
+from naic.extensions.sources.hubclient import (
     BUDGETS_NOT_AVAILABLE,
     Budgets,
     Extension,
-    FakeGPUSource,
     FakeHubSource,
-    FakeStorageSource,
-    FixedSessionSource,
-    GPUSample,
-    GPUSampler,
     ProjectUsage,
-    StorageUsage,
 )
+from naic.extensions.sources.storage import FakeStorageSource, StorageUsage
 from naic.extensions.widgets import (
     DaskLauncher,
     GPUMonitor,

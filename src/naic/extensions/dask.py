@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 VARIABLE = "NAIC_SESSION"
 #: A session's worker jobs are named this; the hub cancels them by name (keep in step with
-#: `naic.spawners.slurm.dask_job_name`; extensions do not import the hub's code).
+#: `naic.spawners.slurm_text.dask_job_name`; extensions do not import the hub's code).
 JOB_NAME = "naic-dask-{job_id}"
 DASHBOARD_PORT = 8787
 #: Seconds a worker waits for a scheduler it lost before it exits (and its job ends).

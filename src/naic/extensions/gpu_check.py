@@ -7,9 +7,9 @@ test on a GPU-less CI machine can: that `NVMLSource` finds the GPUs `CUDA_VISIBL
 gives this process, that the background `GPUSampler` sees utilisation rise while a torch
 matrix multiply runs and fall after it, that the activity report the session sends the hub
 (naic.extensions.reporter) calls GPU 0 busy for that window, and that torch sees the same
-devices. It prints a
-table of readings and one verdict line per check; the exit status is 0 only when all pass.
-Without torch the sampler checks still run (its check reports "torch not installed").
+devices. It prints a table of readings and one verdict line per check; the exit status is 0
+only when all pass. Without torch the sampler checks still run (its check reports "torch not
+installed").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 
 from naic.extensions.reporter import summarize
-from naic.extensions.sources import GPUSampler, NVMLSource
+from naic.extensions.sources.gpu import GPUSampler, NVMLSource
 
 
 def busy_torch(seconds: float) -> tuple[bool, str]:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from naic.extensions.sources import GPUSampler, HubClient, HubError, Reading
+from naic.extensions.sources.gpu import GPUSampler, Reading
+from naic.extensions.sources.hubclient import HubClient, HubError
 
 log = logging.getLogger(__name__)
 #: Until the hub first answered.

@@ -14,7 +14,8 @@ The launcher loads it into every session (`--ServerApp.jpserver_extensions`); a 
 
 Loading adds the routes and, in a hub's session, starts the activity reporter's thread
 (naic.extensions.reporter), which reports GPU use after start-up; NVML, `du`, `squeue` and the
-sources module are reached there or at the first request, so start-up pays nothing for them.
+sources (naic.extensions.session, naic.extensions.sources.*) are reached there or at the first
+request, so start-up pays nothing for them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class NaicState:
     def hub(self) -> Any:
         with self._lock:
             if self._hub is None:
-                from naic.extensions.sources import HubSource
+                from naic.extensions.sources.hubclient import HubSource
 
                 self._hub = HubSource()
             return self._hub
@@ -89,7 +90,7 @@ class NaicState:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                from naic.extensions.sources import EnvSessionSource
+                from naic.extensions.session import EnvSessionSource
 
                 self._session = EnvSessionSource()
             return self._session
@@ -97,7 +98,7 @@ class NaicState:
     def sampler(self) -> Any:
         with self._lock:
             if self._sampler is None:
-                from naic.extensions.sources import GPUSampler, gpu_source
+                from naic.extensions.sources.gpu import GPUSampler, gpu_source
 
                 self._sampler = GPUSampler(gpu_source(), interval_s=GPU_INTERVAL_S)
             return self._sampler
@@ -106,7 +107,7 @@ class NaicState:
         facts = self.session().facts()
         with self._lock:
             if self._storage is None:
-                from naic.extensions.sources import LocalStorageSource
+                from naic.extensions.sources.storage import LocalStorageSource
 
                 self._storage = LocalStorageSource(facts.storage, getpass.getuser())
             return self._storage
@@ -186,7 +187,7 @@ class ExtendHandler(NaicHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        from naic.extensions.sources import HubError
+        from naic.extensions.sources.hubclient import HubError
 
         try:
             got = await asyncio.to_thread(self.naic.hub().extend)

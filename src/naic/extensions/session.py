@@ -6,7 +6,11 @@ the job started later than the spawner thought), so inside a Slurm job the end t
 from Slurm when it answers. Outside naic-hub (a plain Jupyter) the facts say so instead of
 failing: `SessionFacts.is_naic` is False and `reason` says why, in words.
 
-Standard library only: the server extension imports this at its first request.
+Widgets and the server extension read the facts through a `SessionSource`: the real one
+(`EnvSessionSource`, this process's environment and Slurm) or a fake (`FixedSessionSource`).
+
+Standard library only (Slurm is asked through `naic.extensions.sources.jobend`): the server
+extension imports this at its first request.
 """
 
 from __future__ import annotations
@@ -19,14 +23,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from naic.extensions.sources.jobend import JobEndSource, SqueueJobEnd
+
 VARIABLE = "NAIC_SESSION"
 NOT_A_SESSION = "This is not a naic-hub session, so there are no session facts to show."
-
-
-class JobEndSource(Protocol):
-    """When the scheduler will end a job (its time limit, as it stands now)."""
-
-    def end_time(self, job_id: str) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,6 @@ class SessionFacts:
         if job_id is None or not ask_scheduler:
             return facts
         if job_end is None:
-            from naic.extensions.sources import SqueueJobEnd  # only inside Slurm jobs
-
             job_end = SqueueJobEnd()
         slurm_end = job_end.end_time(job_id)
         return replace(
@@ -199,6 +197,33 @@ class SessionFacts:
         parts.append(f"{self.cpus} CPU{'s' if self.cpus != 1 else ''}")
         parts.append(f"{self.memory_gb} GB memory")
         return ", ".join(parts)
+
+
+class SessionSource(Protocol):
+    def facts(self) -> SessionFacts: ...
+
+
+class EnvSessionSource:
+    """The facts of the session this process runs in (`NAIC_SESSION`, Slurm's end)."""
+
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, job_end: JobEndSource | None = None
+    ):
+        self._environ = os.environ if environ is None else environ
+        self._job_end = job_end or SqueueJobEnd()
+
+    def facts(self) -> SessionFacts:
+        return SessionFacts.from_env(self._environ, job_end=self._job_end)
+
+
+class FixedSessionSource:
+    """Fake: always these facts."""
+
+    def __init__(self, facts: SessionFacts):
+        self._facts = facts
+
+    def facts(self) -> SessionFacts:
+        return self._facts
 
 
 def describe_time_left(left: timedelta | None) -> str:

@@ -3,8 +3,9 @@
     from naic.extensions.widgets import SessionPanel, StorageOverview, GPUMonitor
     SessionPanel()
 
-Each takes its data source in the constructor (the real one by default, see
-`naic.extensions.sources`) and has `refresh()`. CSS classes `naic-…` name their parts.
+Each takes its data source in the constructor (the real one by default, see the modules of
+`naic.extensions.sources`, and `naic.extensions.session` for the session's facts) and has
+`refresh()`. CSS classes `naic-…` name their parts.
 """
 
 from naic.extensions.widgets.budget import ProjectBudget

@@ -1,8 +1,11 @@
-"""Small pieces the widgets share: numbers in words, bar colours, showing and hiding."""
+"""Small pieces the widgets share: numbers in words, bar colours, showing and hiding, and
+the panel of rows with a Refresh button that the budget and storage widgets both are."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as w
 
@@ -44,3 +47,34 @@ def close_tree(widget: w.Widget) -> None:
     for child in getattr(widget, "children", ()):
         close_tree(child)
     widget.close()
+
+
+class RowsPanel(w.VBox):
+    """A heading, a message, one row per item and a Refresh button, read again from
+    `source` (`default()` when None) at each refresh. `css` names the panel and its parts
+    (`{css}-message`, `{css}-refresh`); a subclass says what the rows and the message are
+    in `read()`."""
+
+    def __init__(self, source: Any, default: Callable[[], Any], *, css: str, heading: str):
+        super().__init__()
+        self.add_class(css)
+        self.source = source if source is not None else default()
+        self.rows: dict[str, w.Widget] = {}
+        self.message = labelled(w.HTML(), f"{css}-message")
+        self.refresh_button = labelled(
+            w.Button(description="Refresh", icon="refresh"), f"{css}-refresh"
+        )
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.heading = w.HTML(f"<h3>{escape(heading)}</h3>")
+        self.refresh()
+
+    def read(self) -> tuple[dict[str, w.Widget], str]:
+        """The rows by name, and the message to show above them (HTML; "" for none)."""
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        for row in self.rows.values():
+            close_tree(row)
+        self.rows, self.message.value = self.read()
+        show(self.message, bool(self.message.value))
+        self.children = [self.heading, self.message, *self.rows.values(), self.refresh_button]

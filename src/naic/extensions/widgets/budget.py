@@ -6,8 +6,8 @@ from datetime import datetime
 
 import ipywidgets as w
 
-from naic.extensions.sources import HubClient, HubSource, ProjectUsage
-from naic.extensions.widgets._parts import bar_style, close_tree, escape, labelled, number, show
+from naic.extensions.sources.hubclient import HubClient, HubSource, ProjectUsage
+from naic.extensions.widgets._parts import RowsPanel, bar_style, escape, labelled, number, show
 
 
 def budget_text(p: ProjectUsage) -> str:
@@ -51,32 +51,17 @@ class BudgetRow(w.VBox):
         self.add_class("naic-budget-project")
 
 
-class ProjectBudget(w.VBox):
+class ProjectBudget(RowsPanel):
     """One bar per project the user may charge: used vs budget this period."""
 
     def __init__(self, source: HubClient | None = None):
-        super().__init__()
-        self.add_class("naic-budget")
-        self.source = source if source is not None else HubSource()
-        self.rows: dict[str, BudgetRow] = {}
-        self.message = labelled(w.HTML(), "naic-budget-message")
-        self.refresh_button = labelled(
-            w.Button(description="Refresh", icon="refresh"), "naic-budget-refresh"
-        )
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.heading = w.HTML("<h3>GPU-hour budgets</h3>")
-        self.refresh()
+        super().__init__(source, HubSource, css="naic-budget", heading="GPU-hour budgets")
 
-    def refresh(self) -> None:
-        for row in self.rows.values():
-            close_tree(row)
+    def read(self) -> tuple[dict[str, BudgetRow], str]:
         budgets = self.source.budget()
-        self.rows = {p.name: BudgetRow(p) for p in budgets.projects} if budgets.available else {}
         if not budgets.available:
-            self.message.value = escape(budgets.message)
-        elif not budgets.projects:
-            self.message.value = "You are in no project yet; your project leader can add you."
-        else:
-            self.message.value = ""
-        show(self.message, bool(self.message.value))
-        self.children = [self.heading, self.message, *self.rows.values(), self.refresh_button]
+            return {}, escape(budgets.message)
+        rows = {p.name: BudgetRow(p) for p in budgets.projects}
+        if not rows:
+            return rows, "You are in no project yet; your project leader can add you."
+        return rows, ""

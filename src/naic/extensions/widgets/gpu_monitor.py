@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from naic.extensions.sources import GPUSample, GPUSampler, GPUSource, NVMLSource, Reading
+from naic.extensions.sources.gpu import GPUSample, GPUSampler, GPUSource, NVMLSource, Reading
 from naic.extensions.widgets._parts import bar_style, close_tree, escape, labelled, show
 
 NO_GPU = "No GPU in this session."

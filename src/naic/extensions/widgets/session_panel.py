@@ -10,8 +10,13 @@ from datetime import UTC, datetime, tzinfo
 
 import ipywidgets as w
 
-from naic.extensions.session import describe_time_left, session_notices
-from naic.extensions.sources import EnvSessionSource, HubClient, HubError, HubSource, SessionSource
+from naic.extensions.session import (
+    EnvSessionSource,
+    SessionSource,
+    describe_time_left,
+    session_notices,
+)
+from naic.extensions.sources.hubclient import HubClient, HubError, HubSource
 from naic.extensions.widgets._parts import escape, labelled, show, visible
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipywidgets as w
 
 from naic.extensions.session import SessionFacts
-from naic.extensions.sources import LocalStorageSource, StorageSource, StorageUsage
-from naic.extensions.widgets._parts import bar_style, close_tree, escape, labelled, number, show
+from naic.extensions.sources.storage import LocalStorageSource, StorageSource, StorageUsage
+from naic.extensions.widgets._parts import RowsPanel, bar_style, escape, labelled, number, show
 
 
 def default_storage_source() -> StorageSource:
@@ -67,27 +67,12 @@ class StorageRow(w.VBox):
             self.add_class("naic-storage-unavailable")
 
 
-class StorageOverview(w.VBox):
+class StorageOverview(RowsPanel):
     """Usage against quota for each storage area of this session."""
 
     def __init__(self, source: StorageSource | None = None):
-        super().__init__()
-        self.add_class("naic-storage")
-        self.source = source if source is not None else default_storage_source()
-        self.rows: dict[str, StorageRow] = {}
-        self.message = labelled(w.HTML(), "naic-storage-message")
-        self.refresh_button = labelled(
-            w.Button(description="Refresh", icon="refresh"), "naic-storage-refresh"
-        )
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.heading = w.HTML("<h3>Storage</h3>")
-        self.refresh()
+        super().__init__(source, default_storage_source, css="naic-storage", heading="Storage")
 
-    def refresh(self) -> None:
-        for row in self.rows.values():
-            close_tree(row)
-        usages = self.source.usage()
-        self.rows = {u.area.name: StorageRow(u) for u in usages}
-        self.message.value = "" if usages else "This session has no storage areas to show."
-        show(self.message, not usages)
-        self.children = [self.heading, self.message, *self.rows.values(), self.refresh_button]
+    def read(self) -> tuple[dict[str, StorageRow], str]:
+        rows = {u.area.name: StorageRow(u) for u in self.source.usage()}
+        return rows, "" if rows else "This session has no storage areas to show."
