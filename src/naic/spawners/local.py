@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Any, Unicode, default
+from traitlets import Unicode, default
 
+from naic.spawners.backend import Backend
 from naic.spawners.session_env import hub_urls_on_socket, session_env
 
 
-class LocalSpawner(LocalProcessSpawner):
+class LocalSpawner(Backend, LocalProcessSpawner):
     home_root = Unicode(
         help="""Folder that holds one home directory per hub user (`<home_root>/<name>`).
 
@@ -52,9 +53,6 @@ class LocalSpawner(LocalProcessSpawner):
         (edited or not) are never overwritten. Example: "/opt/naic/notebooks".
         """,
     ).tag(config=True)
-
-    request = Any(None, allow_none=True, help="The validated SessionRequest (set by the router).")
-    catalogue = Any(None, allow_none=True, help="The loaded Catalogue (set by the router).")
 
     @property
     def home(self) -> Path:

@@ -32,21 +32,28 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 import asyncssh
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Any, Integer, List, Unicode
+from traitlets import Integer, List, Unicode
 
-from naic.hub.catalogue import Catalogue, Host, Site
+from naic.hub.catalogue import Catalogue, Site
 from naic.spawners import ssh
-from naic.spawners.accounts import system_account_refusal
+from naic.spawners.backend import Backend
+from naic.spawners.estimate import STARTS_NOW
+from naic.spawners.pool import (
+    ensure_health_checks,
+    full_message,
+    full_when_refused,
+    place,
+    pool_for,
+)
+from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import hub_urls_on_socket, session_env
+from naic.spawners.site import NoAccount, SystemAccount
 
-#: Seconds between health checks of a pool's hosts.
-HEALTH_EVERY_S = 10.0
 #: Root's folder on each VM that holds the sessions' hub sockets (a tmpfs on real VMs).
 SOCKET_ROOT = "/run/naic-hub"
 #: A name kept as it is in a socket's path; others become a digest. Short enough that the
@@ -79,28 +86,6 @@ _REMOVE_SOCKET = """sock=$1
 rm -f "$sock"
 rmdir "${sock%/*}" 2>/dev/null || true
 """
-
-
-def place(
-    hosts: dict[str, Host],
-    kind: str | None,
-    n: int,
-    taken: dict[str, set[int]],
-    down: set[str],
-) -> tuple[str, list[int]] | None:
-    """Pure: the first host (catalogue order) that is up and has `n` free GPUs of `kind`,
-    with the lowest free indices; None when the pool is full. CPU-only sessions (`n == 0`)
-    go to the first host that is up."""
-    for name, host in hosts.items():
-        if name in down:
-            continue
-        if n == 0:
-            return name, []
-        have = host.gpus.get(kind or "", 0)
-        free = [i for i in range(have) if i not in taken.get(name, set())]
-        if len(free) >= n:
-            return name, free[:n]
-    return None
 
 
 def _digest(name: str) -> str:
@@ -146,60 +131,6 @@ def socket_argv(login: str, script: str, *args: str) -> list[str]:
     return as_root(login, ["sh", "-c", script, "sh", *args])
 
 
-def full_message(site: Site, kind: str | None, waiting_ahead: int) -> str:
-    """Pure: what a queued session's progress says."""
-    total = sum(h.gpus.get(kind or "", 0) for h in site.hosts.values())
-    gpu = (kind or "").upper()
-    head = f"All {total} {gpu} GPUs of {site.title} are in use"
-    if waiting_ahead == 0:
-        return f"{head}; you are next."
-    ahead = "session is" if waiting_ahead == 1 else "sessions are"
-    return f"{head}; {waiting_ahead} {ahead} ahead of you."
-
-
-def full_when_refused(cat: Catalogue, req) -> str | None:
-    """The sentence for a request to a full pool whose site refuses rather than queues."""
-    site = cat.sites[req.site]
-    if site.backend != "nodes" or site.when_full != "refuse":
-        return None
-    res = site.resources[req.resource]
-    kind = res.gpu.type if res.gpu else None
-    pool = pool_for(req.site)
-    if place(site.hosts, kind, req.gpus, pool.taken(), set(pool.down)) is not None:
-        return None
-    return full_message(site, kind, 0).split(";")[0] + "; please try again later."
-
-
-@dataclass
-class Pool:
-    """One site's allocation in this hub process: who holds which GPU of which host."""
-
-    site: str
-    held: dict[str, tuple[str, list[int]]] = field(default_factory=dict)  # key → (host, gpus)
-    down: dict[str, str] = field(default_factory=dict)  # host → why
-    queue: list[str] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    health: asyncio.Task | None = None
-
-    def taken(self) -> dict[str, set[int]]:
-        out: dict[str, set[int]] = {}
-        for host, gpus in self.held.values():
-            out.setdefault(host, set()).update(gpus)
-        return out
-
-    def hold(self, key: str, host: str, gpus: list[int]) -> None:
-        self.held[key] = (host, list(gpus))
-
-    def release(self, key: str) -> None:
-        if self.held.pop(key, None) is not None:
-            self.notify()
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-
-_POOLS: dict[str, Pool] = {}
 #: (user/server) → (connection, listener) forwarding a local port to that session's server.
 _FORWARDS: dict[str, tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]] = {}
 #: (user/server) → (connection, listener) forwarding that session's socket to the hub's API.
@@ -218,21 +149,12 @@ def _close(forwards: dict, key: str) -> None:
         known[1].close()
 
 
-def pool_for(site: str) -> Pool:
-    return _POOLS.setdefault(site, Pool(site))
-
-
-class NodeSpawner(Spawner):
-    request = Any(None, allow_none=True, help="The validated SessionRequest (set by the router).")
-    catalogue = Any(None, allow_none=True, help="The loaded Catalogue (set by the router).")
-    site = Unicode(help="The catalogue site this spawner starts sessions at.")
-
+class NodeSpawner(Backend, Spawner):
     host = Unicode("", help="The pool host the session runs on.")
     gpu_ids = List(Integer(), help="The host's GPU indices the session holds.")
     pid = Integer(0, help="The launcher's process id on the host (its process group).")
     remote_port = Integer(0, help="The server's port on the host's loopback.")
     local_port = Integer(0, help="The hub's local port forwarded to the server.")
-    end_reason = Unicode("", help="Why the session ended, in words for the user.")
     _messages = List()
 
     @property
@@ -243,18 +165,37 @@ class NodeSpawner(Spawner):
     def _key(self) -> str:
         return f"{self.user.name}/{self.name}"
 
-    def _target(self, host: str | None = None) -> ssh.Target:
-        h = self._site.hosts[host or self.host]
-        return ssh.Target(h.address, h.port, self._site.ssh)
+    def _target(self) -> ssh.Target:
+        return self.site_runtime.target(self.host)
 
-    def _as_user(self) -> list[str]:
-        if self._site.ssh.user == "root":
-            return ["runuser", "-u", self.user.name, "--"]
-        return ["sudo", "-n", "-u", self.user.name, "--"]
+    async def _run(self, argv: list[str], **kw):
+        """`argv` on the session's host (`Site.run`)."""
+        return await self.site_runtime.run(argv, host=self.host, **kw)
 
-    def _kind(self) -> str | None:
-        res = self._site.resources[self.request.resource]
+    def _kind(self, req: SessionRequest | None = None) -> str | None:
+        res = self._site.resources[(req or self.request).resource]
         return res.gpu.type if res.gpu else None
+
+    # --- the backend contract ----------------------------------------------------------
+
+    @staticmethod
+    def refusal_now(cat: Catalogue, req: SessionRequest) -> str | None:
+        """A full pool whose site refuses rather than queues says so before a spawn page."""
+        return full_when_refused(cat, req)
+
+    async def estimate(self, req: SessionRequest) -> dict:
+        """Now, if a host has the GPUs free; else who is waiting."""
+        site, kind = self.catalogue.sites[req.site], self._kind(req)
+        pool = pool_for(req.site)
+        if place(site.hosts, kind, req.gpus, pool.taken(), set(pool.down)) is not None:
+            return {"start": "now", "message": STARTS_NOW}
+        message = full_message(site, kind, len(pool.queue))
+        if site.when_full == "refuse":
+            message = message.split(";")[0] + "; the hub takes no more until one is free."
+        return {"start": None, "message": message}
+
+    def state(self) -> dict:
+        return {"backend": "nodes", "where": self.host, "job": str(self.pid or "")}
 
     # --- state ---------------------------------------------------------------------------
 
@@ -291,7 +232,7 @@ class NodeSpawner(Spawner):
 
     async def _place(self) -> tuple[str, list[int]]:
         pool, site = pool_for(self.site), self._site
-        self._ensure_health_checks()
+        ensure_health_checks(self.catalogue, self.site)
         kind, n = self._kind(), self.request.gpus
         pool.queue.append(self._key)
         try:
@@ -328,26 +269,27 @@ class NodeSpawner(Spawner):
     async def _launch(self) -> tuple[str, int]:
         target = self._target()
         try:
-            code, out, err = await ssh.run(target, ["getent", "passwd", self.user.name])
-            if code != 0:
-                raise RuntimeError(f"{self.user.name} has no account on {self.host}.")
-            fields = out.strip().split(":")
-            if len(fields) != 7 or not fields[2].isdigit():
-                raise RuntimeError(f"{self.host} answered no account for {self.user.name}.")
             # Never a session with a system account's rights (root, daemons, the scheduler).
-            refused = system_account_refusal(fields[0], int(fields[2]), self.host)
-            if refused:
-                raise web.HTTPError(403, refused)
-            home = fields[5]
+            try:
+                home = (await self.site_runtime.account(self.user.name, host=self.host)).pw_dir
+            except NoAccount:
+                raise RuntimeError(f"{self.user.name} has no account on {self.host}.") from None
+            except SystemAccount as exc:
+                raise web.HTTPError(403, str(exc)) from None
             await self._give_gpus(target, self.user.name, "0600")
             await self._forward_hub(target)
             env = self._session_env(home)
             venv = self.catalogue.environments[self.request.environment].venv
             python = f"{venv}/bin/python" if venv else "python3"
             log = f"{home}/.naic-session-{self.name or 'default'}.log"
-            argv = [*self._as_user(), python, "-m", "naic.extensions.launch", "--detach", log]
+            argv = [python, "-m", "naic.extensions.launch", "--detach", log]
             argv += ["--", "jupyterhub-singleuser", *self.get_args()]
-            code, out, err = await ssh.run(target, argv, stdin=json.dumps(env), timeout_s=120)
+            result = await self._run(
+                argv, as_user=self.user.name, stdin=json.dumps(env), timeout=120
+            )
+            if not result.reached:
+                raise ssh.SSHError(result.err)
+            code, out, err = result.code, result.out, result.err
         except ssh.SSHError as exc:
             raise web.HTTPError(
                 503,
@@ -383,12 +325,13 @@ class NodeSpawner(Spawner):
         }
 
     async def _as_root(self, target: ssh.Target, script: str, *args: str) -> None:
-        argv = socket_argv(self._site.ssh.user, script, *args)
-        code, _, err = await ssh.run(target, argv)
-        if code != 0:
+        result = await self._run(socket_argv(self._site.ssh.user, script, *args))
+        if not result.reached:
+            raise ssh.SSHError(result.err)
+        if result.code != 0:
             raise RuntimeError(
                 f"The hub could not prepare {self.host} for {self._key} as root (its hub "
-                f"socket or GPU devices): {err.strip()[-300:]}"
+                f"socket or GPU devices): {result.err.strip()[-300:]}"
             )
 
     async def _forward_hub(self, target: ssh.Target) -> None:
@@ -448,13 +391,14 @@ class NodeSpawner(Spawner):
     async def poll(self) -> int | None:
         if not self.pid:
             return 0
-        self._ensure_health_checks()  # also after a restart, before any new start
+        ensure_health_checks(self.catalogue, self.site)  # also after a restart
         pool = pool_for(self.site)
         target = self._target()
         try:
-            code, _, _ = await ssh.run(
-                target, ["ps", "-p", str(self.pid), "-o", "pid="], timeout_s=20
-            )
+            result = await self._run(["ps", "-p", str(self.pid), "-o", "pid="], timeout=20)
+            if not result.reached:
+                raise ssh.SSHError(result.err)
+            code = result.code
             if code == 0:
                 await self._keep_forwards(target)
         except (ssh.SSHError, OSError, asyncssh.Error) as exc:
@@ -476,20 +420,22 @@ class NodeSpawner(Spawner):
             self._forget()
             return
         target = self._target()
+        me = self.user.name
         try:
             group = f"-{self.pid}"
-            await ssh.run(target, [*self._as_user(), "kill", "-TERM", "--", group])
+            if not (await self._run(["kill", "-TERM", "--", group], as_user=me)).reached:
+                raise ssh.SSHError(f"{self.host} does not answer")
             deadline = time.monotonic() + (0 if now else 10)
             while time.monotonic() < deadline:
-                code, _, _ = await ssh.run(target, ["ps", "-p", str(self.pid), "-o", "pid="])
-                if code != 0:
+                result = await self._run(["ps", "-p", str(self.pid), "-o", "pid="])
+                if result.code != 0:
                     break
                 await asyncio.sleep(0.5)
             else:
-                await ssh.run(target, [*self._as_user(), "kill", "-KILL", "--", group])
+                await self._run(["kill", "-KILL", "--", group], as_user=me)
             self._forget()
             login, sock = self._site.ssh.user, self._hub_socket
-            await ssh.run(target, socket_argv(login, _REMOVE_SOCKET, sock))
+            await self._run(socket_argv(login, _REMOVE_SOCKET, sock))
             await self._give_gpus(target, "root", "0666")
         except ssh.SSHError as exc:
             self.log.warning("Stopping %s on %s: %s", self._key, self.host, exc)
@@ -499,39 +445,6 @@ class NodeSpawner(Spawner):
         _close(_FORWARDS, self._key)
         _close(_HUB_FORWARDS, self._key)
         pool_for(self.site).release(self._key)
-
-    # --- health ---------------------------------------------------------------------------
-
-    def _ensure_health_checks(self) -> None:
-        pool = pool_for(self.site)
-        if pool.health is None or pool.health.done():
-            pool.health = asyncio.ensure_future(_health_loop(self.catalogue, self.site))
-
-
-async def _check_host(site: Site, name: str) -> str | None:
-    h = site.hosts[name]
-    target = ssh.Target(h.address, h.port, site.ssh)
-    try:
-        code, _, err = await ssh.run(target, ["true"], timeout_s=site.ssh.connect_timeout_s)
-    except ssh.SSHError as exc:
-        return str(exc)
-    return None if code == 0 else f"`true` failed: {err.strip()}"
-
-
-async def _health_loop(cat: Catalogue, site_name: str) -> None:
-    """Every HEALTH_EVERY_S: a host that answers is back in placement, one that does not
-    is out of it (its sessions end at their next poll)."""
-    site, pool = cat.sites[site_name], pool_for(site_name)
-    while True:
-        for name in site.hosts:
-            why = await _check_host(site, name)
-            if why is None and name in pool.down:
-                pool.down.pop(name)
-                pool.notify()
-            elif why is not None:
-                pool.down[name] = why
-                ssh.drop(ssh.Target(site.hosts[name].address, site.hosts[name].port, site.ssh))
-        await asyncio.sleep(HEALTH_EVERY_S)
 
 
 def _now():

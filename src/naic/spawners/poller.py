@@ -15,9 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from naic.hub.catalogue import Site
-from naic.spawners import ssh
-
 #: `%i|%T|%r|%N|%S|%P|%u|%e`: id, state, reason, nodes, expected start, partition, user, end
 #: (the time limit's end while it runs, the real end once it ended).
 SQUEUE_ARGV = [
@@ -64,47 +61,13 @@ def parse_squeue(text: str) -> dict[str, JobInfo]:
     return jobs
 
 
-async def run_argv(argv: list[str], limit_s: float = 20) -> tuple[int, str, str]:
-    """Run a command without a shell; (exit status, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return 124, "", f"{argv[0]} did not answer within {limit_s:g} s"
-    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def login_node(site: Site | None) -> ssh.Target | None:
-    """Where a site's Slurm commands run: its login node for `submit.via: ssh`, else None
-    (on the hub's machine)."""
-    if site is None or site.submit is None or site.submit.via != "ssh" or site.ssh is None:
-        return None
-    return ssh.Target(site.submit.host, site.submit.port, site.ssh)
-
-
-def ssh_runner(target: ssh.Target, limit_s: float = 20) -> Runner:
-    """A `Runner` on `target` over the shared SSH connection; a login node that does not
-    answer (or cannot be verified) is a failed command with `SSHError`'s sentence."""
-
-    async def run(argv: list[str]) -> tuple[int, str, str]:
-        try:
-            return await ssh.run(target, argv, timeout_s=limit_s)
-        except ssh.SSHError as exc:
-            return 255, "", str(exc)
-
-    return run
-
-
 class SlurmPoller:
-    """Shared job-state snapshots for one site; time is injectable for tests."""
+    """Shared job-state snapshots for one site (`naic.spawners.site.Site.poller`, whose
+    `run` runs squeue where the site's Slurm commands run); time is injectable for tests."""
 
     def __init__(
         self,
-        run: Runner = run_argv,
+        run: Runner,
         *,
         max_age: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -154,18 +117,3 @@ class SlurmPoller:
         if self._error is not None:
             raise Unreachable(self._error)
         return self._jobs.get(job_id)
-
-
-_POLLERS: dict[str, tuple[ssh.Target | None, SlurmPoller]] = {}
-
-
-def poller_for(name: str, site: Site | None = None) -> SlurmPoller:
-    """The process-wide poller of site `name` (the hub is one process); squeue runs where
-    the catalogue's `site` says: on the hub's machine, or on the site's login node over SSH.
-    A site whose login node changed (a reloaded catalogue) gets a new poller."""
-    target = login_node(site)
-    known = _POLLERS.get(name)
-    if known is None or known[0] != target:
-        poller = SlurmPoller() if target is None else SlurmPoller(ssh_runner(target))
-        known = _POLLERS[name] = (target, poller)
-    return known[1]

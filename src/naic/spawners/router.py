@@ -9,23 +9,20 @@ needs, and the state holds the request, from which site and backend follow again
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import UTC, datetime
 
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Any, Dict, Integer, Unicode, default
+from traitlets import Any, Dict, Unicode, default
 from wrapspawner import WrapSpawner
 
 from naic.hub import catalogue
-from naic.hub.usage import accounting, metrics
-from naic.hub.usage.ledger import Ledger
-from naic.hub.workshops import api as workshop_api
 from naic.spawners.form import fields_from_form, render_form
+from naic.spawners.hooks import NoHooks, Session, SessionHooks
 from naic.spawners.local import LocalSpawner
-from naic.spawners.nodes import NodeSpawner, full_when_refused
+from naic.spawners.nodes import NodeSpawner
 from naic.spawners.request import (
     RequestError,
     SessionRequest,
@@ -40,6 +37,9 @@ BACKENDS: dict[str, type[Spawner]] = {
     "slurm": SlurmSpawner,
     "nodes": NodeSpawner,
 }
+#: What a session's state held before it was one entry (hubs that ran older naic-hub).
+_FLAT_STATE = ("usage_id", "hold_id", "extensions_used", "gpu_activity", "notices",
+               "notebook_progress", "running_since")  # fmt: skip
 
 
 class Router(WrapSpawner):
@@ -54,43 +54,36 @@ class Router(WrapSpawner):
         help="""Extra traits per backend, e.g. {"slurm": {"status_max_age": 30}}.""",
     ).tag(config=True)
 
-    ledger_url = Unicode(
-        "",
-        help="""Database of the GPU-hour ledger (the hub's own db_url); empty: no budgets.
+    hooks = Any(
+        help="""What the hub does around a session (`naic.spawners.hooks.SessionHooks`):
+        users' projects, budgets, the usage ledger. naic-hub's config sets
+        `naic.hub.sessions.hooks.HubHooks`; the default charges and records nothing.
 
-        Example: c.Router.ledger_url = "sqlite:////var/lib/naic-hub/jupyterhub.sqlite"
+        Example: c.Router.hooks = HubHooks(ledger_url=..., catalogue_file=...)
         """,
     ).tag(config=True)
 
+    @default("hooks")
+    def _default_hooks(self) -> SessionHooks:
+        return NoHooks()
+
     request = Any(None, allow_none=True, help="The SessionRequest of the current session.")
+    session = Any(help="The current session's own facts (naic.spawners.hooks.Session).")
     last_end = Dict(help="How the last session ended: {'reason': words, 'at': UTC time}.")
-    usage_id = Integer(0, help="The current session's record in the usage ledger.")
-    hold_id = Integer(0, help="The GPU-hours held for the current session (budget holds).")
-    extensions_used = Integer(0, help="How often the current session was extended.")
-    gpu_activity = Dict(help="The session's last GPU report: reported_at, busy_at (UTC ISO).")
-    notices = Dict(help="The culler's warnings to this session: {kind: {text, deadline, at}}.")
-    notebook_progress = Dict(help="A workshop session's notebooks: {name: [run, code cells]}.")
-    running_since = Unicode("", help="When the current session's server answered (UTC ISO).")
     #: Why the next stop happens (the culler's reason); "stopped" when nobody said.
     stop_reason = ""
-    _seen_alive = False  # this hub process saw the session running
     _ended_at_poll = False  # poll found it ended and said why; the stop after keeps that
+
+    @default("session")
+    def _new_session(self) -> Session:
+        return Session()
 
     @property
     def catalogue(self) -> catalogue.Catalogue:
         return catalogue.load_cached(self.catalogue_file)
 
-    @property
-    def ledger(self) -> Ledger | None:
-        return accounting.ledger_for(self.ledger_url) if self.ledger_url else None
-
-    def user_facts(self) -> UserFacts:
-        if self.ledger is not None:
-            facts = accounting.user_facts(self.user, self.ledger)
-            seats = workshop_api.presets_for(self.ledger_url, self.user.name, datetime.now(UTC))
-            return dataclasses.replace(facts, workshops=seats)
-        groups = frozenset(g.name for g in getattr(self.user, "groups", []) or [])
-        return UserFacts(name=self.user.name, identities=frozenset({self.user.name}), groups=groups)
+    def user_facts(self, *, workshops: bool = False) -> UserFacts:
+        return self.hooks.facts(self.user, workshops=workshops)
 
     @default("apply_user_options")
     def _default_apply(self):
@@ -98,21 +91,17 @@ class Router(WrapSpawner):
 
     def _apply_request(self, user_options: dict) -> None:
         """The only gate from user input to a backend: 400 with a sentence, or a request."""
+        options = user_options or {}
         try:
-            req = parse_request(user_options or {}, self.catalogue, self.user_facts())
+            facts = self.user_facts(workshops="workshop" in options)
+            req = parse_request(options, self.catalogue, facts)
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        full = full_when_refused(self.catalogue, req)
-        if full:  # a pool that refuses says so now, not after a spawn page
-            raise web.HTTPError(409, full)
-        if self.ledger is not None:
-            now = datetime.now(UTC)
-            hold, refusal = accounting.budget_hold(
-                self.catalogue, self.ledger, req, self.user.name, self.name, now
-            )
-            if refusal:
-                raise web.HTTPError(403, refusal)
-            self.hold_id = hold or 0
+        backend = BACKENDS[self.catalogue.sites[req.site].backend]
+        refusal = backend.refusal_now(self.catalogue, req)
+        if refusal:  # a pool that refuses says so now, not after a spawn page
+            raise web.HTTPError(409, refusal)
+        self.session.hold_id = self.hooks.admit(req, self.user.name, self.name, datetime.now(UTC))
         self._select(req)
 
     def _select(self, req: SessionRequest) -> None:
@@ -128,7 +117,7 @@ class Router(WrapSpawner):
     def _render_options_form(self) -> str:
         """The catalogue's spawn form for this user (see naic.spawners.form)."""
         url = url_path_join(self.hub.base_url, "api/naic/estimate")
-        return render_form(self.catalogue, self.user_facts(), estimate_url=url)
+        return render_form(self.catalogue, self.user_facts(workshops=True), estimate_url=url)
 
     def options_from_form(self, formdata: dict) -> dict:
         return options_from_form(fields_from_form(formdata))
@@ -145,25 +134,25 @@ class Router(WrapSpawner):
             )
         return self.options_from_form(query)
 
+    def backend_for(self, req: SessionRequest) -> Spawner:
+        """A backend for `req` that is not (yet) running anything, e.g. to estimate."""
+        extra = dict(self.child_options.get(self.catalogue.sites[req.site].backend, {}))
+        extra.update(request=req, catalogue=self.catalogue, site=req.site)
+        return BACKENDS[self.catalogue.sites[req.site].backend](
+            user=self.user,
+            orm_spawner=self.orm_spawner,
+            hub=self.hub,
+            authenticator=self.authenticator,
+            config=self.config,
+            _deprecated_db_session=self._deprecated_db_session,
+            **extra,
+        )
+
     def construct_child(self) -> Spawner:
         if self.child_spawner is None:
             if self.request is None:  # e.g. started with no options at all
                 self._apply_request({})
-            extra = dict(
-                self.child_options.get(self.catalogue.sites[self.request.site].backend, {})
-            )
-            extra.update(request=self.request, catalogue=self.catalogue)
-            if self.child_class in (SlurmSpawner, NodeSpawner):
-                extra.update(site=self.request.site)
-            child = self.child_class(
-                user=self.user,
-                orm_spawner=self.orm_spawner,
-                hub=self.hub,
-                authenticator=self.authenticator,
-                config=self.config,
-                _deprecated_db_session=self._deprecated_db_session,
-                **extra,
-            )
+            child = self.backend_for(self.request)
             child.clear_state()  # it would otherwise see the wrapper's state
             if self.child_state:
                 child.load_state(self.child_state)
@@ -175,23 +164,32 @@ class Router(WrapSpawner):
         return self.child_spawner
 
     async def start(self):
-        # A new session: drop any child restored from the previous one's state.
+        # A new session: drop any child restored from the previous one's state, keep what
+        # was held for it and its notebooks' progress (the same notebooks).
         self.child_spawner = None
         self.child_state = {}
-        self.usage_id = 0
-        self.extensions_used = 0
-        self.gpu_activity, self.notices = {}, {}  # progress stays: the same notebooks
+        old = self.session
+        self.session = Session(hold_id=old.hold_id, notebook_progress=old.notebook_progress)
         self._ended_at_poll = False
         began = time.monotonic()
         try:
             ip_port = await super().start()
         except BaseException:
-            self._release_hold()  # it never started: its GPU-hours are free again
+            self.hooks.ended(self.session, None)  # never started: its GPU-hours are free again
+            self.session.hold_id = 0
             raise
         # Idle and age limits count from here, not from the request: a queue is not idling.
-        self.running_since = datetime.now(UTC).isoformat()
-        metrics.SPAWN_DURATION.labels(self.request.site).observe(time.monotonic() - began)
-        self._record_start()
+        self.session.running_since = datetime.now(UTC).isoformat()
+        child = self.child_spawner
+        self.hooks.started(
+            self.request,
+            self.session,
+            user=self.user.name,
+            server=self.name,
+            job=str(getattr(child, "job_id", "") or ""),
+            spawn_s=time.monotonic() - began,
+            queued_s=child.queued_s,
+        )
         return ip_port
 
     async def poll(self) -> int | None:
@@ -199,12 +197,10 @@ class Router(WrapSpawner):
             return 1
         status = await self.child_spawner.poll()
         if status is not None:
-            reason = getattr(self.child_spawner, "end_reason", "") or "the server stopped"
-            self._ended(reason)
+            self._ended(self.child_spawner.end_reason or "the server stopped")
             self._ended_at_poll = True
-        elif self.usage_id and self.ledger is not None:
-            self.ledger.session_seen(self.usage_id)
-            self._seen_alive = True
+        elif self.session.usage_id:
+            self.hooks.seen(self.session)
         return status
 
     async def stop(self, now: bool = False) -> None:
@@ -217,63 +213,16 @@ class Router(WrapSpawner):
     def _ended(self, reason: str) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self.last_end = {"reason": reason, "at": at}
-        self._record_end()
-
-    # --- usage ledger ------------------------------------------------------------------
-
-    def _record_start(self) -> None:
-        if self.ledger is None or self.request is None:
-            return
-        req = self.request
-        self.usage_id = self.ledger.session_started(
-            user=self.user.name,
-            server=self.name,
-            project=req.project,
-            site=req.site,
-            gpus=req.gpus,
-            job_id=str(getattr(self.child_spawner, "job_id", "") or ""),
-        )
-        if self.hold_id:
-            self.ledger.link_hold(self.hold_id, self.usage_id)
-        self._seen_alive = True
-
-    def _record_end(self) -> None:
-        """Close the usage record: at the scheduler's end time when it still knows it; else
-        now, if this hub saw the session alive; else (it ended while the hub was down) at the
-        last time a hub saw it running, which never charges time nobody observed."""
-        self._release_hold()
-        if not self.usage_id or self.ledger is None:
-            return
-        at = getattr(self.child_spawner, "ended_at", None)
-        if at is None and not self._seen_alive:
-            rec = next((s for s in self.ledger.open_sessions() if s.id == self.usage_id), None)
-            at = rec.last_seen if rec else None
-        self.ledger.session_ended(self.usage_id, at)
-        self.usage_id = 0
-
-    def _release_hold(self) -> None:
-        if self.hold_id and self.ledger is not None:
-            self.ledger.release_hold(self.hold_id)
-        self.hold_id = 0
+        ended_at = self.child_spawner.ended_at if self.child_spawner is not None else None
+        self.hooks.ended(self.session, ended_at)
+        self.session.usage_id = self.session.hold_id = 0
 
     def get_state(self) -> dict:
         state = Spawner.get_state(self)
-        if self.hold_id:
-            state["hold_id"] = self.hold_id
         if self.last_end:
             state["last_end"] = self.last_end
-        if self.usage_id:
-            state["usage_id"] = self.usage_id
-        if self.extensions_used:
-            state["extensions_used"] = self.extensions_used
-        if self.gpu_activity:
-            state["gpu_activity"] = self.gpu_activity
-        if self.notices:
-            state["notices"] = self.notices
-        if self.notebook_progress:
-            state["notebook_progress"] = self.notebook_progress
-        if self.running_since:
-            state["running_since"] = self.running_since
+        if self.session.saved():
+            state["session"] = self.session.saved()
         if self.request is not None:
             state["request"] = self.request.model_dump()
         if self.child_spawner is not None:
@@ -283,13 +232,9 @@ class Router(WrapSpawner):
     def load_state(self, state: dict) -> None:
         Spawner.load_state(self, state)
         self.last_end = state.get("last_end", {})
-        self.usage_id = state.get("usage_id", 0)
-        self.hold_id = state.get("hold_id", 0)
-        self.extensions_used = state.get("extensions_used", 0)
-        self.gpu_activity = state.get("gpu_activity", {})
-        self.notices = state.get("notices", {})
-        self.notebook_progress = state.get("notebook_progress", {})
-        self.running_since = state.get("running_since", "")
+        self.session = Session.restored(
+            state.get("session") or {k: state[k] for k in _FLAT_STATE if k in state}
+        )
         if "request" in state:
             try:
                 self._select(SessionRequest.model_validate(state["request"]))
@@ -303,10 +248,9 @@ class Router(WrapSpawner):
         last_end = self.last_end  # outlives the session: the home page shows it
         super().clear_state()
         self.request = None
-        self.usage_id = 0
-        self.extensions_used = 0
-        self.gpu_activity, self.notices = {}, {}
-        self.running_since = ""
+        self.session = Session(
+            hold_id=self.session.hold_id, notebook_progress=self.session.notebook_progress
+        )
         self.last_end = last_end
 
     async def progress(self):

@@ -121,17 +121,9 @@ def session_facts(
     }
 
 
-def session_env(
-    req: SessionRequest,
-    cat: Catalogue,
-    username: str,
-    *,
-    started_at: datetime,
-    home: str | None = None,
-) -> dict[str, str]:
-    """`{"NAIC_SESSION": json}` for the server's environment."""
-    facts = session_facts(req, cat, username, started_at=started_at, home=home)
-    return {VARIABLE: json.dumps(facts, separators=(",", ":"))}
+def session_env(*args: Any, **kw: Any) -> dict[str, str]:
+    """`{"NAIC_SESSION": json}` for the server's environment: `session_facts(…)`, serialised."""
+    return {VARIABLE: json.dumps(session_facts(*args, **kw), separators=(",", ":"))}
 
 
 def unix_url(url: str, socket_path: str | Path) -> str:

@@ -17,77 +17,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import math
 import pwd
-import re
 from datetime import UTC, datetime
 
 import batchspawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Any, Enum, Float, Set, Unicode, default, observe
+from traitlets import Enum, Float, Set, Unicode, default, observe
 
-from naic.hub.catalogue import Site
-from naic.hub.usage import metrics
 from naic.spawners import script, ssh
-from naic.spawners.accounts import system_account_refusal
-from naic.spawners.poller import (
-    JobInfo,
-    SlurmPoller,
-    Unreachable,
-    login_node,
-    poller_for,
-    run_argv,
-    ssh_runner,
-)
+from naic.spawners.backend import Backend
+from naic.spawners.estimate import LIMIT_S, SlurmRefused, SlurmUnreachable, estimate_slurm
+from naic.spawners.poller import JobInfo, SlurmPoller, Unreachable
+from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
+from naic.spawners.site import NoAccount, SystemAccount, says_unreachable
+from naic.spawners.slurm_text import (
+    END_REASONS,
+    SACCT_ARGS,
+    WAITING_FOR,
+    dask_job_name,
+    end_reason_from_sacct,
+    job_name,
+    minutes_from_slurm,
+    reservation_end,
+    time_from_slurm,
+)
 
 _log = logging.getLogger(__name__)
-
-#: Slurm states after which the job will never run again, in words a user reads.
-END_REASONS = {
-    "COMPLETED": "the session ended",
-    "CANCELLED": "cancelled",
-    "TIMEOUT": "time limit reached",
-    "PREEMPTED": "preempted by a higher-priority job",
-    "OUT_OF_MEMORY": "out of memory",
-    "NODE_FAIL": "node failure",
-    "FAILED": "the server failed to start or crashed",
-    "BOOT_FAIL": "node failure",
-    "DEADLINE": "time limit reached",
-}
-#: Pending reasons from squeue, in words.
-WAITING_FOR = {
-    "Resources": "free GPUs or CPUs",
-    "Priority": "jobs with higher priority",
-    "ReqNodeNotAvail": "a node that is not available",
-    "Reservation": "its reservation to begin",
-    "None": "the scheduler",
-}
-
-
-#: What sbatch says when slurmctld is down or not answering.
-UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
-
-
-SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=State", "--jobs"]
-
-
-def end_reason_from_sacct(out: str) -> str:
-    """Pure: words for the first state sacct prints ("CANCELLED by 1001" → "cancelled")."""
-    words = out.split()
-    return END_REASONS.get(words[0], "") if words else ""
-
-
-def _job_name(user: str, server: str) -> str:
-    """`naic-<user>[-<server>]`; server names are the user's own words, so keep safe letters."""
-    name = f"naic-{user}" + (f"-{server}" if server else "")
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64]
-
-
-def dask_job_name(job_id: str) -> str:
-    """Name of a session's Dask worker jobs (as `naic.extensions.dask` submits them)."""
-    return f"naic-dask-{job_id}"
 
 
 async def cancel_dask_workers(job_id: str, user: str, run) -> None:
@@ -102,35 +60,9 @@ async def cancel_dask_workers(job_id: str, user: str, run) -> None:
         _log.warning("scancel Dask workers of %s: %s", job_id, exc)
 
 
-def minutes_from_slurm(text: str) -> int | None:
-    """Pure: a Slurm duration (`30:00`, `1:30:00`, `2-00:00:00`, `45`) in whole minutes;
-    None for UNLIMITED, N/A or anything else."""
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if m is None:
-        return None
-    days, a, b, c = (int(g) if g else None for g in m.groups())
-    if days is not None:  # days-hours[:minutes[:seconds]]
-        h, mins, secs = a, b or 0, c or 0
-    elif c is not None:  # hours:minutes:seconds
-        h, mins, secs = a, b, c
-    elif b is not None:  # minutes:seconds
-        h, mins, secs = 0, a, b
-    else:  # minutes
-        h, mins, secs = 0, a, 0
-    return (days or 0) * 1440 + h * 60 + mins + (1 if secs else 0)
-
-
-def time_from_slurm(text: str) -> datetime | None:
-    """Pure: Slurm's time without a zone (the cluster's local time) in UTC; None for N/A."""
-    try:
-        return datetime.fromisoformat(text.strip()).astimezone(UTC)
-    except ValueError:
-        return None
-
-
 def _submit_error(site_title: str, message: str) -> web.HTTPError:
     """A failed sbatch as the sentence the student reads (503: try later; 400: won't fit)."""
-    if any(marker in message for marker in UNREACHABLE):
+    if says_unreachable(message):
         return web.HTTPError(
             503,
             f"The scheduler at {site_title} is not answering, so no session can be queued "
@@ -149,21 +81,7 @@ def _login_node_error(site_title: str, exc: ssh.SSHError) -> web.HTTPError:
     )
 
 
-def account_from_getent(line: str) -> pwd.struct_passwd:
-    """Pure: `getent passwd NAME`'s line as a `pwd.struct_passwd` (ValueError if it is not
-    one)."""
-    fields = line.strip().split(":")
-    if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
-        raise ValueError(f"getent printed no account: {line!r:.120}")
-    name, password, uid, gid, gecos, home, shell = fields
-    return pwd.struct_passwd((name, password, int(uid), int(gid), gecos, home, shell))
-
-
-class SlurmSpawner(batchspawner.SlurmSpawner):
-    site = Unicode(help="Catalogue name of the site this session runs at (set by the router).")
-    request = Any(help="The validated SessionRequest (set by the router).")
-    catalogue = Any(help="The loaded Catalogue (set by the router).")
-
+class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
     submit_as = Enum(
         ["auto", "uid", "sudo"],
         "auto",
@@ -204,77 +122,41 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
 
     # --- how commands run -----------------------------------------------------------
 
-    @property
-    def _account(self) -> pwd.struct_passwd:
+    async def _site_account(self) -> pwd.struct_passwd:
+        """The user's account where the job runs: here, or on the site's login node; never
+        a system account (a hub user named `root` must not get a root job)."""
         try:
-            return pwd.getpwnam(self.user.name)
-        except KeyError:
+            return await self.site_runtime.account(
+                self.user.name, also_refused=self.refused_accounts
+            )
+        except NoAccount:
             raise RuntimeError(
                 f"There is no account {self.user.name!r} at {self.site}: ask the site's "
                 "support to create it."
             ) from None
-
-    async def _site_account(self) -> pwd.struct_passwd:
-        """The user's account where the job runs: here, or on the site's login node; never
-        a system account (a hub user named `root` must not get a root job)."""
-        account = await self._lookup_account()
-        refused = system_account_refusal(
-            account.pw_name, account.pw_uid, self.site, self.refused_accounts
-        )
-        if refused:
-            raise web.HTTPError(403, refused)
-        return account
-
-    async def _lookup_account(self) -> pwd.struct_passwd:
-        target = self._login_node
-        if target is None:
-            return self._account
-        code, out, err = await ssh.run(target, ["getent", "passwd", self.user.name])
-        if code == 2:  # getent: no such key
-            raise RuntimeError(
-                f"There is no account {self.user.name!r} at {self.site}: ask the site's "
-                "support to create it."
-            )
-        if code:
-            raise RuntimeError(f"getent failed at {self.site}: {err.strip()}")
-        return account_from_getent(out)
-
-    @property
-    def _site_facts(self) -> Site | None:
-        return self.catalogue.sites.get(self.site) if self.catalogue is not None else None
+        except SystemAccount as exc:
+            raise web.HTTPError(403, str(exc)) from None
 
     @property
     def _login_node(self) -> ssh.Target | None:
         """The site's login node for `submit.via: ssh`; None: Slurm commands run here."""
-        return login_node(self._site_facts)
+        return self.site_runtime.login_node
 
     def _poller(self) -> SlurmPoller:
-        return poller_for(self.site, self._site_facts)
+        return self.site_runtime.poller
 
     def _as_user(self) -> list[str]:
-        target = self._login_node
-        root = os.geteuid() == 0 if target is None else target.access.user == "root"
-        sudo = self.submit_as == "sudo" or (self.submit_as == "auto" and not root)
+        """How Slurm commands run for the user: `sudo -n -u USER` where the hub is no Slurm
+        operator (root), else as the hub itself (sbatch then takes `--uid`)."""
+        sudo = self.submit_as == "sudo" or (
+            self.submit_as == "auto" and not self.site_runtime.root_at()
+        )
         return ["sudo", "-n", "-u", self.user.name] if sudo else []
 
-    async def _run(self, argv: list[str], stdin: str | None = None) -> str:
-        target = self._login_node
-        if target is not None:  # raises SSHError (a RuntimeError) when it does not answer
-            code, out, err = await ssh.run(target, argv, stdin=stdin)
-            if code:
-                raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.strip()}")
-            return out
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.get_env(),
-        )
-        out, err = await proc.communicate(stdin.encode() if stdin else None)
-        if proc.returncode:
-            raise RuntimeError(f"{argv[0]} failed at {self.site}: {err.decode().strip()}")
-        return out.decode()
+    async def _run(self, argv: list[str], stdin: str | None = None, env: dict | None = None) -> str:
+        """A Slurm command where the site's run (`Site.call`): its output, or RuntimeError
+        with Slurm's words (`ssh.SSHError` when the login node does not answer)."""
+        return await self.site_runtime.call(argv, stdin=stdin, env=env)
 
     def user_env(self, env: dict) -> dict:
         # Over SSH the job's USER, HOME and SHELL come from the user's login environment on
@@ -307,7 +189,7 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         text = script.render_batch_script(
             self.request,
             self.catalogue,
-            job_name=_job_name(self.user.name, self.name),
+            job_name=job_name(self.user.name, self.name),
             command=self._command(),
             workdir=account.pw_dir,
             output=f"{account.pw_dir}/.naic-session-%j.log",
@@ -321,8 +203,8 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             keep_env=not remote,
         )
         self.log.info("Submitting %s's session to %s: %s", self.user.name, self.site, argv)
-        try:
-            out = await self._run(argv, stdin=text)
+        try:  # the job's variables travel in sbatch's environment, unless in the script
+            out = await self._run(argv, stdin=text, env=None if remote else self.get_env())
         except ssh.SSHError as exc:
             raise _login_node_error(title, exc) from None
         except RuntimeError as exc:
@@ -354,16 +236,8 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             self.end_reason = END_REASONS[info.state]
         elif info is None and not self.end_reason:
             # squeue forgets a job MinJobAge after it ends; accounting, if any, remembers.
-            argv = ["sacct", *SACCT_ARGS, self.job_id]
-            target = self._login_node
-            try:
-                if target is None:
-                    code, out, _ = await run_argv(argv, limit_s=10)
-                else:
-                    code, out, _ = await ssh_runner(target, limit_s=10)(argv)
-            except OSError:  # no sacct on this host
-                code, out = 1, ""
-            self.end_reason = end_reason_from_sacct(out) if code == 0 else ""
+            found = await self.site_runtime.run(["sacct", *SACCT_ARGS, self.job_id], timeout=10)
+            self.end_reason = end_reason_from_sacct(found.out) if found.code == 0 else ""
         return batchspawner.JobStatus.NOTFOUND
 
     async def stop(self, now: bool = False) -> None:
@@ -416,6 +290,61 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
         argv = ["scontrol", "update", f"JobId={self.job_id}", f"TimeLimit={minutes}"]
         await self._run(argv)
 
+    # --- the backend contract ------------------------------------------------------------
+
+    @property
+    def extendable(self) -> str | None:
+        return None if self.job_id else super().extendable
+
+    async def extend(self, hours: float) -> None:
+        limit, _ = await self.time_limit()
+        await self.set_time_limit((limit or 0) + math.ceil(round(hours * 60, 6)))
+
+    async def reservation_end(self, name: str) -> datetime | None:
+        """When reservation `name` ends (None: Slurm no longer knows it); RuntimeError
+        when the scheduler does not answer."""
+        try:
+            text = await self._run(["scontrol", "show", "reservation", name])
+        except RuntimeError as exc:
+            if self.site_runtime.unreachable(exc):
+                raise
+            return None
+        return reservation_end(text)
+
+    def state(self) -> dict:
+        node = self._info.node if self._info else ""
+        return {"backend": "slurm", "where": node, "job": self.job_id or ""}
+
+    async def estimate(self, req: SessionRequest) -> dict:
+        """`sbatch --test-only` as the user, where the site's Slurm commands run."""
+        site = self.site_runtime
+        try:
+            account = await site.account(self.user.name, also_refused=self.refused_accounts)
+        except NoAccount:
+            raise web.HTTPError(
+                403,
+                f"You have no account at {site.title} yet: ask the site's support to create it.",
+            ) from None
+        except SystemAccount as exc:  # the estimate runs as the account: not as the system's
+            raise web.HTTPError(403, str(exc)) from None
+        except ssh.SSHError as exc:
+            raise web.HTTPError(503, f"{site.title} cannot be asked now: {exc}") from None
+
+        async def run(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
+            r = await site.run(argv, stdin=stdin, timeout=LIMIT_S)
+            return (124 if not r.reached else r.code), r.out, r.err
+
+        sudo = bool(self._as_user())
+        try:
+            return await estimate_slurm(
+                req, self.catalogue, user=account.pw_name, group=str(account.pw_gid),
+                as_root=not sudo, sudo=sudo, run=run,
+            )  # fmt: skip
+        except SlurmUnreachable as exc:
+            raise web.HTTPError(503, str(exc)) from None
+        except SlurmRefused as exc:
+            raise web.HTTPError(400, str(exc)) from None
+
     def state_ispending(self) -> bool:
         return bool(self._info and self._info.state == "PENDING")
 
@@ -427,8 +356,6 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
 
     def state_gethost(self) -> str:
         return self._info.node if self._info else ""
-
-    end_reason = Unicode("", help="Why the last job of this session ended, in words.")
 
     @property
     def ended_at(self) -> datetime | None:
@@ -469,8 +396,7 @@ class SlurmSpawner(batchspawner.SlurmSpawner):
             age = 0.0 if self._port_event.is_set() else self.startup_poll_interval
             status = await self._status(age, since=accepted)
             if status == batchspawner.JobStatus.RUNNING:
-                waited = self._poller().clock() - submitted
-                metrics.QUEUE_WAIT.labels(self.site).observe(waited)
+                self.queued_s = self._poller().clock() - submitted
                 break
             if status == batchspawner.JobStatus.NOTFOUND:
                 why = self.end_reason or "it disappeared from the queue"

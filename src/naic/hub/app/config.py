@@ -15,22 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from jupyterhub.roles import get_default_roles
 from traitlets.config import Config
 
 from naic.hub import catalogue
 from naic.hub.app import listen
-from naic.hub.identity import access, oidc
+from naic.hub.identity import oidc
+from naic.hub.identity import routes as identity_routes
 from naic.hub.identity.auth import DevAuthenticator, ensure_secret_file, make_private
-from naic.hub.sessions import activity as culling
-from naic.hub.sessions.estimate import ESTIMATE_PATH, EstimateHandler
-from naic.hub.sessions.extend import EXTEND_HANDLERS
+from naic.hub.sessions import routes as session_routes
+from naic.hub.sessions.hooks import HubHooks
 from naic.hub.usage import accounting, metrics
-from naic.hub.workshops import api as workshop_api
+from naic.hub.usage import routes as usage_routes
+from naic.hub.workshops import resets
+from naic.hub.workshops import routes as workshop_routes
 from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port callback
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 CONFIG_FILE = Path(__file__).parents[1] / "jupyterhub_config.py"
 TEMPLATES = Path(__file__).parents[1] / "templates"
+
+#: The hub's rooms, each declaring its handlers, scopes and roles (`<room>/routes.py`).
+AREAS = (identity_routes, usage_routes, session_routes, workshop_routes)
 
 
 def default_data_dir() -> Path:
@@ -38,6 +44,10 @@ def default_data_dir() -> Path:
         return Path("/var/lib/naic-hub")
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg) / "naic-hub"
+
+
+def _in_data_dir(*parts: str) -> property:
+    return property(lambda self: self.data_dir.joinpath(*parts))
 
 
 @dataclass(frozen=True)
@@ -74,36 +84,16 @@ class Settings:
             "NAIC_DEV_LOGIN": "1" if self.dev_login else "",
         }
 
-    # Files in the data dir, named once here.
-    @property
-    def password_file(self) -> Path:
-        return self.data_dir / "dev-password"
-
-    @property
-    def hub_socket(self) -> Path:
-        return self.data_dir / "hub.sock"
-
-    @property
-    def proxy_socket(self) -> Path:
-        # In a folder of its own: a proxy that runs as another account (the Ansible role's
-        # wrapper gives it that folder) can create its socket there, nobody else can.
-        return self.data_dir / "proxy" / "api.sock"
-
-    @property
-    def db_file(self) -> Path:
-        return self.data_dir / "jupyterhub.sqlite"
-
-    @property
-    def admin_token_file(self) -> Path:
-        return self.data_dir / "admin-token"
-
-    @property
-    def config_d(self) -> Path:
-        return self.data_dir / "jupyterhub_config.d"
-
-    @property
-    def homes(self) -> Path:
-        return self.data_dir / "users"
+    # Files in the data dir, named once here. The proxy's socket is in a folder of its
+    # own: a proxy that runs as another account (the Ansible role's wrapper gives it that
+    # folder) can create its socket there, nobody else can.
+    password_file = _in_data_dir("dev-password")
+    hub_socket = _in_data_dir("hub.sock")
+    proxy_socket = _in_data_dir("proxy", "api.sock")
+    db_file = _in_data_dir("jupyterhub.sqlite")
+    admin_token_file = _in_data_dir("admin-token")
+    config_d = _in_data_dir("jupyterhub_config.d")
+    homes = _in_data_dir("users")
 
 
 def find_proxy() -> str | None:
@@ -171,17 +161,20 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     # The operator's token (for scripts) belongs to a service with the admin role.
     token = s.admin_token_file.read_text().strip() if s.admin_token_file.exists() else None
     operator = [{"name": "naic-operator", "api_token": token}] if token else []
-    # The culler (naic.hub.sessions.culler) is a managed service that may only read activity,
-    # warn and stop sessions: it never holds the admin role.
+    # The culler: a managed service with the naic-culler role (naic.hub.sessions.routes).
     culler = {"name": "naic-culler", "command": [sys.executable, "-m", "naic.hub.sessions.culler"]}
     c.JupyterHub.services = [*operator, culler]
-    # Roles: admin, instructor, and users/servers that read only their own usage.
-    c.JupyterHub.custom_scopes = accounting.SCOPES
+    # Each room of the hub declares its scopes and roles; a session's server may do what
+    # every room lets it (its own usage, extending and stopping itself).
+    c.JupyterHub.custom_scopes = {k: v for area in AREAS for k, v in area.SCOPES.items()}
+    server_role = next(r for r in get_default_roles() if r["name"] == "server")
+    server_scopes = [s for area in AREAS for s in area.SERVER_SCOPES]
     c.JupyterHub.load_roles = [
-        *accounting.roles(["naic-operator"] if token else []),
-        {"name": "naic-culler", "scopes": [culling.SCOPE], "services": ["naic-culler"]},
+        *([{"name": "admin", "services": ["naic-operator"]}] if token else []),
+        *(role for area in AREAS for role in area.ROLES),
+        {"name": "server", "scopes": [*server_role["scopes"], *server_scopes]},
     ]
-    c.JupyterHub.extra_user_scopes = ["custom:naic:usage:read!user", "custom:naic:extend!user"]
+    c.JupyterHub.extra_user_scopes = [s for area in AREAS for s in area.USER_SCOPES]
 
     # Every spawn goes through the router, whose request model is the one input gate.
     c.JupyterHub.spawner_class = "naic-router"
@@ -193,16 +186,8 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     if material.is_dir():
         c.LocalSpawner.material_dir = c.SlurmSpawner.material_dir = str(material)
     c.Spawner.default_url = "/lab"
-    # The spawn form's start estimate (JupyterHub logs that extra_handlers is deprecated).
-    c.JupyterHub.extra_handlers = [
-        (ESTIMATE_PATH, EstimateHandler),
-        (accounting.USAGE_PATH, accounting.UsageHandler),
-        (accounting.ADMIN_USAGE_PATH, accounting.AdminUsageHandler),
-        *EXTEND_HANDLERS,
-        *culling.HANDLERS,
-        *workshop_api.HANDLERS,
-        *access.HANDLERS,
-    ]
+    # JupyterHub logs that extra_handlers is deprecated; it is the way to add API handlers.
+    c.JupyterHub.extra_handlers = [h for area in AREAS for h in area.HANDLERS]
     c.JupyterHub.template_paths = [str(TEMPLATES)]
     # Researchers run several sessions (a GPU prototype beside a CPU one).
     c.JupyterHub.allow_named_servers = True
@@ -217,7 +202,7 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
 def wire_ledger(c: Config, s: Settings) -> None:
     """GPU-hour budgets: the usage ledger lives in the hub's own database (`db_url`)."""
     url = c.JupyterHub.db_url
-    c.Router.ledger_url = url
+    c.Router.hooks = HubHooks(catalogue_file=str(s.catalogue), ledger_url=url)
     c.JupyterHub.tornado_settings = {
         **c.JupyterHub.get("tornado_settings", {}),
         "naic": {"catalogue_file": str(s.catalogue), "ledger_url": url},
@@ -251,7 +236,7 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
     # naic's gauges join JupyterHub's own at /hub/metrics (computed when scraped).
     metrics.register(str(s.catalogue), c.JupyterHub.db_url)
     # Workshop accounts whose window passed are reset with nobody acting (and at the start).
-    workshop_api.watch_guest_windows()
+    resets.watch_guest_windows()
 
 
 def is_dev_login(authenticator_class: object) -> bool:

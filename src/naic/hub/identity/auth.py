@@ -1,18 +1,22 @@
-"""Authenticators. The dev login is the embedded default of `naic up`.
+"""The dev login (`DevAuthenticator`, the embedded default of `naic up`) and what the hub's
+authenticators share: the user name rule, secret files, and fixed trait defaults.
 
-The institutional (OIDC) login arrives with the identity work; it will sit beside
-`DevAuthenticator` as another subclass with the same username rules.
+The institutional login is `naic.hub.identity.oidc.NaicOIDCAuthenticator`, with the same
+user name rule.
 """
 
 from __future__ import annotations
 
+import copy
 import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from jupyterhub.auth import Authenticator
 from traitlets import Unicode, default
+from traitlets.traitlets import DefaultHandler
 
 #: Hub names become OS account names (`naic-<name>`) and URL parts, so they are plain.
 USERNAME_PATTERN = r"^[a-z][a-z0-9_-]{0,23}$"
@@ -39,6 +43,17 @@ def ensure_secret_file(path: Path, nbytes: int = 12) -> tuple[str, bool]:
     return value, True
 
 
+def fixed_default(trait: str, value: Any) -> DefaultHandler:
+    """A traitlets default that is always `value` (a fresh copy, so a dict is never shared
+    between instances); in a class body, `_default_allow_all = fixed_default("allow_all", True)`
+    is `@default("allow_all")` on a method that returns True."""
+
+    def fixed(self) -> Any:
+        return copy.deepcopy(value)
+
+    return default(trait)(fixed)
+
+
 class DevAuthenticator(Authenticator):
     """Any valid user name with one shared password that the hub generated.
 
@@ -53,13 +68,8 @@ class DevAuthenticator(Authenticator):
         """,
     ).tag(config=True)
 
-    @default("username_pattern")
-    def _default_pattern(self) -> str:
-        return USERNAME_PATTERN
-
-    @default("allow_all")
-    def _default_allow_all(self) -> bool:
-        return True
+    _default_pattern = fixed_default("username_pattern", USERNAME_PATTERN)
+    _default_allow_all = fixed_default("allow_all", True)
 
     def normalize_username(self, username: str) -> str:
         return username.strip().lower()

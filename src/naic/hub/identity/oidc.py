@@ -24,43 +24,32 @@ What oauthenticator 17 leaves out, and this class adds:
 - A user name belongs to one identity (`Ledger.bind_identity`); a second identity that maps
   to the same name is refused, never merged.
 - Every refusal is a page in the hub's look with a sentence saying what happened and what
-  to do, never a traceback (`Refusal`, `NaicCallbackHandler`).
+  to do, never a traceback (`Refusal`, `NaicCallbackHandler` in `oidc_callback`).
 - Refresh: the access token is renewed with the refresh token shortly before it expires;
   when that is impossible the user logs in again (17.4 would re-verify the stored, by then
   expired, ID token, and it sends client credentials in the body, which some providers
   refuse for the refresh grant).
+
+The login is split by concern: `oidc_setup` (hub start: `configure`, `prepare`, `discover`,
+`StartupError`), `oidc_settings` (the traits and the defaults that follow from discovery),
+`oidc_callback` (`/hub/oauth_callback`) and this module (token exchange, verification,
+admission, refresh). The setup names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
-import secrets
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jwt
-from jupyterhub.utils import url_path_join
-from oauthenticator.generic import GenericOAuthenticator
-from oauthenticator.oauth2 import OAuthCallbackHandler, _deserialize_state
 from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Callable as CallableTrait
-from traitlets import Dict, Enum, Float, List, Set, Unicode, default
-from traitlets.config import Config
 
-from naic.hub.catalogue import Catalogue, Identity, LdapRegister
+from naic.hub.catalogue import LdapRegister
 from naic.hub.identity import access
-from naic.hub.identity.auth import USERNAME_PATTERN, make_private
 from naic.hub.identity.claims import (
-    SIGNING_ALGORITHMS,
     MappingFile,
     NeedsAccess,
     Refusal,
@@ -71,432 +60,47 @@ from naic.hub.identity.claims import (
     username_for,
     verify_id_token,
 )
+from naic.hub.identity.oidc_callback import NaicCallbackHandler
+from naic.hub.identity.oidc_settings import NaicOIDCSettings
+from naic.hub.identity.oidc_setup import (
+    CRYPT_KEY_ENV,
+    CRYPT_KEY_FILE,
+    DISCOVERY_TIMEOUT_S,
+    StartupError,
+    check_admins,
+    check_register,
+    configure,
+    discover,
+    ensure_crypt_key,
+    prepare,
+)
 from naic.hub.identity.register import Register
-from naic.hub.usage import accounting
 from naic.hub.usage.ledger import IdentityTaken
 from naic.spawners.request import UserFacts, projects_of
 
-#: The key that encrypts auth_state (tokens, identity) in the hub's database, in the data dir.
-CRYPT_KEY_FILE = "auth-state-key"
-CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
-DISCOVERY_TIMEOUT_S = 5.0
-# --- discovery and hub start ----------------------------------------------------------------
+__all__ = [
+    "CRYPT_KEY_ENV",
+    "CRYPT_KEY_FILE",
+    "DISCOVERY_TIMEOUT_S",
+    "NaicCallbackHandler",
+    "NaicOIDCAuthenticator",
+    "StartupError",
+    "check_admins",
+    "check_register",
+    "configure",
+    "discover",
+    "ensure_crypt_key",
+    "prepare",
+]
 
 
-class StartupError(Exception):
-    """The hub cannot start its OIDC login; `str()` is one sentence for the operator."""
-
-
-def discover(issuer: str, timeout: float = DISCOVERY_TIMEOUT_S) -> dict[str, Any]:
-    """The provider's discovery document, checked; StartupError names the issuer URL."""
-    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - an http(s) URL
-            doc = json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as exc:
-        raise StartupError(
-            f"naic-hub: the identity provider {issuer} answered HTTP {exc.code} for its "
-            f"discovery document ({url}); check `identity.issuer` in the catalogue."
-        ) from None
-    except (OSError, TimeoutError) as exc:
-        why = getattr(exc, "reason", None) or exc
-        raise StartupError(
-            f"naic-hub: the identity provider {issuer} did not answer ({why}); check "
-            "`identity.issuer` in the catalogue and that the hub can reach it."
-        ) from None
-    except (ValueError, UnicodeDecodeError):
-        raise StartupError(
-            f"naic-hub: {url} is not a JSON discovery document; check `identity.issuer` "
-            "in the catalogue (it is the provider's base URL)."
-        ) from None
-    if not isinstance(doc, dict):
-        raise StartupError(f"naic-hub: {url} is not a JSON discovery document.")
-    missing = [
-        k
-        for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
-        if not doc.get(k)
-    ]
-    if missing:
-        raise StartupError(
-            f"naic-hub: the discovery document of {issuer} lacks {', '.join(missing)}."
-        )
-    if str(doc["issuer"]).rstrip("/") != issuer.rstrip("/"):
-        raise StartupError(
-            f"naic-hub: the identity provider at {issuer} calls itself {doc['issuer']}; set "
-            "`identity.issuer` in the catalogue to exactly that."
-        )
-    return doc
-
-
-def ensure_crypt_key(path: Path) -> str:
-    """The auth_state key (64 hex digits) in `path`, generated (mode 0600) when missing."""
-    if path.exists():
-        make_private(path)
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
-
-
-def configure(c: Config, ident: Identity, admins: tuple[str, ...] = ()) -> None:
-    """Pure: the OIDC login's settings from the catalogue's `identity:`. `admins` are
-    identities here: JupyterHub's own `admin_users` (bare names, made admins at start
-    whoever holds the name) stays empty."""
-    c.JupyterHub.authenticator_class = "naic-oidc"
-    c.Authenticator.admin_users = set()
-    a = c.NaicOIDCAuthenticator
-    a.admin_identities = set(admins)
-    a.domains = list(ident.domains)
-    a.ldap_register = ident.ldap.model_dump() if ident.ldap else {}
-    a.issuer = ident.issuer
-    a.login_service = ident.title
-    a.scope = list(ident.scopes)
-    a.identity_claim = ident.identity_claim
-    a.groups_claim = ident.groups_claim or ""
-    a.username_rule = ident.usernames
-    a.mapping_file = ident.mapping_file or ""
-    a.client_id_variable = ident.client_id_env
-    a.client_secret_variable = ident.client_secret_env
-
-
-def prepare(c: Config, data_dir: Path, cat: Catalogue, env: Mapping[str, str] = os.environ) -> None:
-    """At hub start: check the client's variables and the mapping file, make sure auth_state
-    has a key, and fetch the discovery document. A problem stops the hub with one sentence."""
-    ident = cat.identity
-    if ident is None:
-        return
-    try:
-        for what, var in (("id", ident.client_id_env), ("secret", ident.client_secret_env)):
-            if not env.get(var):
-                raise StartupError(
-                    f"naic-hub: the institutional login needs its OAuth client {what} in the "
-                    f"environment variable {var}, which is not set."
-                )
-        if ident.usernames == "mapping" and ident.mapping_file:
-            try:
-                MappingFile(ident.mapping_file).table()
-            except (OSError, ValueError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else str(exc)
-                raise StartupError(
-                    f"naic-hub: the user name mapping file {ident.mapping_file} cannot be "
-                    f"used: {why}."
-                ) from None
-        if ident.usernames == "ldap" and ident.ldap:
-            check_register(ident.ldap, env)
-        check_admins(c.NaicOIDCAuthenticator.get("admin_identities", set()), ident)
-        c.NaicOIDCAuthenticator.discovery = discover(ident.issuer)
-    except StartupError as exc:
-        print(str(exc), file=sys.stderr)
-        raise SystemExit(1) from None
-    # JupyterHub reads JUPYTERHUB_CRYPT_KEY when it first encrypts; an operator's own key
-    # (e.g. while rotating keys) wins. Otherwise the key goes into the hub's config only, so
-    # that the processes the hub starts do not inherit it.
-    if not env.get(CRYPT_KEY_ENV):
-        c.CryptKeeper.keys = [ensure_crypt_key(data_dir / CRYPT_KEY_FILE)]
-
-
-def check_register(spec: LdapRegister, env: Mapping[str, str]) -> None:
-    """At hub start: the user register answers and the hub may bind to it."""
-    password = env.get(spec.bind_password_env)
-    if spec.bind_dn and not password:
-        raise StartupError(
-            f"naic-hub: the user register needs the password of {spec.bind_dn} in the "
-            f"environment variable {spec.bind_password_env}, which is not set."
-        )
-    try:
-        Register(spec, password).check()
-    except Exception as exc:  # ldap3 raises many kinds; all mean the same to the operator
-        raise StartupError(
-            f"naic-hub: the user register at {spec.url} cannot be used ({exc}); check "
-            "`identity.ldap` in the catalogue and that the hub can reach it."
-        ) from None
-
-
-def check_admins(admins: set[str], ident: Identity) -> None:
-    """Admins are named by identity: a bare name could be taken by whoever logs in as it."""
-    if ident.identity_claim == "sub":
-        return  # opaque subject ids: nothing to tell apart
-    bare = sorted(a for a in admins if "@" not in a)
-    if bare:
-        raise StartupError(
-            f"naic-hub: with an institutional login, admins are named by identity (e.g. "
-            f"--admin ola@uio.no), not by user name: {', '.join(bare)}."
-        )
-
-
-# --- the authenticator -------------------------------------------------------------------
-
-
-class NaicCallbackHandler(OAuthCallbackHandler):
-    """`/hub/oauth_callback`: finish the login, or show why not, in the hub's look."""
-
-    def check_error(self) -> None:
-        error = self.get_argument("error", "")
-        if error:
-            provider = self.authenticator.login_service
-            if error == "access_denied":
-                raise refusal("cancelled", provider=provider)
-            code = error if re.match(r"^[a-z_]{1,40}$", error) else "an unknown error"
-            raise refusal("provider_error", provider=provider, error=code)
-
-    def check_code(self) -> None:
-        if not self.get_argument("code", ""):
-            raise refusal("no_code", provider=self.authenticator.login_service)
-
-    def check_state(self) -> None:
-        cookie_state = self.get_state_cookie()
-        url_state = self.get_argument("state", "")
-        cookie_id = _deserialize_state(cookie_state).get("state_id") if cookie_state else None
-        url_id = _deserialize_state(url_state).get("state_id") if url_state else None
-        if not cookie_id or not url_id or not secrets.compare_digest(str(cookie_id), str(url_id)):
-            self.log.warning("OIDC login refused: OAuth state missing or mismatched")
-            raise refusal("state")
-
-    async def get(self) -> None:
-        try:
-            self.check_arguments()
-            user = await self.login_user()
-            if user is None:  # `authenticate` refuses with a reason; this is unexpected
-                raise refusal("internal")
-        except NeedsAccess as need:
-            self.log.info(
-                "OIDC login of %s (%s): no project, asked to request access",
-                need.identity,
-                need.username,
-            )
-            access.remember_asker(self, need.identity, need.username)
-            await access.render_ask_page(self, need.identity, need.username, status=403)
-            return
-        except Refusal as r:
-            await self._refuse(r)
-            return
-        except Exception:
-            self.log.exception("OIDC login failed")
-            await self._refuse(refusal("internal"))
-            return
-        self.redirect(self.get_next_url(user))
-
-    async def _refuse(self, r: Refusal) -> None:
-        self.log.warning("OIDC login refused (%s): %s", r.kind, r)
-        self.set_status(r.status)
-        html = await self.render_template(
-            "naic-refused.html",
-            message=str(r),
-            kind=r.kind,
-            again_url=url_path_join(self.hub.base_url, "login"),
-        )
-        self.finish(html)
-
-
-class NaicOIDCAuthenticator(GenericOAuthenticator):
-    """Log in with the catalogue's OpenID Connect provider; see the module's docstring."""
+class NaicOIDCAuthenticator(NaicOIDCSettings):
+    """Log in with the catalogue's OpenID Connect provider; see the module's docstring. Its
+    traits and their defaults are in `NaicOIDCSettings`."""
 
     callback_handler = NaicCallbackHandler
 
-    issuer = Unicode(
-        help="""The provider's issuer URL; its discovery document is read at hub start.
-
-        Example: c.NaicOIDCAuthenticator.issuer = "https://auth.dataporten.no"
-        """,
-    ).tag(config=True)
-
-    discovery = Dict(
-        help="""The provider's discovery document; fetched from `issuer` when empty.
-
-        `naic up` fetches it once at hub start (so a provider that does not answer stops
-        the hub with a sentence) and sets it here.
-        """,
-    ).tag(config=True)
-
-    identity_claim = Unicode(
-        "sub",
-        help="""The claim that names a person, matched against projects' `members`.
-
-        Example: c.NaicOIDCAuthenticator.identity_claim = "eduPersonPrincipalName"
-        """,
-    ).tag(config=True)
-
-    groups_claim = Unicode(
-        "",
-        help="""The claim listing the person's groups (empty: none); they become JupyterHub
-        groups, matched against projects' `groups`. A dotted name reaches into objects.
-
-        Example: c.NaicOIDCAuthenticator.groups_claim = "groups"
-        """,
-    ).tag(config=True)
-
-    username_rule = Enum(
-        ["local_part", "mapping", "ldap"],
-        "local_part",
-        help="""How an identity becomes a hub user name: `ldap` (the site's user register,
-        `ldap_register`), `mapping` (the operator's `mapping_file`) or `local_part` (the part
-        before `@`, lower-cased, for identities at `domains` only).
-
-        Example: c.NaicOIDCAuthenticator.username_rule = "ldap"
-        """,
-    ).tag(config=True)
-
-    domains = List(
-        Unicode(),
-        help="""With `username_rule = "local_part"`: the identity domains whose local parts
-        are user names here. An identity at any other domain is refused, so `ola@evil.example`
-        never becomes `ola`.
-
-        Example: c.NaicOIDCAuthenticator.domains = ["uio.no"]
-        """,
-    ).tag(config=True)
-
-    ldap_register = Dict(
-        help="""With `username_rule = "ldap"`: the catalogue's `identity.ldap` (url, base_dn,
-        identity_attribute, username_attribute, bind_dn, bind_password_env).
-
-        Example: c.NaicOIDCAuthenticator.ldap_register = {"url": "ldaps://ldap.site",
-        "base_dn": "ou=people,dc=site"}
-        """,
-    ).tag(config=True)
-
-    admin_identities = Set(
-        Unicode(),
-        help="""Identities (values of the identity claim) who are admins. JupyterHub's
-        `admin_users` names hub users, which a stranger could hold; these name people.
-
-        Example: c.NaicOIDCAuthenticator.admin_identities = {"ola@uio.no"}
-        """,
-    ).tag(config=True)
-
-    mapping_file = Unicode(
-        "",
-        help="""YAML file of `identity: username`, read again when it changes.
-
-        Example: c.NaicOIDCAuthenticator.mapping_file = "/etc/naic/usernames.yaml"
-        """,
-    ).tag(config=True)
-
-    client_id_variable = Unicode(
-        "NAIC_OIDC_CLIENT_ID",
-        help="""Environment variable holding the OAuth client id.
-
-        Example: c.NaicOIDCAuthenticator.client_id_variable = "FEIDE_CLIENT_ID"
-        """,
-    ).tag(config=True)
-
-    client_secret_variable = Unicode(
-        "NAIC_OIDC_CLIENT_SECRET",
-        help="""Environment variable holding the OAuth client secret.
-
-        Example: c.NaicOIDCAuthenticator.client_secret_variable = "FEIDE_CLIENT_SECRET"
-        """,
-    ).tag(config=True)
-
-    hub_groups = Set(
-        Unicode(),
-        {accounting.INSTRUCTORS_GROUP},
-        help="""JupyterHub groups the hub manages itself (not the provider): memberships in
-        them survive a login, and a provider group of the same name is ignored, so nobody
-        becomes an instructor because of a group name at their institution.
-
-        Example: c.NaicOIDCAuthenticator.hub_groups = {"instructors", "staff"}
-        """,
-    ).tag(config=True)
-
-    leeway_s = Float(
-        60,
-        help="""Seconds of clock difference tolerated when checking `exp`, `iat` and `nbf`.
-
-        Example: c.NaicOIDCAuthenticator.leeway_s = 30
-        """,
-    ).tag(config=True)
-
-    refresh_margin_s = Float(
-        60,
-        help="""Renew the access token when it expires within this many seconds.
-
-        Example: c.NaicOIDCAuthenticator.refresh_margin_s = 300
-        """,
-    ).tag(config=True)
-
-    clock = CallableTrait(
-        time.time,
-        help="""Seconds since the epoch; replaceable so tests can move the hub's clock.
-
-        Example: c.NaicOIDCAuthenticator.clock = lambda: time.time() + 7200
-        """,
-    ).tag(config=True)
-
-    # -- defaults that follow from OIDC and from the catalogue ---------------------------
-
-    @default("enable_auth_state")
-    def _default_auth_state(self) -> bool:
-        return True
-
-    @default("manage_groups")
-    def _default_manage_groups(self) -> bool:
-        return True
-
-    @default("auth_state_groups_key")
-    def _default_groups_key(self) -> str:
-        return "groups"
-
-    @default("username_pattern")
-    def _default_pattern(self) -> str:
-        return USERNAME_PATTERN
-
-    @default("http_request_kwargs")
-    def _default_request_kwargs(self) -> dict:
-        return {"connect_timeout": 5.0, "request_timeout": 15.0}
-
-    @default("discovery")
-    def _default_discovery(self) -> dict:
-        if not self.issuer:
-            return {}
-        return discover(self.issuer)
-
-    @default("authorize_url")
-    def _default_authorize_url(self) -> str:
-        return self.discovery.get("authorization_endpoint", "")
-
-    @default("token_url")
-    def _default_token_url(self) -> str:
-        return self.discovery.get("token_endpoint", "")
-
-    @default("userdata_url")
-    def _default_userdata_url(self) -> str:
-        return self.discovery.get("userinfo_endpoint", "")
-
-    @default("basic_auth")
-    def _default_basic_auth(self) -> bool:
-        # RFC 6749 2.3.1: servers MUST support Basic; OIDC Discovery's default is Basic too.
-        methods = self.discovery.get("token_endpoint_auth_methods_supported")
-        return not methods or "client_secret_basic" in methods
-
-    def _client_id_default(self) -> str:
-        return os.environ.get(self.client_id_variable, "")
-
-    def _client_secret_default(self) -> str:
-        return os.environ.get(self.client_secret_variable, "")
-
-    @property
-    def expected_issuer(self) -> str:
-        return str(self.discovery.get("issuer") or self.issuer)
-
-    @property
-    def algorithms(self) -> list[str]:
-        offered = self.discovery.get("id_token_signing_alg_values_supported") or ["RS256"]
-        return [a for a in offered if a in SIGNING_ALGORITHMS]
-
-    _jwks_client: jwt.PyJWKClient | None = None
     _mapping: MappingFile | None = None
-
-    @property
-    def jwks(self) -> jwt.PyJWKClient:
-        if self._jwks_client is None:
-            self._jwks_client = jwt.PyJWKClient(
-                self.discovery["jwks_uri"], cache_jwk_set=True, lifespan=300, timeout=5
-            )
-        return self._jwks_client
 
     def check_allow_config(self) -> None:
         # `authenticate` admits admins, project members and people with a granted project or

@@ -157,8 +157,8 @@ class ActivityHandler(_SessionHandler):
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
         _, router = self._router(user_name, server_name)
-        if progress is not None and progress != router.notebook_progress:
-            router.notebook_progress = progress
+        if progress is not None and progress != router.session.notebook_progress:
+            router.session.notebook_progress = progress
             self._save(router)
         if utils:
             self._record(router, utils, window)
@@ -169,29 +169,31 @@ class ActivityHandler(_SessionHandler):
         threshold = self._policy(router).gpu_busy_percent
         # Unknown utilisation (MIG) cannot be called idle.
         busy = sum(1 for u in utils if u is None or u > threshold)
-        act = router.gpu_activity
-        since = router.running_since
+        act = router.session.gpu_activity
+        since = router.session.running_since
         started = (
             datetime.fromisoformat(since) if since else _utc(router.orm_spawner.started) or now
         )
         last = datetime.fromisoformat(act["reported_at"]) if act.get("reported_at") else started
         # A report covers at most the time since the last one: resending one cannot inflate.
         window = min(window, max((now - max(last, started)).total_seconds(), 0.0))
-        router.gpu_activity = {
+        router.session.gpu_activity = {
             "reported_at": _iso(now),
             "busy_at": _iso(now) if busy else act.get("busy_at"),
             "utilization_pct": utils,
         }
-        if router.ledger is not None and router.usage_id:
-            router.ledger.gpu_use_reported(
-                router.usage_id, busy_gpu_s=busy * window, idle_gpu_s=(len(utils) - busy) * window
+        if router.session.usage_id:
+            self.naic_ledger.gpu_use_reported(
+                router.session.usage_id,
+                busy_gpu_s=busy * window,
+                idle_gpu_s=(len(utils) - busy) * window,
             )
         self._save(router)
 
     def _answer(self, router) -> None:
         notices = [
             {"id": kind, "kind": kind, "level": "warning", **n}
-            for kind, n in sorted(router.notices.items())
+            for kind, n in sorted(router.session.notices.items())
         ]
         body = {"notices": notices, "report_every_s": report_every_s(self._policy(router))}
         self.set_header("Cache-Control", "no-store")
@@ -211,8 +213,8 @@ class SessionsHandler(_SessionHandler):
                     continue
                 site = router.catalogue.sites[req.site]
                 p = site.culling
-                act = router.gpu_activity
-                notices = [{"kind": k, **n} for k, n in router.notices.items()]
+                act = router.session.gpu_activity
+                notices = [{"kind": k, **n} for k, n in router.session.notices.items()]
                 out.append(
                     {
                         "user": user.name,
@@ -220,7 +222,7 @@ class SessionsHandler(_SessionHandler):
                         "site": req.site,
                         "site_title": site.title,
                         "gpus": req.gpus,
-                        "started_at": router.running_since
+                        "started_at": router.session.running_since
                         or _iso(_utc(router.orm_spawner.started)),
                         "last_activity": _iso(_utc(router.orm_spawner.last_activity)),
                         "gpu_reported_at": act.get("reported_at"),
@@ -256,8 +258,8 @@ class NoticeHandler(_SessionHandler):
             raise web.HTTPError(400, "`deadline` must be an ISO 8601 time.") from None
         _, router = self._router(user_name, server_name)
         at = _iso(datetime.now(UTC))
-        router.notices = {
-            **router.notices,
+        router.session.notices = {
+            **router.session.notices,
             kind: {"text": text, "deadline": _iso(deadline), "at": at},
         }
         self._save(router)
@@ -268,8 +270,8 @@ class NoticeHandler(_SessionHandler):
         server_name, kind = where if len(where) == 2 else ("", where[0])
         self._must(SCOPE, user_name, server_name)
         _, router = self._router(user_name, server_name)
-        if kind in router.notices:
-            router.notices = {k: n for k, n in router.notices.items() if k != kind}
+        if kind in router.session.notices:
+            router.session.notices = {k: n for k, n in router.session.notices.items() if k != kind}
             self._save(router)
         self.set_status(204)
         self.finish()

@@ -23,7 +23,6 @@ import asyncio
 import collections
 import json
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +31,7 @@ from tornado import web
 
 from naic.hub.usage import accounting
 from naic.hub.usage.ledger import budget_refusal, period_start
-from naic.spawners.slurm import UNREACHABLE, SlurmSpawner, time_from_slurm
+from naic.spawners.site import says_unreachable
 
 #: Where the handlers are mounted, below the hub's prefix (`/hub/`).
 EXTEND_PATH = r"/api/naic/users/([^/]+)/servers/([^/]*)/extend"
@@ -97,12 +96,6 @@ def extension_refusal(
     return budget
 
 
-def reservation_end(text: str) -> datetime | None:
-    """Pure: the `EndTime=` of `scontrol show reservation NAME`, in UTC."""
-    m = re.search(r"\bEndTime=(\S+)", text)
-    return time_from_slurm(m.group(1)) if m else None
-
-
 def asked_hours(body: bytes) -> float | None:
     """Pure: the hours a request body asks for (None: the resource's step); raises
     ValueError with the sentence for a 400."""
@@ -133,10 +126,6 @@ def _brief(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _minutes(hours: float) -> int:
-    return math.ceil(round(hours * 60, 6))
-
-
 class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
     """GET: what an extension would start from; POST: extend the session."""
 
@@ -149,7 +138,7 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
                     "offered": res.max_extensions > 0,
                     "ends_at": end.isoformat() if end else None,
                     "hours_total": round(limit / 60, 4),
-                    "extensions_left": max(res.max_extensions - router.extensions_used, 0),
+                    "extensions_left": max(res.max_extensions - router.session.extensions_used, 0),
                     "extend_step_hours": res.extend_step_hours,
                 }
             )
@@ -170,7 +159,7 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             refusal = extension_refusal(
                 resource_title=res.title,
                 max_extensions=res.max_extensions,
-                used=router.extensions_used,
+                used=router.session.extensions_used,
                 max_hours=res.max_hours,
                 hours_total=limit / 60,
                 asked=hours,
@@ -182,16 +171,16 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             if refusal:
                 raise web.HTTPError(403, refusal)
             try:
-                await child.set_time_limit(limit + _minutes(hours))
+                await child.extend(hours)
             except RuntimeError as exc:
                 raise self._scheduler_error(child, exc) from None
-            router.extensions_used += 1
+            router.session.extensions_used += 1
             router.orm_spawner.state = router.get_state()
             self.db.commit()
             limit, end = await self._limit(child)
-            if router.hold_id and router.ledger is not None and req.gpus:
-                router.ledger.grow_hold(
-                    router.hold_id,
+            if router.session.hold_id and req.gpus:
+                self.naic_ledger.grow_hold(
+                    router.session.hold_id,
                     req.gpus * hours,
                     (end or now) + timedelta(hours=accounting.HOLD_QUEUE_HOURS),
                 )
@@ -203,7 +192,7 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
                 {
                     "ends_at": end.isoformat() if end else None,
                     "hours_total": round(limit / 60, 4),
-                    "extensions_left": max(res.max_extensions - router.extensions_used, 0),
+                    "extensions_left": max(res.max_extensions - router.session.extensions_used, 0),
                 }
             )
         )
@@ -219,7 +208,7 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             raise web.HTTPError(403, "You may extend only your own sessions.")
 
     def _session(self, user_name: str, server_name: str):
-        """The router, its Slurm child and the resource of a running session (or 403/404/409)."""
+        """The router, its backend and the resource of a running session (or 403/404/409)."""
         self._allowed(user_name, server_name)
         user = self.find_user(user_name)
         if user is None:
@@ -233,14 +222,12 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
         req = router.request
         site = router.catalogue.sites[req.site]
         child = router.child_spawner
-        if not isinstance(child, SlurmSpawner) or not child.job_id:
-            raise web.HTTPError(
-                409,
-                f"Only sessions on a Slurm site can be extended; this one runs on {site.title}.",
-            )
+        if child is None or child.extendable:
+            why = child.extendable if child is not None else None
+            raise web.HTTPError(409, why or f"{user_name} has no running session{named}.")
         return router, child, site.resources[req.resource]
 
-    async def _limit(self, child: SlurmSpawner) -> tuple[int, datetime | None]:
+    async def _limit(self, child) -> tuple[int, datetime | None]:
         try:
             limit, end = await child.time_limit()
         except RuntimeError as exc:
@@ -251,21 +238,19 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             )
         return limit, end
 
-    async def _reservation_end(self, child: SlurmSpawner, name: str | None) -> datetime | None:
+    async def _reservation_end(self, child, name: str | None) -> datetime | None:
         if name is None:
             return None
         try:
-            return reservation_end(await child._run(["scontrol", "show", "reservation", name]))
+            return await child.reservation_end(name)  # None: no such reservation (any more)
         except RuntimeError as exc:
-            if any(marker in str(exc) for marker in UNREACHABLE):
-                raise self._scheduler_error(child, exc) from None
-            return None  # no such reservation (any more)
+            raise self._scheduler_error(child, exc) from None
 
     def _budget(self, router, end: datetime | None, hours: float, now: datetime) -> str | None:
         """The project's budget must hold what the session may still use: its GPUs × (the
         time it has left + the extra hours); what it used so far is in the ledger already."""
-        req, ledger = router.request, router.ledger
-        if ledger is None or req.project is None or req.gpus == 0:
+        req, ledger = router.request, self.naic_ledger
+        if req.project is None or req.gpus == 0:
             return None
         cat = router.catalogue
         project = cat.projects[req.project]
@@ -274,7 +259,9 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
         left_h = max((end - now).total_seconds() / 3600, 0.0) if end else 0.0
         # Others' holds count; this session's own is replaced by what it may use if extended.
         used, held = ledger.committed(
-            req.project, period_start(project.budget_period, now), without_hold=router.hold_id
+            req.project,
+            period_start(project.budget_period, now),
+            without_hold=router.session.hold_id,
         )
         return budget_refusal(
             req.project,
@@ -287,12 +274,12 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
         )
 
     @staticmethod
-    def _scheduler_error(child: SlurmSpawner, exc: RuntimeError) -> web.HTTPError:
+    def _scheduler_error(child, exc: RuntimeError) -> web.HTTPError:
         site = child.catalogue.sites[child.site].title if child.catalogue else child.site
         message = str(exc)
         if "Invalid job id" in message:
             return web.HTTPError(404, "The scheduler no longer knows this session; it ended.")
-        if any(marker in message for marker in UNREACHABLE):
+        if says_unreachable(message) or child.site_runtime.unreachable(exc):
             return web.HTTPError(
                 503, f"The scheduler at {site} is not answering; please try again in a minute."
             )

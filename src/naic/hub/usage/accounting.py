@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.handlers import BaseHandler
-from jupyterhub.roles import get_default_roles
 from jupyterhub.scopes import has_scope
 from tornado import web
 
@@ -24,52 +23,6 @@ from naic.spawners.request import SessionRequest, UserFacts, projects_of
 
 USAGE_PATH = r"/api/naic/users/([^/]+)/usage"
 ADMIN_USAGE_PATH = r"/naic/admin/usage"
-
-#: Custom scopes (JupyterHub requires the `custom:` prefix); filters such as `!user` apply.
-SCOPES = {
-    "custom:naic:usage:read": {
-        "description": "Read GPU-hour budgets, usage and access requests.",
-    },
-    "custom:naic:extend": {
-        "description": "Extend running sessions within the catalogue's policy.",
-    },
-    "custom:naic:cull": {
-        "description": "Read every running session's activity, warn sessions and stop them.",
-    },
-    "custom:naic:workshops": {
-        "description": "Create workshops and manage one's own workshops and their students.",
-    },
-}
-#: JupyterHub group whose members get the instructor role.
-INSTRUCTORS_GROUP = "instructors"
-
-
-def roles(operator_services: list[str]) -> list[dict]:
-    """Pure: instructor (workshops), and servers that read their owner's usage (the widgets).
-    Users read their own usage through `extra_user_scopes`; JupyterHub forbids changing the
-    admin role's scopes, so handlers let `admin:users` read everyone's."""
-    defaults = {r["name"]: r for r in get_default_roles()}
-    out = [
-        {
-            "name": "instructor",
-            "description": "Runs workshops: creates them and manages their own students.",
-            "scopes": ["self", "custom:naic:workshops"],
-            "groups": [INSTRUCTORS_GROUP],
-        },
-        {
-            "name": "server",
-            # Its own usage (the budget widget), stopping and extending itself (the panel).
-            "scopes": [
-                *defaults["server"]["scopes"],
-                "custom:naic:usage:read!user",
-                "custom:naic:extend!server",
-                "servers!server",
-            ],
-        },
-    ]
-    if operator_services:
-        out.insert(0, {"name": "admin", "services": operator_services})
-    return out
 
 
 def may(handler, scope: str, **filters: str) -> bool:

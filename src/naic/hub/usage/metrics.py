@@ -15,7 +15,7 @@ would zero. Durations are histograms observed as sessions start.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -68,6 +68,15 @@ def count_sessions(spawners: Iterable) -> collections.Counter[tuple[str, str]]:
     return counts
 
 
+def gauge(name: str, doc: str, labels: list[str], values: Mapping) -> GaugeMetricFamily:
+    """One gauge family: a sample per key of `values`, in key order. A key is the labels'
+    values, a tuple of them or (with one label) the value itself."""
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
+
+
 class NaicCollector(Collector):
     """Reads the hub's sessions and the ledger when Prometheus scrapes."""
 
@@ -86,28 +95,24 @@ class NaicCollector(Collector):
         yield GaugeMetricFamily("naic_gpu_hours_idle", "", labels=["project"])
 
     def collect(self):
-        sessions = GaugeMetricFamily(
-            "naic_sessions", "Sessions by site and state", labels=["site", "state"]
+        yield gauge(
+            "naic_sessions",
+            "Sessions by site and state",
+            ["site", "state"],
+            count_sessions(self.spawners()),
         )
-        for (site, state), n in sorted(count_sessions(self.spawners()).items()):
-            sessions.add_metric([site, state], n)
-        yield sessions
-        hours = GaugeMetricFamily(
+        yield gauge(
             "naic_gpu_hours_allocated",
             "GPU-hours allocated (GPUs x wall time) this budget period, by project",
-            labels=["project"],
+            ["project"],
+            self.gpu_hours(),
         )
-        for project, h in sorted(self.gpu_hours().items()):
-            hours.add_metric([project], h)
-        yield hours
-        idle = GaugeMetricFamily(
+        yield gauge(
             "naic_gpu_hours_idle",
             "GPU-hours this budget period that sessions reported their GPUs idle, by project",
-            labels=["project"],
+            ["project"],
+            self.gpu_idle(),
         )
-        for project, h in sorted(self.gpu_idle().items()):
-            idle.add_metric([project], h)
-        yield idle
 
 
 _registered: NaicCollector | None = None

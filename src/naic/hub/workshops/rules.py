@@ -27,6 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from naic.hub.catalogue import NAME_PATTERN, Catalogue, WorkshopPolicy
 from naic.spawners.request import MATERIAL_PATTERN
+from naic.spawners.site import account_from_getent, switch_user
+
+#: JupyterHub group whose members get the instructor role.
+INSTRUCTORS_GROUP = "instructors"
 
 #: No 0/O, 1/I/L: codes are read off a projector and typed by hand.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -314,17 +318,20 @@ WIPE_SCRIPT = (
 def as_account(username: str, *, root_here: bool) -> list[str]:
     """Pure: the argv prefix that runs a command as `username`: `runuser` where the hub runs
     as root on that machine, else `sudo -n` (the site's sudoers allows the hub's account)."""
-    return ["runuser", "-u", username, "--"] if root_here else ["sudo", "-n", "-u", username, "--"]
+    return switch_user(username, root=root_here)
 
 
 def home_of(passwd_line: str, username: str) -> str:
     """Pure: the home folder in `getent passwd USER`'s line, or ValueError with the sentence
     why it is not one the hub will empty (only an absolute folder below the root, named
     without `..`, of that very account)."""
-    fields = passwd_line.strip().split(":")
-    if len(fields) != 7 or fields[0] != username:
+    try:
+        account = account_from_getent(passwd_line)
+    except ValueError:
+        account = None
+    if account is None or account.pw_name != username:
         raise ValueError(f"The system does not know the account {username}.")
-    home = fields[5]
+    home = account.pw_dir
     parts = home.strip("/").split("/")
     if not home.startswith("/") or len(parts) < 2 or ".." in parts or "" in parts:
         raise ValueError(

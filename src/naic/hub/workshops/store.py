@@ -3,157 +3,54 @@
 As the ledger, SQLAlchemy Core over the hub's `db_url`, so SQLite and PostgreSQL alike; the
 database's unique constraints decide races: two students taking the last seat at once get
 seat numbers that collide, and one of them is told the workshop is full.
+
+`WorkshopStore` is workshops and seats (here) with temporary accounts (`guests`); the tables,
+records and upgrades in place are in `tables`. Their names are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from naic.hub.usage.ledger import UTCDateTime, utcnow
-from naic.hub.workshops.rules import (
-    MAX_SEATS,
-    WorkshopSpec,
-    code_digest,
-    guest_login_refusal,
-    is_code_digest,
-    join_refusal,
-    needs_reset,
-)
-
-metadata = sa.MetaData()
-
-workshops_table = sa.Table(
-    "naic_workshops",
+from naic.hub.usage.db import set_once, utcnow
+from naic.hub.workshops.guests import Guests, hash_password, password_matches
+from naic.hub.workshops.rules import MAX_SEATS, WorkshopSpec, code_digest, join_refusal
+from naic.hub.workshops.tables import (
+    GuestAccount,
+    Seat,
+    Workshop,
+    add_missing_columns,
+    guests_table,
+    hash_clear_codes,
     metadata,
-    sa.Column("name", sa.String(40), primary_key=True),
-    sa.Column("title", sa.String(120), nullable=False),
-    sa.Column("instructor", sa.String(255), nullable=False, index=True),
-    sa.Column("seats", sa.Integer, nullable=False),
-    sa.Column("starts_at", UTCDateTime, nullable=False),
-    sa.Column("ends_at", UTCDateTime, nullable=False),
-    sa.Column("site", sa.String(40), nullable=False),
-    sa.Column("resource", sa.String(40), nullable=False),
-    sa.Column("gpus", sa.Integer, nullable=False),
-    sa.Column("hours", sa.Float, nullable=False),
-    sa.Column("project", sa.String(40)),
-    sa.Column("material", sa.String(500), nullable=False),
-    # The join code's keyed hash (naic.hub.workshops.rules.code_digest), never the code itself:
-    # a copy of the database gives no usable code. Hubs before kept codes here in clear;
-    # the store hashes them at start (`_hash_clear_codes`).
-    sa.Column("code", sa.String(64), nullable=False, unique=True),
-    sa.Column("reservation", sa.String(64)),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("ended_at", UTCDateTime),
-    # Why it waits for an admin (the catalogue's `workshops` policy); None: it does not.
-    sa.Column("awaiting_approval", sa.String(1000)),
-    sa.Column("approved_by", sa.String(255)),
+    seats_table,
+    workshop_of,
+    workshops_table,
 )
 
-seats_table = sa.Table(
-    "naic_workshop_seats",
-    metadata,
-    sa.Column("workshop", sa.String(40), primary_key=True),
-    sa.Column("username", sa.String(255), primary_key=True),
-    sa.Column("seat", sa.Integer, nullable=False),
-    sa.Column("joined_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("workshop", "seat", name="naic_one_student_per_seat"),
-)
-
-#: Temporary accounts: who holds which guest account, until when, with which password.
-guests_table = sa.Table(
-    "naic_guest_accounts",
-    metadata,
-    sa.Column("username", sa.String(255), primary_key=True),
-    sa.Column("workshop", sa.String(40), nullable=False, index=True),
-    sa.Column("password_hash", sa.String(255), nullable=False),
-    sa.Column("issued_at", UTCDateTime, nullable=False),
-    sa.Column("expires_at", UTCDateTime, nullable=False),
-    # One login per password: when it was used (None: not yet).
-    sa.Column("password_used_at", UTCDateTime),
-    # When the account was last reset (its hub tokens, jobs, home) after its window passed.
-    sa.Column("reset_at", UTCDateTime),
-)
-#: Columns added after the table first shipped: a hub's existing table gets them at start.
-_ADDED_COLUMNS = {
-    guests_table.name: ("password_used_at", "reset_at"),
-    workshops_table.name: ("awaiting_approval", "approved_by"),
-}
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """scrypt, as the standard library has it; `salt$hash` in hex."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"{salt.hex()}${digest.hex()}"
-
-
-def password_matches(password: str, stored: str) -> bool:
-    salt, _, _ = stored.partition("$")
-    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
-
-
-@dataclass(frozen=True)
-class Workshop:
-    name: str
-    title: str
-    instructor: str
-    seats: int
-    starts_at: datetime
-    ends_at: datetime
-    site: str
-    resource: str
-    gpus: int
-    hours: float
-    project: str | None
-    material: str
-    code_digest: str
-    reservation: str | None
-    created_at: datetime
-    ended_at: datetime | None
-    awaiting_approval: str | None = None
-    approved_by: str | None = None
-
-    def is_open(self, now: datetime) -> bool:
-        return self.ended_at is None and self.starts_at <= now < self.ends_at
-
-
-@dataclass(frozen=True)
-class Seat:
-    workshop: str
-    username: str
-    seat: int
-    joined_at: datetime
-
-
-@dataclass(frozen=True)
-class GuestAccount:
-    """One issue of a temporary account: to whom (the workshop), until when."""
-
-    username: str
-    workshop: str
-    issued_at: datetime
-    expires_at: datetime
-    reset_at: datetime | None
+__all__ = [
+    "GuestAccount",
+    "Seat",
+    "Workshop",
+    "WorkshopExists",
+    "WorkshopStore",
+    "guests_table",
+    "hash_password",
+    "metadata",
+    "password_matches",
+    "seats_table",
+    "workshops_table",
+]
 
 
 class WorkshopExists(ValueError):
     pass
 
 
-def _workshop(row) -> Workshop:
-    fields = dict(row._mapping)
-    fields["code_digest"] = fields.pop("code")
-    return Workshop(**fields)
-
-
-class WorkshopStore:
+class WorkshopStore(Guests):
     """`code_key` (naic.hub.workshops.rules.code_key) hashes join codes; a store without one
     (the spawn router's, the hub's timer) does not make or look up codes."""
 
@@ -168,62 +65,14 @@ class WorkshopStore:
         self._clock = clock
         self._code_key = code_key
         metadata.create_all(self._engine)
-        self._add_missing_columns()
+        add_missing_columns(self._engine)
         if code_key is not None:
-            self._hash_clear_codes()
+            hash_clear_codes(self._engine, self._digest)
 
     def _digest(self, code: str) -> str:
         if self._code_key is None:
             raise RuntimeError("this workshop store was made without the key for join codes")
         return code_digest(code, self._code_key)
-
-    def _hash_clear_codes(self) -> None:
-        """Join codes an older hub kept in clear become their hash, in place (the column
-        widened first where the database enforces its length). Repeatable; another hub
-        doing it at once hashes nothing twice (a digest is left as it is)."""
-        w = workshops_table.c
-        if self._engine.dialect.name == "postgresql":
-            length = next(
-                c["type"].length
-                for c in sa.inspect(self._engine).get_columns(workshops_table.name)
-                if c["name"] == "code"
-            )
-            if length is not None and length < 64:
-                with self._engine.begin() as conn:
-                    conn.execute(
-                        sa.text(
-                            f"ALTER TABLE {workshops_table.name} ALTER COLUMN code TYPE VARCHAR(64)"
-                        )
-                    )
-        with self._engine.begin() as conn:
-            rows = conn.execute(sa.select(w.name, w.code)).all()
-            for name, code in rows:
-                if not is_code_digest(code):
-                    conn.execute(
-                        workshops_table.update()
-                        .where(w.name == name, w.code == code)
-                        .values(code=self._digest(code))
-                    )
-
-    def _add_missing_columns(self) -> None:
-        """`create_all` makes missing tables only; columns added since come here (nullable,
-        so every backend adds them in place). Another hub adding them at once is harmless."""
-        inspector = sa.inspect(self._engine)
-        for table_name, names in _ADDED_COLUMNS.items():
-            have = {c["name"] for c in inspector.get_columns(table_name)}
-            for name in names:
-                if name in have:
-                    continue
-                column = metadata.tables[table_name].c[name]
-                kind = column.type.compile(dialect=self._engine.dialect)
-                try:
-                    with self._engine.begin() as conn:
-                        conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
-                except sa.exc.DBAPIError:
-                    if name not in {
-                        c["name"] for c in sa.inspect(self._engine).get_columns(table_name)
-                    }:
-                        raise
 
     def close(self) -> None:
         self._engine.dispose()
@@ -380,149 +229,17 @@ class WorkshopStore:
             )
         )
         with self._engine.connect() as conn:
-            return [_workshop(row) for row in conn.execute(query)]
+            return [workshop_of(row) for row in conn.execute(query)]
 
     def end(self, name: str) -> Workshop:
         """Idempotent: the first end stands."""
-        w = workshops_table.c
-        with self._engine.begin() as conn:
-            conn.execute(
-                workshops_table.update()
-                .where(w.name == name, w.ended_at.is_(None))
-                .values(ended_at=self._clock())
-            )
-        return self.get(name)
-
-    # -- temporary accounts ------------------------------------------------------------------
-
-    def free_guests(self, pool: list[str], count: int) -> list[str]:
-        """The first `count` accounts of `pool` nobody holds now, or ValueError with the
-        sentence how many are free."""
-        g = guests_table.c
-        with self._engine.connect() as conn:
-            held = set(conn.scalars(sa.select(g.username).where(g.expires_at > self._clock())))
-        free = [u for u in pool if u not in held]
-        if count > len(free):
-            raise ValueError(
-                f"Only {len(free)} workshop accounts are free now (the site has {len(pool)}); "
-                f"ask for at most {len(free)}."
-            )
-        return free[:count]
-
-    def issue_guests(self, name: str, pool: list[str], count: int) -> list[tuple[str, str]]:
-        """Hand out `count` free accounts of `pool` to workshop `name` until its end, each
-        with a new one-time password, and seat them; [(username, password)]. A pool account
-        is free when nobody holds it now; ValueError when too few are. All or none: an
-        account another workshop takes at the same moment fails the whole issue. The caller
-        resets the accounts first (naic.hub.workshops.api.reset_guest)."""
-        ws = self.get(name)
-        now = self._clock()
-        g = guests_table.c
-        issued, chosen = [], self.free_guests(pool, count)
-        try:
-            with self._engine.begin() as conn:
-                for username in chosen:
-                    password = "-".join(secrets.token_hex(3) for _ in range(3))
-                    row = dict(
-                        workshop=name,
-                        password_hash=hash_password(password),
-                        issued_at=now,
-                        expires_at=ws.ends_at,
-                        password_used_at=None,
-                        reset_at=None,
-                    )
-                    # Only a row whose holder's time is over is taken over; a new one is an
-                    # insert, which the primary key refuses if somebody just made it.
-                    taken = conn.execute(
-                        guests_table.update()
-                        .where(g.username == username, g.expires_at <= now)
-                        .values(**row)
-                    ).rowcount
-                    if not taken:
-                        conn.execute(guests_table.insert().values(username=username, **row))
-                    issued.append((username, password))
-        except sa.exc.IntegrityError:
-            raise ValueError(
-                "Another workshop was given some of these accounts at the same moment; "
-                "please ask again."
-            ) from None
-        for username, _ in issued:
-            self.join(name, username, guest=True)
-        return issued
-
-    def guest_login(self, username: str, password: str) -> str:
-        """The workshop a guest account belongs to, or ValueError with the sentence why not.
-        A password logs in once: the first login marks it used, atomically."""
-        g = guests_table.c
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(guests_table).where(g.username == username)).first()
-        now = self._clock()
-        facts = dict(
-            known=row is not None,
-            password_ok=row is not None and password_matches(password, row.password_hash),
-            expires_at=row.expires_at if row else None,
-            now=now,
+        set_once(
+            self._engine, workshops_table, "ended_at", self._clock(), workshops_table.c.name == name
         )
-        refusal = guest_login_refusal(used_at=row.password_used_at if row else None, **facts)
-        if refusal:
-            raise ValueError(refusal)
-        with self._engine.begin() as conn:
-            first = conn.execute(
-                guests_table.update()
-                .where(
-                    g.username == username,
-                    g.password_hash == row.password_hash,
-                    g.password_used_at.is_(None),
-                )
-                .values(password_used_at=now)
-            ).rowcount
-        if not first:  # another login with the same password came first
-            raise ValueError(guest_login_refusal(used_at=now, **facts))
-        return row.workshop
-
-    def expire_guests(self, name: str) -> list[str]:
-        """End every account of workshop `name` now; the usernames."""
-        g = guests_table.c
-        now = self._clock()
-        with self._engine.begin() as conn:
-            names = list(conn.scalars(sa.select(g.username).where(g.workshop == name)))
-            conn.execute(
-                guests_table.update()
-                .where(g.workshop == name, g.expires_at > now)
-                .values(expires_at=now)
-            )
-        return names
-
-    def guests_due(self) -> list[GuestAccount]:
-        """Issued accounts whose window has passed and that were not reset since."""
-        g = guests_table.c
-        now = self._clock()
-        with self._engine.connect() as conn:
-            query = sa.select(guests_table).where(g.expires_at <= now).order_by(g.username)
-            rows = conn.execute(query).all()
-        return [
-            GuestAccount(r.username, r.workshop, r.issued_at, r.expires_at, r.reset_at)
-            for r in rows
-            if needs_reset(expires_at=r.expires_at, reset_at=r.reset_at, now=now)
-        ]
-
-    def mark_reset(self, username: str, issued_at: datetime) -> None:
-        """Record the reset of this issue of the account (not of a newer one)."""
-        g = guests_table.c
-        with self._engine.begin() as conn:
-            conn.execute(
-                guests_table.update()
-                .where(g.username == username, g.issued_at == issued_at)
-                .values(reset_at=self._clock())
-            )
-
-    def guests(self, name: str) -> list[str]:
-        g = guests_table.c
-        with self._engine.connect() as conn:
-            return list(conn.scalars(sa.select(g.username).where(g.workshop == name)))
+        return self.get(name)
 
     def _workshops(self, *filters) -> list[Workshop]:
         w = workshops_table.c
         query = sa.select(workshops_table).where(*filters).order_by(w.starts_at, w.name)
         with self._engine.connect() as conn:
-            return [_workshop(row) for row in conn.execute(query)]
+            return [workshop_of(row) for row in conn.execute(query)]

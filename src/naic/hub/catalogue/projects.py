@@ -1,0 +1,63 @@
+"""What sessions run with and work in: software environments, storage areas, and projects
+(their members, IdP groups and GPU-hour budgets)."""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from naic.hub.catalogue.base import PATH_PLACEHOLDERS, SAFE_WORD, VENV_PATH, Model
+
+
+class Environment(Model):
+    title: str = Field(min_length=1)
+    venv: str | None = Field(None, pattern=VENV_PATH)
+    modules: list[Annotated[str, Field(pattern=SAFE_WORD)]] = []
+
+    @model_validator(mode="after")
+    def _something_to_activate(self) -> Environment:
+        if self.venv is None and not self.modules:
+            raise ValueError("needs `venv` (a path) or `modules` (Lmod module names)")
+        return self
+
+
+class Storage(Model):
+    title: str | None = None
+    path: str
+    quota_gb: float | None = Field(None, gt=0)
+    purge_days: int | None = Field(None, ge=1)
+    read_only: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _template(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must be an absolute path")
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
+        except ValueError:  # Python's own words: "Single '}' encountered in format string"
+            raise ValueError(
+                "has a `{` or `}` that is not part of a {username} or {project} placeholder"
+            ) from None
+        unknown = names - PATH_PLACEHOLDERS
+        if unknown:
+            raise ValueError(
+                f"may use only {{username}} and {{project}}, not {{{sorted(unknown)[0]}}}"
+            )
+        return path
+
+
+class Project(Model):
+    title: str = Field(min_length=1)
+    slurm_account: str | None = Field(None, pattern=SAFE_WORD)
+    #: GPU-hours per budget period; None means no budget is enforced.
+    gpu_hours: float | None = Field(None, ge=0, description="GPU-hour budget")
+    #: When the budget starts afresh: the first day (UTC) of each month, quarter or year.
+    budget_period: Literal["month", "quarter", "year", "never"] = "year"
+    #: Identities that belong to it: the identity claim's values with an institutional
+    #: login (`ola@uio.no`; a bare hub name never matches there), hub user names without.
+    members: list[str] = []
+    #: IdP groups (the groups claim's values) whose members belong to it.
+    groups: list[str] = []

@@ -1,0 +1,80 @@
+"""The hub's side of a session (`naic.spawners.hooks.SessionHooks`): who the user is in
+projects and workshops, what a session may spend, and its record in the usage ledger.
+
+The config sets `c.Router.hooks = HubHooks(catalogue_file, ledger_url)`; the router calls
+it and knows nothing of budgets, workshops or the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from tornado import web
+
+from naic.hub import catalogue
+from naic.hub.usage import accounting, metrics
+from naic.hub.usage.ledger import Ledger
+from naic.hub.workshops.base import presets_for
+from naic.spawners.hooks import Session
+from naic.spawners.request import SessionRequest, UserFacts
+
+
+@dataclasses.dataclass(frozen=True)
+class HubHooks:
+    catalogue_file: str
+    ledger_url: str
+
+    @property
+    def ledger(self) -> Ledger:
+        return accounting.ledger_for(self.ledger_url)
+
+    def facts(self, user, *, workshops: bool = False) -> UserFacts:
+        facts = accounting.user_facts(user, self.ledger)
+        if not workshops:  # a plain spawn reads no workshop table
+            return facts
+        seats = presets_for(self.ledger_url, user.name, datetime.now(UTC))
+        return dataclasses.replace(facts, workshops=seats)
+
+    def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
+        cat = catalogue.load_cached(self.catalogue_file)
+        hold, refusal = accounting.budget_hold(cat, self.ledger, request, user, server, now)
+        if refusal:
+            raise web.HTTPError(403, refusal)
+        return hold or 0
+
+    def started(
+        self, request: SessionRequest, session: Session, *, user: str, server: str, job: str,
+        spawn_s: float, queued_s: float | None,
+    ) -> None:  # fmt: skip
+        metrics.SPAWN_DURATION.labels(request.site).observe(spawn_s)
+        if queued_s is not None:
+            metrics.QUEUE_WAIT.labels(request.site).observe(queued_s)
+        session.usage_id = self.ledger.session_started(
+            user=user,
+            server=server,
+            project=request.project,
+            site=request.site,
+            gpus=request.gpus,
+            job_id=job,
+        )
+        if session.hold_id:
+            self.ledger.link_hold(session.hold_id, session.usage_id)
+        session.seen_alive = True
+
+    def seen(self, session: Session) -> None:
+        self.ledger.session_seen(session.usage_id)
+        session.seen_alive = True
+
+    def ended(self, session: Session, at: datetime | None) -> None:
+        """Close the usage record: at the scheduler's end time when it still knows it; else
+        now, if this hub saw the session alive; else (it ended while the hub was down) at the
+        last time a hub saw it running, which never charges time nobody observed."""
+        if session.hold_id:
+            self.ledger.release_hold(session.hold_id)
+        if not session.usage_id:
+            return
+        if at is None and not session.seen_alive:
+            rec = next((s for s in self.ledger.open_sessions() if s.id == session.usage_id), None)
+            at = rec.last_seen if rec else None
+        self.ledger.session_ended(session.usage_id, at)

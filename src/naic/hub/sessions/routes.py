@@ -1,0 +1,22 @@
+"""What the sessions room adds to the hub: start estimates, extensions, activity reports and
+the culler's API, with their scopes and the culler's role."""
+
+from naic.hub.sessions.activity import HANDLERS as ACTIVITY_HANDLERS
+from naic.hub.sessions.activity import SCOPE as CULL_SCOPE
+from naic.hub.sessions.estimate import ESTIMATE_PATH, EstimateHandler
+from naic.hub.sessions.extend import EXTEND_HANDLERS
+from naic.hub.sessions.extend import SCOPE as EXTEND_SCOPE
+
+HANDLERS = [(ESTIMATE_PATH, EstimateHandler), *EXTEND_HANDLERS, *ACTIVITY_HANDLERS]
+SCOPES = {
+    EXTEND_SCOPE: {"description": "Extend running sessions within the catalogue's policy."},
+    CULL_SCOPE: {
+        "description": "Read every running session's activity, warn sessions and stop them.",
+    },
+}
+#: Users extend their own sessions; a server extends and stops itself (the session panel).
+USER_SCOPES = [f"{EXTEND_SCOPE}!user"]
+SERVER_SCOPES = [f"{EXTEND_SCOPE}!server", "servers!server"]
+#: The culler (naic.hub.sessions.culler) is a managed service that may only read activity,
+#: warn and stop sessions: it never holds the admin role.
+ROLES = [{"name": "naic-culler", "scopes": [CULL_SCOPE], "services": ["naic-culler"]}]

@@ -1,0 +1,42 @@
+"""What the workshops room adds to the hub: its API and pages (below the hub's prefix,
+`/hub/`), its scope and the instructor role."""
+
+from naic.hub.workshops.api import (
+    ApproveHandler,
+    CodeHandler,
+    JoinHandler,
+    WorkshopHandler,
+    WorkshopsHandler,
+)
+from naic.hub.workshops.base import SCOPE
+from naic.hub.workshops.pages import DashboardPage, GuestLoginPage, JoinPage
+from naic.hub.workshops.resets import AccountsHandler
+from naic.hub.workshops.rules import INSTRUCTORS_GROUP
+
+HANDLERS = [
+    (r"/naic/workshops/join", JoinPage),
+    (r"/naic/workshops/login", GuestLoginPage),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/accounts", AccountsHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/code", CodeHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/approve", ApproveHandler),
+    (r"/naic/workshops", DashboardPage),
+    (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
+    (r"/api/naic/workshops", WorkshopsHandler),
+    (r"/api/naic/workshops/join", JoinHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})", WorkshopHandler),
+]
+SCOPES = {
+    SCOPE: {
+        "description": "Create workshops and manage one's own workshops and their students.",
+    },
+}
+ROLES = [
+    {
+        "name": "instructor",
+        "description": "Runs workshops: creates them and manages their own students.",
+        "scopes": ["self", SCOPE],
+        "groups": [INSTRUCTORS_GROUP],
+    }
+]
+USER_SCOPES: list[str] = []
+SERVER_SCOPES: list[str] = []

@@ -1,0 +1,79 @@
+"""What Slurm prints, read, and what its states mean in words a user reads. Pure."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+#: Slurm states after which the job will never run again, in words a user reads.
+END_REASONS = {
+    "COMPLETED": "the session ended",
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "time limit reached",
+    "PREEMPTED": "preempted by a higher-priority job",
+    "OUT_OF_MEMORY": "out of memory",
+    "NODE_FAIL": "node failure",
+    "FAILED": "the server failed to start or crashed",
+    "BOOT_FAIL": "node failure",
+    "DEADLINE": "time limit reached",
+}
+#: Pending reasons from squeue, in words.
+WAITING_FOR = {
+    "Resources": "free GPUs or CPUs",
+    "Priority": "jobs with higher priority",
+    "ReqNodeNotAvail": "a node that is not available",
+    "Reservation": "its reservation to begin",
+    "None": "the scheduler",
+}
+
+
+SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=State", "--jobs"]
+
+
+def end_reason_from_sacct(out: str) -> str:
+    """Pure: words for the first state sacct prints ("CANCELLED by 1001" → "cancelled")."""
+    words = out.split()
+    return END_REASONS.get(words[0], "") if words else ""
+
+
+def job_name(user: str, server: str) -> str:
+    """`naic-<user>[-<server>]`; server names are the user's own words, so keep safe letters."""
+    name = f"naic-{user}" + (f"-{server}" if server else "")
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64]
+
+
+def dask_job_name(job_id: str) -> str:
+    """Name of a session's Dask worker jobs (as `naic.extensions.dask` submits them)."""
+    return f"naic-dask-{job_id}"
+
+
+def minutes_from_slurm(text: str) -> int | None:
+    """Pure: a Slurm duration (`30:00`, `1:30:00`, `2-00:00:00`, `45`) in whole minutes;
+    None for UNLIMITED, N/A or anything else."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if m is None:
+        return None
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        h, mins, secs = a, b or 0, c or 0
+    elif c is not None:  # hours:minutes:seconds
+        h, mins, secs = a, b, c
+    elif b is not None:  # minutes:seconds
+        h, mins, secs = 0, a, b
+    else:  # minutes
+        h, mins, secs = 0, a, 0
+    return (days or 0) * 1440 + h * 60 + mins + (1 if secs else 0)
+
+
+def time_from_slurm(text: str) -> datetime | None:
+    """Pure: Slurm's time without a zone (the cluster's local time) in UTC; None for N/A."""
+    try:
+        return datetime.fromisoformat(text.strip()).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def reservation_end(text: str) -> datetime | None:
+    """Pure: the `EndTime=` of `scontrol show reservation NAME`, in UTC."""
+    m = re.search(r"\bEndTime=(\S+)", text)
+    return time_from_slurm(m.group(1)) if m else None
