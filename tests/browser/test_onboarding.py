@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_spawn_form import browser, log_in, stop_server
+from tests.browser.helpers import ARTIFACTS, log_in, stop_server
 from tests.hub_process import Hub
-from tests.integration import test_slurm_sessions as sessions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-slurm_hub = sessions.slurm_hub
-__all__ = ["browser", "slurm_hub"]  # fixtures shared with the spawn-form tests
-#: Screenshots a person can look at after CI (ignored by git).
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 GPU_SESSION = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 1, "project": "demo"}
 #: Each widget of 00-start-here, by the CSS class it carries, and words it must show.
 WIDGETS = {

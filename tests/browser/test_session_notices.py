@@ -4,29 +4,16 @@ in a real session on the test cluster whose (injected) GPU samples say it is idl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.test_onboarding import ARTIFACTS
-from tests.browser.test_spawn_form import browser, log_in, stop_server
+from tests.browser.helpers import ARTIFACTS, log_in, stop_server
 from tests.hub_process import Hub
-from tests.integration.test_culling import A100, hub_with_policy, set_gpu_use
-from tests.integration.test_slurm_lifecycle import client, ready, start, wait_until
+from tests.integration.helpers import client, ready, set_gpu_use, start, wait_until
+from tests.integration.test_culling import A100
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["browser"]
-#: Warned about two seconds into the session, stopped two minutes in: long enough for
-#: JupyterLab to load on a busy CI machine and show the warning before the stop.
-POLICY = {"gpu_idle_minutes": 2, "idle_minutes": None, "warn_minutes": 1.9}
-
-
-@pytest.fixture
-def notice_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    with hub_with_policy(hub_dir, POLICY) as hub:
-        yield hub
 
 
 def test_an_idle_gpu_warning_is_a_jupyterlab_notification(notice_hub: Hub, browser: Browser):

@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.helpers import log_in, stop_server
 from tests.hub_process import Hub
-from tests.integration import test_slurm_sessions as sessions
+from tests.integration.helpers import squeue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-slurm_hub = sessions.slurm_hub  # the hub on the test cluster's catalogue, as root
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ESTIMATE = re.compile(r"^(Starts now|Expected start in about .+)$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def log_in(page: Page, hub: Hub, name: str) -> None:
-    page.goto(hub.url + "hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/hub/(home|spawn|spawn-pending/.*|user/.*)$|.*/user/.*"))
 
 
 def shot(page: Page, folder: Path, name: str) -> Path:
@@ -57,15 +29,6 @@ def shot(page: Page, folder: Path, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
     return path
-
-
-def stop_server(hub: Hub, name: str) -> None:
-    with hub.api() as api:
-        api.delete(f"/users/{name}/server")
-        deadline = time.monotonic() + 60
-        while api.get(f"/users/{name}").json()["servers"]:
-            assert time.monotonic() < deadline, f"{name}'s session did not stop"
-            time.sleep(0.5)
 
 
 def test_a_student_picks_one_a100_sees_the_estimate_and_lands_in_jupyterlab(
@@ -119,7 +82,7 @@ def test_a_student_picks_one_a100_sees_the_estimate_and_lands_in_jupyterlab(
             "environment": "python",
             "project": "demo",
         }
-        jobs = sessions.squeue("--user=alice", "--states=RUNNING", "--format=%b %P")
+        jobs = squeue("--user=alice", "--states=RUNNING", "--format=%b %P")
         assert "gpu:a100:1 accel" in jobs, jobs
     finally:
         context.close()

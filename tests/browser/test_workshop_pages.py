@@ -10,13 +10,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.test_onboarding import ARTIFACTS
-from tests.browser.test_spawn_form import browser, log_in
+from tests.browser.helpers import ARTIFACTS, log_in
 from tests.hub_process import Hub
-from tests.integration.test_workshops import token_of, ws_hub
+from tests.integration.helpers import token_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["browser", "ws_hub"]
 
 
 def test_a_student_joins_with_the_code_and_the_instructor_sees_her(

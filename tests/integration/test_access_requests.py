@@ -5,44 +5,13 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.hub_process import stop_hub
-from tests.oidc_provider import OidcHub, Provider, oidc_log_in, start_oidc_hub, xsrf_of
+from tests.oidc_provider import OidcHub, oidc_log_in, xsrf_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def hub(module_oidc_provider: Provider) -> Iterator[OidcHub]:
-    """Admin boss (boss@uio.no); ola@uio.no is in nn1234k; nobody is in nn5678k."""
-    base = Path(tempfile.mkdtemp(prefix="naic-access-", dir="/var/tmp"))
-    base.chmod(0o755)
-    for sub, ident in [
-        ("boss-sub", "boss@uio.no"),
-        ("ola-sub", "ola@uio.no"),
-        ("kari-sub", "kari@ntnu.no"),
-        ("lars-sub", "lars@uib.no"),
-        ("mona-sub", "mona@uit.no"),
-    ]:
-        module_oidc_provider.set_user(sub, eduPersonPrincipalName=ident)
-    h = start_oidc_hub(
-        base,
-        module_oidc_provider,
-        members=["ola@uio.no"],
-        identity={"domains": ["uio.no", "ntnu.no", "uib.no", "uit.no"]},
-    )
-    try:
-        yield h
-    finally:
-        stop_hub(h.hub)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def row(page: httpx.Response, project: str) -> str:
@@ -86,12 +55,12 @@ def admin_decides(h: OidcHub, user: str, project: str, action: str, note: str) -
 
 
 def test_someone_without_a_project_asks_an_admin_approves_and_they_see_it(
-    hub: OidcHub,
+    access_hub: OidcHub,
 ) -> None:
     # Kari authenticates at her institution but is in no project: the ask page, no user.
-    browser, refused = oidc_log_in(hub.hub.url, "kari-sub")
+    browser, refused = oidc_log_in(access_hub.hub.url, "kari-sub")
     assert refused.status_code == 403
-    assert "kari" not in users(hub)
+    assert "kari" not in users(access_hub)
     action = re.search(r'<form method="post" action="([^"]+)"', refused.text).group(1)
     sent = browser.post(
         action,
@@ -106,13 +75,13 @@ def test_someone_without_a_project_asks_an_admin_approves_and_they_see_it(
     assert "You can log in now as kari to follow it on your Access page." in words(sent)
 
     # With a pending request she may log in, and follows it on her Access page.
-    _, landed = oidc_log_in(hub.hub.url, "kari-sub", client=browser)
+    _, landed = oidc_log_in(access_hub.hub.url, "kari-sub", client=browser)
     assert landed.url.path == "/hub/home", landed.text[:2000]
     mine = browser.get("/hub/naic/access")
     assert 'data-state="pending"' in row(mine, "nn5678k")
 
     # The admin logs in through the same login and approves with a note.
-    decided = admin_decides(hub, "kari", "nn5678k", "approve", "Welcome aboard")
+    decided = admin_decides(access_hub, "kari", "nn5678k", "approve", "Welcome aboard")
     assert decided.status_code == 200, decided.text[:3000]
     assert alert(decided, "naic-done") == "kari's request for project nn5678k is approved."
     assert 'data-state="approved"' in decided.text
@@ -124,8 +93,8 @@ def test_someone_without_a_project_asks_an_admin_approves_and_they_see_it(
     assert '<li data-project="nn5678k">' in after.text
 
 
-def test_a_member_asks_for_another_project_and_is_declined_with_a_note(hub: OidcHub) -> None:
-    browser, landed = oidc_log_in(hub.hub.url, "ola-sub")
+def test_a_member_asks_for_another_project_and_is_declined_with_a_note(access_hub: OidcHub) -> None:
+    browser, landed = oidc_log_in(access_hub.hub.url, "ola-sub")
     assert landed.url.path == "/hub/home"
     page = browser.get("/hub/naic/access")
     assert '<li data-project="nn1234k">' in page.text
@@ -149,33 +118,33 @@ def test_a_member_asks_for_another_project_and_is_declined_with_a_note(hub: Oidc
     assert twice.status_code == 400
     assert "You have already asked for project nn5678k" in alert(twice, "naic-error")
 
-    decided = admin_decides(hub, "ola", "nn5678k", "decline", "Ask your PI first.")
+    decided = admin_decides(access_hub, "ola", "nn5678k", "decline", "Ask your PI first.")
     assert decided.status_code == 200
     line = row(browser.get("/hub/naic/access"), "nn5678k")
     assert 'data-state="declined"' in line and "Ask your PI first." in line
 
 
-def test_only_admins_see_the_admin_page(hub: OidcHub) -> None:
-    browser, _ = oidc_log_in(hub.hub.url, "ola-sub")
+def test_only_admins_see_the_admin_page(access_hub: OidcHub) -> None:
+    browser, _ = oidc_log_in(access_hub.hub.url, "ola-sub")
     resp = browser.get("/hub/naic/admin/access")
     assert resp.status_code == 403
     assert "Only the hub's administrators decide access requests." in words(resp)
-    anonymous = httpx.get(hub.hub.url + "hub/naic/admin/access", follow_redirects=False)
+    anonymous = httpx.get(access_hub.hub.url + "hub/naic/admin/access", follow_redirects=False)
     assert anonymous.status_code == 302 and "/hub/login" in anonymous.headers["location"]
 
 
-def test_forms_need_the_xsrf_token(hub: OidcHub) -> None:
-    browser, _ = oidc_log_in(hub.hub.url, "ola-sub")
+def test_forms_need_the_xsrf_token(access_hub: OidcHub) -> None:
+    browser, _ = oidc_log_in(access_hub.hub.url, "ola-sub")
     resp = browser.post("/hub/naic/access", data={"project": "nn5678k", "reason": "x"})
     assert resp.status_code == 403
-    admin, _ = oidc_log_in(hub.hub.url, "boss-sub")
+    admin, _ = oidc_log_in(access_hub.hub.url, "boss-sub")
     resp = admin.post("/hub/naic/admin/access", data={"request_id": "1", "action": "approve"})
     assert resp.status_code == 403
 
 
-def test_the_ask_form_is_bound_to_a_recent_verified_login(hub: OidcHub) -> None:
+def test_the_ask_form_is_bound_to_a_recent_verified_login(access_hub: OidcHub) -> None:
     # Without the cookie the hub signs at the end of a login, the form is refused.
-    stranger = httpx.Client(base_url=hub.hub.url, timeout=30)
+    stranger = httpx.Client(base_url=access_hub.hub.url, timeout=30)
     resp = stranger.get("/hub/naic/access/ask")
     assert resp.status_code == 403
     assert "This form belongs to a login that is over or too old." in words(resp)
@@ -185,7 +154,7 @@ def test_the_ask_form_is_bound_to_a_recent_verified_login(hub: OidcHub) -> None:
     assert stranger.get("/hub/naic/access/ask").status_code == 403
 
     # A real one shows the form again; a bad choice is answered on the same page.
-    browser, refused = oidc_log_in(hub.hub.url, "lars-sub")
+    browser, refused = oidc_log_in(access_hub.hub.url, "lars-sub")
     assert refused.status_code == 403
     again = browser.get("/hub/naic/access/ask")
     assert again.status_code == 200 and "lars@uib.no" in again.text
@@ -195,22 +164,24 @@ def test_the_ask_form_is_bound_to_a_recent_verified_login(hub: OidcHub) -> None:
     )
     assert bad.status_code == 400
     assert "There is no project 'nope' on this hub; choose one from the list." in words(bad)
-    assert "lars" not in users(hub)
+    assert "lars" not in users(access_hub)
 
 
-def test_a_person_whose_request_was_declined_is_asked_again_not_logged_in(hub: OidcHub) -> None:
-    browser, refused = oidc_log_in(hub.hub.url, "mona-sub")
+def test_a_person_whose_request_was_declined_is_asked_again_not_logged_in(
+    access_hub: OidcHub,
+) -> None:
+    browser, refused = oidc_log_in(access_hub.hub.url, "mona-sub")
     sent = browser.post(
         "/hub/naic/access/ask",
         data={"_xsrf": xsrf_of(refused), "project": "nn1234k", "reason": "Weather."},
     )
     assert sent.status_code == 200
-    decided = admin_decides(hub, "mona", "nn1234k", "decline", "Not this year.")
+    decided = admin_decides(access_hub, "mona", "nn1234k", "decline", "Not this year.")
     assert decided.status_code == 200
     _, again = oidc_log_in(
-        hub.hub.url,
+        access_hub.hub.url,
         "mona-sub",
-        client=httpx.Client(base_url=hub.hub.url, timeout=30, follow_redirects=True),
+        client=httpx.Client(base_url=access_hub.hub.url, timeout=30, follow_redirects=True),
     )
     assert again.status_code == 403
     assert "You have no project on this hub yet" in words(again)

@@ -4,56 +4,16 @@ admin's approval, and a GPU session on the real Slurm test cluster charged to th
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.hub_process import Hub, free_port_base, start_hub, stop_hub
-from tests.oidc_provider import Provider, oidc_log_in, xsrf_of
+from tests.hub_process import Hub
+from tests.oidc_provider import oidc_log_in, xsrf_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-REPO = Path(__file__).resolve().parents[2]
 GPU = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5, "project": "demo"}
-
-
-@pytest.fixture
-def idp_hub(slurm_cluster, hub_dir: Path, oidc_provider: Provider) -> Iterator[Hub]:
-    """The test cluster's catalogue with an `identity:`; project demo has no members."""
-    oidc_provider.set_user("alice-sub", eduPersonPrincipalName="alice@uio.no")
-    oidc_provider.set_user("boss-sub", eduPersonPrincipalName="boss@uio.no")
-    port = free_port_base()
-    client_id, secret = oidc_provider.register(f"http://127.0.0.1:{port}/hub/oauth_callback")
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    cat["projects"]["demo"]["members"] = []
-    cat["identity"] = {
-        "title": "Test IdP",
-        "issuer": oidc_provider.issuer,
-        "identity_claim": "eduPersonPrincipalName",
-        "domains": ["uio.no"],
-    }
-    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAIC_OIDC_CLIENT_ID", client_id)
-        mp.setenv("NAIC_OIDC_CLIENT_SECRET", secret)
-        hub = start_hub(
-            hub_dir / "data",
-            "--catalogue",
-            str(hub_dir / "catalogue.yaml"),
-            "--admin",
-            "boss@uio.no",
-            port=port,
-        )
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        subprocess.run(["scancel", "--user=alice"], check=False)
 
 
 def test_an_access_request_ends_in_a_running_gpu_session(idp_hub: Hub) -> None:

@@ -9,84 +9,36 @@ files (NAIC_UPDATE_GOLDEN=1 rewrites them; review the diff).
 
 from __future__ import annotations
 
-import grp
-import json
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.hub_process import free_port_base
+from tests.integration.ansible_play import (
+    ANSIBLE_DIR,
+    BIN,
+    ROLES,
+    Deployment,
+    ansible_env,
+    recap,
+    recap_line,
+    run_playbook,
+    stop_process_group,
+    write_yaml,
+)
 from tests.oidc_provider import oidc_catalogue
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_DIR = REPO / "ansible"
-ROLES = ANSIBLE_DIR / "roles"
 GOLDEN = Path(__file__).parent / "ansible_golden"
-BIN = Path(sys.executable).parent
-PLAYBOOK_TIMEOUT_S = 900
 START_TIMEOUT_S = 60
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
-    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
-
-
-def ansible_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "ANSIBLE_ROLES_PATH": str(ROLES),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-    }
-
-
-def run_playbook(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=folder,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=PLAYBOOK_TIMEOUT_S,
-        check=False,
-    )
-
-
-def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """The PLAY RECAP line of the only host, e.g. {"ok": 30, "changed": 0, ...}."""
-    found = RECAP.findall(result.stdout)
-    assert len(found) == 1, f"no single PLAY RECAP line in:\n{result.stdout}\n{result.stderr}"
-    _host, *counts = found[0]
-    return dict(zip(["ok", "changed", "unreachable", "failed"], map(int, counts), strict=True))
-
-
-def recap_line(result: subprocess.CompletedProcess[str]) -> str:
-    match = RECAP.search(result.stdout)
-    return " ".join(match.group(0).split()) if match else "(no PLAY RECAP)"
-
-
-def write_yaml(path: Path, data: object) -> Path:
-    # JSON is YAML, and leaves no doubt about quoting.
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
 
 
 # --- lint ---------------------------------------------------------------------------------
@@ -125,138 +77,6 @@ def test_site_playbook_and_example_inventory_pass_the_syntax_check() -> None:
 
 
 # --- the naic_hub role for real -----------------------------------------------------------
-
-
-@dataclass
-class Deployment:
-    base: Path
-    port: int
-    user: str
-    first_run: subprocess.CompletedProcess[str]
-    elapsed_s: float
-
-    @property
-    def prefix(self) -> Path:
-        return self.base / "opt"
-
-    @property
-    def etc(self) -> Path:
-        return self.base / "etc"
-
-    @property
-    def data(self) -> Path:
-        return self.base / "data"
-
-    @property
-    def start_command(self) -> Path:
-        return self.prefix / "bin" / "naic-hub-start"
-
-    def run_again(self) -> subprocess.CompletedProcess[str]:
-        return run_playbook(self.base / "ansible", "-i", "hosts.yml", "play.yml")
-
-
-def build_wheel(dest: Path) -> Path:
-    """The release as an operator builds it, from a copy (no build/ left in the repo)."""
-    src = dest / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "node_modules",
-            "build",
-            "dist",
-            "*.egg-info",
-            "__pycache__",
-            ".*_cache",
-            ".naic-data",
-        ),
-    )
-    subprocess.run(
-        [str(BIN / "pip"), "wheel", "--quiet", "--no-deps", "-w", str(dest / "dist"), str(src)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = (dest / "dist").glob("naic_hub-*.whl")
-    return wheel
-
-
-def write_play(play_dir: Path, base: Path, *, user: str, wheel: Path, port: int, **hostvars):
-    """hosts.yml and play.yml that apply naic_hub to this machine, into `base` (service
-    manager none, no nginx), with `hostvars` on top."""
-    write_yaml(
-        play_dir / "hosts.yml",
-        {
-            "all": {
-                "hosts": {
-                    "hub-under-test": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": "/usr/bin/python3",
-                        "naic_hub_service_manager": "none",
-                        "naic_hub_nginx_enabled": False,
-                        "naic_hub_prefix": str(base / "opt"),
-                        "naic_hub_config_dir": str(base / "etc"),
-                        "naic_hub_data_dir": str(base / "data"),
-                        "naic_hub_log_dir": str(base / "log"),
-                        "naic_hub_logrotate_dir": str(base / "logrotate.d"),
-                        "naic_hub_user": user,
-                        "naic_hub_wheel_src": str(wheel),
-                        "naic_hub_port": port,
-                        **hostvars,
-                    }
-                }
-            }
-        },
-    )
-    write_yaml(
-        play_dir / "play.yml",
-        [{"name": "Deploy naic-hub here", "hosts": "all", "roles": ["naic_hub"]}],
-    )
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    """naic_hub applied to this machine into /var/tmp/naic-ansible-*/ (service manager none)."""
-    if os.geteuid() != 0:
-        pytest.fail("the naic_hub role is applied for real: run this test as root (CI does)")
-    base = Path(tempfile.mkdtemp(prefix="naic-ansible-", dir="/var/tmp"))
-    # Accounts pass through to their homes in the data dir, the proxy's account to the proxy.
-    base.chmod(0o755)
-    user = f"_naic-t{secrets.token_hex(3)}"
-    accounts_before = {p.pw_name for p in pwd.getpwall()}
-    groups_before = {g.gr_name for g in grp.getgrall()}
-    try:
-        wheel = build_wheel(base / "release")
-        play_dir = base / "ansible"
-        play_dir.mkdir()
-        # Stands in for /etc/logrotate.d, which Debian's logrotate package creates.
-        (base / "logrotate.d").mkdir()
-        port = free_port_base()
-        write_play(
-            play_dir,
-            base,
-            user=user,
-            wheel=wheel,
-            port=port,
-            naic_hub_admins=["boss"],
-            naic_hub_catalogue_src=str(REPO / "examples" / "catalogue.yaml"),
-        )
-        started = time.monotonic()
-        first = run_playbook(play_dir, "-i", "hosts.yml", "play.yml")
-        elapsed = time.monotonic() - started
-        assert first.returncode == 0, first.stdout + first.stderr
-        print(f"naic_hub role, first run: {elapsed:.0f} s; {recap_line(first)}")
-        yield Deployment(base, port, user, first, elapsed)
-    finally:
-        for p in pwd.getpwall():
-            if p.pw_name == user and p.pw_name not in accounts_before:
-                subprocess.run(["userdel", p.pw_name], check=False, capture_output=True)
-        for g in grp.getgrall():
-            if g.gr_name == user and g.gr_name not in groups_before:
-                subprocess.run(["groupdel", g.gr_name], check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_first_run_installs_and_says_how_to_start(deployment: Deployment) -> None:
@@ -340,17 +160,6 @@ def test_deployed_hub_starts_from_the_start_command_and_answers(deployment: Depl
                 os.kill(int(proxy_pid_file.read_text()), signal.SIGTERM)
             except (ProcessLookupError, ValueError):
                 pass
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:

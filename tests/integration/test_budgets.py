@@ -7,41 +7,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.hub_process import Hub, log_in, stop_hub
-from tests.integration.test_slurm_lifecycle import (
-    client,
-    ready,
-    restart_hub,
-    start_testcluster_hub,
-    wait_until,
-)
+from tests.hub_process import Hub, log_in
+from tests.integration.helpers import client, ready, restart_hub, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-REPO = Path(__file__).resolve().parents[2]
 TOO_BIG = {"site": "testcluster", "resource": "a100", "gpus": 2, "hours": 1, "project": "demo"}
 FITS = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5, "project": "demo"}
-
-
-@pytest.fixture
-def budget_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    """The test cluster's catalogue with project demo holding 1 GPU-hour a month."""
-    hub = start_testcluster_hub(
-        hub_dir,
-        lambda cat: cat["projects"]["demo"].update(gpu_hours=1, budget_period="month"),
-        "--admin",
-        "ops",
-    )
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        subprocess.run(["scancel", "--user=alice"], check=False)
 
 
 def demo_usage(c, name: str = "alice") -> dict:

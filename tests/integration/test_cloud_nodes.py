@@ -12,63 +12,20 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub, log_in, stop_hub
-from tests.integration.test_slurm_lifecycle import (
+from tests.integration.helpers import (
+    L40S,
     client,
     progress_messages,
     ready,
     restart_hub,
     start,
-    start_testcluster_hub,
+    start_pool_hub,
     wait_until,
 )
 from tests.kernel import run_cell
 from tests.sshd import CloudVMs, SshKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-
-L40S = {"site": "cloud", "resource": "l40s", "gpus": 1, "hours": 1}
-
-
-def cloud_site(keys: SshKeys, vms: CloudVMs, *, when_full: str, known_hosts: Path) -> dict:
-    return {
-        "title": "Cloud pool",
-        "backend": "nodes",
-        "when_full": when_full,
-        "ssh": {
-            "user": "root",
-            "identity_file": str(keys.private_key),
-            "known_hosts": str(known_hosts),
-        },
-        "hosts": {vm.name: {"address": vm.address, "gpus": {"l40s": 2}} for vm in vms},
-        "resources": {
-            "l40s": {
-                "title": "NVIDIA L40S (declared)",
-                "gpu": {"type": "l40s", "max": 2},
-                "cpus": 1,
-                "memory_gb": 2,
-                "max_hours": 4,
-            }
-        },
-    }
-
-
-def pool_hub(hub_dir: Path, keys: SshKeys, vms: CloudVMs, **kw) -> Hub:
-    site = cloud_site(keys, vms, **{"when_full": "wait", "known_hosts": keys.known_hosts, **kw})
-    return start_testcluster_hub(hub_dir, lambda cat: cat["sites"].update(cloud=site))
-
-
-@pytest.fixture
-def cloud_hub(slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Path):
-    hub = pool_hub(hub_dir, ssh_keys, cloud_vms)
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        for vm in cloud_vms:
-            vm.start_sshd()  # a test may have stopped one
-            vm.run(["pkill", "-u", "alice", "-f", "jupyterhub-singleuser"], check=False)
-        # The test VMs share this machine's /run; a real VM's empties when it boots.
-        cloud_vms.vm1.run(["rm", "-rf", "/run/naic-hub"])
 
 
 def cuda_of(hub: Hub, c: httpx.Client, server: str) -> str:
@@ -138,7 +95,7 @@ def test_sessions_fill_the_pool_survive_a_restart_and_the_fifth_waits(
 def test_a_full_pool_that_refuses_and_an_unverifiable_host(
     slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Path
 ) -> None:
-    hub = pool_hub(hub_dir, ssh_keys, cloud_vms, known_hosts=ssh_keys.wrong_known_hosts)
+    hub = start_pool_hub(hub_dir, ssh_keys, cloud_vms, known_hosts=ssh_keys.wrong_known_hosts)
     try:
         alice = client(hub, "alice")
         refused = alice.post("/hub/api/users/alice/servers/x", json={"user_options": L40S})
@@ -156,7 +113,7 @@ def test_a_full_pool_that_refuses_and_an_unverifiable_host(
 
     refusing = hub_dir / "refusing"
     refusing.mkdir()
-    hub = pool_hub(refusing, ssh_keys, cloud_vms, when_full="refuse")
+    hub = start_pool_hub(refusing, ssh_keys, cloud_vms, when_full="refuse")
     try:
         alice = client(hub, "alice")
         for name in ("r1", "r2", "r3", "r4"):

@@ -5,23 +5,20 @@ fake A100s have no NVML); everything else is the product as it runs."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.hub_process import Hub, log_in, stop_hub
-from tests.integration.test_metrics import scrape, value
-from tests.integration.test_slurm_lifecycle import (
+from tests.hub_process import Hub, log_in
+from tests.integration.helpers import (
     client,
     ready,
+    scrape,
+    set_gpu_use,
     start,
-    start_testcluster_hub,
+    value,
     wait_until,
 )
 
@@ -29,48 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 #: An hour: its end is further off than the "30 minutes left" notice.
 A100 = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 1, "project": "demo"}
-#: Seconds, so the test takes one minute: GPUs idle 20 s → stop, no activity 30 s → stop,
-#: warned 8 s before.
-POLICY = {"gpu_idle_minutes": 20 / 60, "idle_minutes": 0.5, "warn_minutes": 8 / 60}
-SAMPLES = Path("/var/tmp/naic-test-gpu-samples")
-
-
-def set_gpu_use(user: str, percent: float) -> None:
-    path = SAMPLES / f"{user}.json"
-    row = {"name": "NVIDIA A100 (fake)", "utilization_pct": percent}
-    row.update(memory_used_mb=1024, memory_total_mb=40960)
-    path.write_text(json.dumps([row]))
-    path.chmod(0o644)
-
-
-@contextlib.contextmanager
-def hub_with_policy(hub_dir: Path, policy: dict) -> Iterator[Hub]:
-    """A test-cluster hub whose Slurm sessions read their GPU samples from SAMPLES/{user}.json
-    and whose test cluster has the culling `policy`."""
-    SAMPLES.mkdir(mode=0o755, exist_ok=True)
-    config = (
-        "c.SlurmSpawner.environment = {'NAIC_GPU_SAMPLES': "
-        f"lambda spawner: '{SAMPLES}/' + spawner.user.name + '.json'}}\n"
-    )
-    hub = start_testcluster_hub(
-        hub_dir,
-        lambda cat: cat["sites"]["testcluster"].update(culling=policy),
-        "--admin",
-        "ops",
-        config=config,
-    )
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        for user in ("alice", "bob"):
-            subprocess.run(["scancel", f"--user={user}"], check=False)
-
-
-@pytest.fixture
-def cull_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    with hub_with_policy(hub_dir, POLICY) as hub:
-        yield hub
 
 
 def notices(c: httpx.Client, user: str, server: str = "") -> list[dict]:

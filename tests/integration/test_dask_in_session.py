@@ -15,11 +15,10 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub
-from tests.integration.test_slurm_sessions import slurm_hub, squeue, user_token, wait_ready
+from tests.integration.helpers import squeue, user_token, wait_ready
 from tests.kernel import run_cell
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["slurm_hub"]
 
 #: A long-lived Dask cluster started from the session, as a researcher's script would: it
 #: outlives the kernel that launched it, so only the session's end can clean it up.

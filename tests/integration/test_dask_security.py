@@ -23,19 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from naic.spawners.poller import run_argv
 from naic.spawners.slurm import cancel_dask_workers
-from tests.integration.test_dask_slurm import (
-    LIVE,
-    USER,
-    _ids,
-    _start_session,
-    _wait_none_live,
-    workdir,
-)
+from tests.integration.helpers import uid_gid
+from tests.integration.test_dask_slurm import LIVE, USER, _start_session, _wait_none_live
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["workdir"]
 
 ATTACKER = "bob"
 
@@ -191,7 +183,7 @@ def _credential_files(job_id: str) -> list[str]:
 def test_another_user_cannot_run_code_in_a_users_dask_cluster(slurm_cluster, workdir):
     job_id = f"it{uuid.uuid4().hex[:8]}"
     markers = tempfile.mkdtemp(prefix="naic-dask-attack-")
-    os.chown(markers, *_ids(USER))  # only code running as alice can leave a marker here
+    os.chown(markers, *uid_gid(USER))  # only code running as alice can leave a marker here
     proc = _start_session(job_id, "die", workdir, SESSION_SCRIPT)
     try:
         line = proc.stdout.readline()
@@ -229,7 +221,11 @@ def test_another_user_cannot_run_code_in_a_users_dask_cluster(slurm_cluster, wor
 
 def _cancel_workers(job_id: str) -> None:
     async def run_as_hub(argv: list[str]) -> str:
-        code, out, err = await run_argv(argv, limit_s=30)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+        code, out, err = proc.returncode, out_b.decode(), err_b.decode()
         if code:
             raise RuntimeError(err)
         return out

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from naic.spawners.poller import run_argv
 from naic.spawners.slurm import cancel_dask_workers
+from tests.integration.helpers import uid_gid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -129,20 +128,6 @@ def _wait_none_live(name: str, timeout_s: float = 60) -> dict[str, str]:
         time.sleep(1)
 
 
-@pytest.fixture
-def workdir():
-    with tempfile.TemporaryDirectory(prefix="naic-dask-") as path:
-        os.chown(path, *_ids(USER))
-        yield path
-
-
-def _ids(user: str) -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
-
-
 def _listening_as(user: str) -> list[str]:
     """Local addresses of the TCP sockets `user`'s processes listen on."""
     out = subprocess.run(
@@ -152,7 +137,7 @@ def _listening_as(user: str) -> list[str]:
         check=True,
         timeout=30,
     ).stdout
-    uid = f"uid:{_ids(user)[0]}"
+    uid = f"uid:{uid_gid(user)[0]}"
     return [line.split()[3] for line in out.splitlines() if uid in line.split()]
 
 
@@ -216,7 +201,11 @@ def test_workers_of_a_killed_session_are_cancelled_by_the_hub(slurm_cluster, wor
     assert sorted(running.values()) == ["RUNNING", "RUNNING"], running  # orphans, for now
 
     async def run_as_hub(argv: list[str]) -> str:  # the spawner as root: plain scancel
-        code, out, err = await run_argv(argv, limit_s=30)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+        code, out, err = proc.returncode, out_b.decode(), err_b.decode()
         if code:
             raise RuntimeError(err)
         return out

@@ -3,56 +3,27 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.hub_process import Hub
-from tests.integration import test_slurm_sessions as sessions
+from tests.integration.helpers import squeue, user_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-slurm_hub = sessions.slurm_hub  # the hub on the test cluster's catalogue, as root
 
 A100 = {"site": "testcluster", "resource": "a100", "gpus": "1", "hours": "0.5"}
 LATER = re.compile(r"Expected start in about \d+ (min|h)( \d+ min)?(, behind \d+ jobs?)?")
 
 
 def client_as(hub: Hub, name: str) -> httpx.Client:
-    token = sessions.user_token(hub, name)
+    token = user_token(hub, name)
     return httpx.Client(
         base_url=hub.url + "hub/api/naic",
         headers={"Authorization": f"token {token}"},
         timeout=60,
     )
-
-
-@pytest.fixture
-def full_gpu_node(slurm_cluster) -> Iterator[list[str]]:
-    """bob's sleep jobs on every GPU of the node, plus one more waiting for them."""
-    ids = []
-    try:
-        for _ in range(slurm_cluster.gpu_count + 1):
-            out = subprocess.run(
-                ["sbatch", "--parsable", "--uid=bob", "--gid=bob", "--partition=accel",
-                 "--gres=gpu:a100:1", "--time=10", "--output=/dev/null", "--wrap=sleep 600"],
-                capture_output=True, text=True, check=True, cwd="/tmp",
-            ).stdout  # fmt: skip
-            ids.append(out.strip().split(";")[0])
-        deadline = time.monotonic() + 30
-        while True:
-            states = sessions.squeue(f"--jobs={','.join(ids)}", "--format=%T")
-            if states.split().count("RUNNING") >= 1 and "PENDING" in states:
-                break
-            assert time.monotonic() < deadline, f"bob's jobs did not start: {states}"
-            time.sleep(0.5)
-        yield ids
-    finally:
-        if ids:
-            subprocess.run(["scancel", *ids], check=False)
 
 
 def test_an_idle_node_starts_now_and_a_local_site_at_once(slurm_hub: Hub) -> None:
@@ -79,7 +50,7 @@ def test_a_full_node_gives_a_later_start_behind_the_queue(
     assert LATER.fullmatch(body["message"]), body
     assert "behind" in body["message"]
     # Asking queued nothing (sbatch --test-only): Slurm knows no job by the estimate's name.
-    assert sessions.squeue("--states=all", "--name=naic-estimate-alice", "--format=%i") == ""
+    assert squeue("--states=all", "--name=naic-estimate-alice", "--format=%i") == ""
 
 
 def test_bad_input_gets_400_with_the_requests_sentence(slurm_hub: Hub) -> None:

@@ -4,45 +4,25 @@ as operator, within the catalogue's policy, for the session's owner (or the sess
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.hub_process import Hub, stop_hub
-from tests.integration.test_slurm_lifecycle import (
+from tests.hub_process import Hub
+from tests.integration.helpers import (
     client,
     ready,
+    server_token,
     start,
-    start_testcluster_hub,
     wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-REPO = Path(__file__).resolve().parents[2]
 A100 = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5, "project": "demo"}
 LOCAL = {"site": "local", "resource": "cpu-small", "hours": 0.5}
 GPU_EXTEND = "/hub/api/naic/users/alice/servers/gpu/extend"
-
-
-@pytest.fixture
-def extend_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    """The test cluster's catalogue, its A100s extendable once by one hour."""
-    hub = start_testcluster_hub(
-        hub_dir,
-        lambda cat: cat["sites"]["testcluster"]["resources"]["a100"].update(
-            max_extensions=1, extend_step_hours=1
-        ),
-        "--admin",
-        "ops",
-    )
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
 
 
 def squeue(job_id: str, fmt: str) -> str:
@@ -62,24 +42,6 @@ def job_of(name: str) -> str:
     ids = out.stdout.split()
     assert len(ids) == 1, ids
     return ids[0]
-
-
-def server_token(job_id: str) -> str:
-    """The session's own JUPYTERHUB_API_TOKEN, read (as root) from its job's processes, as
-    the SessionPanel inside the session uses it."""
-    out = subprocess.run(
-        ["scontrol", "listpids", job_id], capture_output=True, text=True, check=True
-    ).stdout
-    for line in out.splitlines()[1:]:
-        pid = line.split()[0]
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for item in env:
-            if item.startswith(b"JUPYTERHUB_API_TOKEN="):
-                return item.split(b"=", 1)[1].decode()
-    raise AssertionError(f"no JUPYTERHUB_API_TOKEN in the processes of job {job_id}")
 
 
 def test_a_session_is_extended_once_by_the_hub_then_refused(extend_hub: Hub) -> None:

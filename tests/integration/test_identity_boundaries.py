@@ -9,30 +9,17 @@ named by identity. A provider's unverified e-mail address proves nothing.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.hub_process import stop_hub
-from tests.integration.test_oidc_login import refusal_of
+from tests.integration.helpers import refusal_of
 from tests.ldap_server import LdapServer
 from tests.oidc_provider import OidcHub, Provider, oidc_log_in, start_oidc_hub
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="naic-names-", dir="/var/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def names(h: OidcHub) -> dict[str, bool]:

@@ -6,49 +6,17 @@ Time is injected: each test moves ``clock`` instead of sleeping.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from naic.hub.usage.ledger import IdentityTaken, Ledger
-from tests.postgres import create_database
+from tests.integration.helpers import T0
 
 pytestmark = [pytest.mark.integration]
 
-T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    """A fresh, empty database per test, the way JupyterHub's db_url names it."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}"
-    return create_database(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(db_url, clock) -> Iterator[Ledger]:
-    ledger = Ledger(db_url, clock=clock)
-    yield ledger
-    ledger.close()
 
 
 # -- the database itself ---------------------------------------------------------------------

@@ -7,30 +7,11 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hub_process import Hub
-from tests.integration.test_slurm_sessions import slurm_hub, user_token, wait_ready
+from tests.integration.helpers import scrape, user_token, value, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["slurm_hub"]
-
-
-def scrape(hub: Hub) -> dict[tuple[str, tuple], float]:
-    """Every sample as {(name, sorted labels): value}."""
-    resp = httpx.get(
-        hub.url + "hub/metrics", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30
-    )
-    assert resp.status_code == 200, resp.text[:300]
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(resp.text)
-        for s in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_metrics_move_as_a_gpu_session_starts_and_stops(slurm_hub: Hub) -> None:

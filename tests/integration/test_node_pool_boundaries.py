@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub, stop_hub
-from tests.integration.test_cloud_nodes import L40S, cloud_site
-from tests.integration.test_slurm_lifecycle import (
+from tests.integration.helpers import (
+    L40S,
     client,
+    cloud_site,
     ready,
     restart_hub,
     start,
@@ -38,9 +39,6 @@ from tests.integration.test_slurm_lifecycle import (
 from tests.sshd import CloudVM, CloudVMs, SshKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-
-#: Sessions report activity every 2 s instead of every 5 minutes, so a report is soon due.
-ACTIVITY = 'c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "2"}\n'
 
 #: Runs as bob on the VM: bind 127.0.0.1:<port> as soon as it is free, say so, answer every
 #: request as a hub would ("this token is kari's"), and write what arrived to a file.
@@ -139,23 +137,6 @@ def visit(hub: Hub, user: str, server: str) -> httpx.Response:
         headers={"Authorization": f"token {token}"},
         timeout=30,
     )
-
-
-@pytest.fixture
-def pool_hub(slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Path):
-    site = cloud_site(ssh_keys, cloud_vms, when_full="wait", known_hosts=ssh_keys.known_hosts)
-    hub = start_testcluster_hub(
-        hub_dir, lambda cat: cat["sites"].update(cloud=site), config=ACTIVITY
-    )
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        for vm in cloud_vms:
-            vm.start_sshd()
-            vm.run(["pkill", "-u", "alice", "-f", "jupyterhub-singleuser"], check=False)
-        # The test VMs share this machine's /run; a real VM's empties when it boots.
-        cloud_vms.vm1.run(["rm", "-rf", "/run/naic-hub"])
 
 
 def test_a_squatter_on_the_vm_hears_nothing_when_the_hub_restarts_or_its_ssh_drops(

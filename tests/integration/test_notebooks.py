@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.hub_process import Hub, start_hub, stop_hub
-from tests.integration.test_slurm_sessions import squeue, user_token, wait_ready
+from tests.integration.helpers import squeue, user_token, wait_ready
 from tests.kernel import run_cell
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]

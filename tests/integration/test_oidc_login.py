@@ -9,18 +9,16 @@ relay between hub and provider that changes exactly one thing about the token.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.hub_process import NAIC, free_port_base, stop_hub
+from tests.integration.helpers import refusal_of
 from tests.oidc_provider import (
     FOREIGN_ISSUER,
     OidcHub,
@@ -34,35 +32,6 @@ from tests.oidc_provider import (
 
 pytestmark = pytest.mark.integration
 
-MEMBERS = [
-    "ola@uio.no",
-    "per@uio.no",
-    "per@ntnu.no",
-    "Ola.Nordmann@uio.no",
-    "stig@uio.no",
-]
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="naic-oidc-", dir="/var/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def oidc_hub(base: Path, module_oidc_provider: Provider) -> Iterator[OidcHub]:
-    """A hub whose login is the provider itself; project nn1234k lists MEMBERS."""
-    (base / "direct").mkdir()
-    h = start_oidc_hub(base / "direct", module_oidc_provider, members=MEMBERS)
-    try:
-        yield h
-    finally:
-        stop_hub(h.hub)
-
 
 def users(h: OidcHub) -> dict[str, dict]:
     with h.hub.api() as api:
@@ -74,16 +43,6 @@ def user_model(h: OidcHub, name: str) -> dict:
         resp = api.get(f"/users/{name}")
         assert resp.status_code == 200, resp.text
         return resp.json()
-
-
-def refusal_of(resp: httpx.Response) -> str:
-    """The sentence on a refusal page, as a person reads it."""
-    import html
-    import re
-
-    found = re.search(r'<p class="lead naic-message">(.*?)</p>', resp.text, re.S)
-    assert found, resp.text[:3000]
-    return " ".join(html.unescape(found.group(1)).split())
 
 
 def test_the_login_page_offers_the_institution(oidc_hub: OidcHub) -> None:
@@ -239,30 +198,6 @@ def test_with_a_mapping_file_names_come_from_it_and_edits_apply_at_once(
 
 
 # --- refusals of wrong tokens, through the relay ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def relay(module_oidc_provider: Provider) -> Iterator[Relay]:
-    r = Relay(module_oidc_provider).start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture(scope="module")
-def relay_hub(base: Path, module_oidc_provider: Provider, relay: Relay) -> Iterator[OidcHub]:
-    """A hub whose issuer is the relay's URL (the provider seen through the relay)."""
-    (base / "relay").mkdir()
-    members = ["eva@uio.no", "iss@uio.no", "aud@uio.no", "exp@uio.no", "sig@uio.no"]
-    h = start_oidc_hub(base / "relay", module_oidc_provider, issuer=relay.url, members=members)
-    relay.other_client = module_oidc_provider.register(
-        h.hub.url.rstrip("/") + "/hub/oauth_callback"
-    )
-    try:
-        yield h
-    finally:
-        stop_hub(h.hub)
 
 
 def test_through_a_faithful_relay_the_login_works(

@@ -4,24 +4,21 @@ tests/sshd.py's `login_node` (an sshd on 127.0.0.1), as the site `remote`."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import pwd
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from naic.hub.catalogue import SSH
 from naic.spawners import ssh
-from tests.hub_process import Hub, stop_hub
-from tests.integration.test_slurm_lifecycle import (
+from tests.hub_process import Hub
+from tests.integration.helpers import (
     client,
     ready,
     server_path,
     start,
-    start_testcluster_hub,
     wait_until,
 )
 from tests.sshd import Sshd, SshKeys
@@ -30,23 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 CPU = {"site": "remote", "resource": "cpu", "hours": 0.5}
 LIVE_STATES = "PENDING,RUNNING,CONFIGURING,COMPLETING"
-
-
-def remote_site(node: Sshd, keys: SshKeys, known_hosts: Path) -> Callable[[dict], None]:
-    """A catalogue edit: `remote`, the test cluster's site reached through `node`."""
-
-    def edit(cat: dict) -> None:
-        site = copy.deepcopy(cat["sites"]["testcluster"])
-        site["title"] = "Remote centre"
-        site["submit"] = {"host": node.address, "port": node.port, "via": "ssh"}
-        site["ssh"] = {
-            "user": "root",
-            "identity_file": str(keys.private_key),
-            "known_hosts": str(known_hosts),
-        }
-        cat["sites"]["remote"] = site
-
-    return edit
 
 
 def bobs_session_jobs() -> set[str]:
@@ -61,18 +41,6 @@ def bobs_session_jobs() -> set[str]:
 
 def sshd_log_count(node: Sshd, text: str) -> int:
     return node.log.read_text(errors="replace").count(text) if node.log.exists() else 0
-
-
-@pytest.fixture
-def remote_hub(request, slurm_cluster, login_node, ssh_keys, hub_dir: Path) -> Iterator[Hub]:
-    """A hub with the site `remote`; `known_hosts` comes from the test's parameter."""
-    known_hosts = getattr(ssh_keys, request.param)
-    hub = start_testcluster_hub(hub_dir, remote_site(login_node, ssh_keys, known_hosts))
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        subprocess.run(["scancel", "--user=bob", "--name=naic-bob"], check=False)
 
 
 @pytest.mark.parametrize("remote_hub", ["known_hosts"], indirect=True)

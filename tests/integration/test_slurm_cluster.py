@@ -8,11 +8,8 @@ can write.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import tempfile
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,19 +25,6 @@ echo "group=$(id -gn)"
 echo "cuda_visible_devices=${CUDA_VISIBLE_DEVICES-unset}"
 echo "slurm_job_gpus=${SLURM_JOB_GPUS-unset}"
 """
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory the test users can write job output into.
-
-    Not pytest's tmp_path: its parent /tmp/pytest-of-root is 0700, so alice could not
-    reach it.
-    """
-    path = Path(tempfile.mkdtemp(prefix="naic-tests-", dir="/var/tmp"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_job_as(user: str, workdir: Path, *sbatch_args: str) -> dict[str, str]:

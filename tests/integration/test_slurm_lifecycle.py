@@ -2,112 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 
-from tests.hub_process import Hub, log_in, start_hub, stop_hub
+from tests.hub_process import Hub, log_in
+from tests.integration.helpers import (
+    client,
+    progress_messages,
+    ready,
+    restart_hub,
+    server_path,
+    start,
+    wait_until,
+)
 from tests.slurm_cluster import SLURM_UP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-REPO = Path(__file__).resolve().parents[2]
 SLURMCTLD_PID = Path("/var/lib/naic-slurm/run/slurmctld.pid")
 A100 = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 0.5}
 CPU = {"site": "testcluster", "resource": "cpu", "hours": 0.5}
-# Poll every 5 s instead of 30 s so the tests see ends and outages quickly.
-FAST_POLLS = "c.Spawner.poll_interval = 5\nc.SlurmSpawner.status_max_age = 5\n"
-
-
-def start_testcluster_hub(
-    hub_dir: Path, edit: Callable[[dict], None] | None = None, *args: str, config: str = ""
-) -> Hub:
-    """`naic up` on the test cluster's catalogue (this venv as its environment, `edit`
-    applied to the parsed YAML), polling every 5 s; `args` go to `naic up`, `config` is
-    more of the hub's config (a `jupyterhub_config.d` file)."""
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    if edit is not None:
-        edit(cat)
-    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    config_d = hub_dir / "data" / "jupyterhub_config.d"
-    config_d.mkdir(parents=True)
-    (config_d / "10-fast-polls.py").write_text(FAST_POLLS + config)
-    return start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"), *args)
-
-
-def restart_hub(hub: Hub) -> None:
-    """Start the hub again on its data dir, catalogue and port, after it was killed; `hub`
-    then holds the new process (which its fixture stops)."""
-    port = int(hub.url.rsplit(":", 1)[1].strip("/"))
-    restarted = start_hub(
-        hub.data_dir, "--catalogue", str(hub.data_dir.parent / "catalogue.yaml"), port=port
-    )
-    hub.process = restarted.process
-
-
-@pytest.fixture
-def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    hub = start_testcluster_hub(hub_dir)
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        subprocess.run(["scancel", "--user=alice"], check=False)
-        subprocess.run(["scancel", "--user=bob"], check=False)
-
-
-def client(hub: Hub, name: str) -> httpx.Client:
-    with hub.api() as api:
-        api.post(f"/users/{name}")
-        token = api.post(f"/users/{name}/tokens", json={"note": "test"}).json()["token"]
-    return httpx.Client(base_url=hub.url, headers={"Authorization": f"token {token}"}, timeout=30)
-
-
-def server_path(name: str, server: str) -> str:
-    return f"/hub/api/users/{name}/servers/{server}" if server else f"/hub/api/users/{name}/server"
-
-
-def start(c: httpx.Client, name: str, options: dict, server: str = "") -> None:
-    resp = c.post(server_path(name, server), json={"user_options": options})
-    assert resp.status_code in (201, 202), resp.text
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s} s"
-        time.sleep(0.5)
-
-
-def ready(c: httpx.Client, name: str, server: str = "") -> bool:
-    s = c.get(f"/hub/api/users/{name}").json()["servers"].get(server)
-    return bool(s and s["ready"])
-
-
-def progress_messages(c: httpx.Client, name: str, server: str, until: str, timeout_s: float):
-    """Read the progress event stream a user's spawn page reads, until a message has `until`."""
-    url = f"/hub/api/users/{name}/servers/{server}/progress"
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    with c.stream("GET", url, timeout=timeout_s) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data:"):
-                seen.append(json.loads(line[5:]).get("message", ""))
-                if until in seen[-1]:
-                    return seen
-            if time.monotonic() > deadline:
-                break
-    pytest.fail(f"no progress message with {until!r}; saw {seen}")
 
 
 def test_a_fifth_gpu_session_waits_in_the_queue_and_starts_when_one_ends(fast_hub: Hub) -> None:

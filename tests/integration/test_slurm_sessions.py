@@ -4,61 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from naic.hub.usage.ledger import Ledger
-from tests.hub_process import Hub, start_hub, stop_hub
+from tests.hub_process import Hub
+from tests.integration.helpers import squeue, user_token, wait_ready
 from tests.kernel import run_cell
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def slurm_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    """`naic up` as root on the test cluster's catalogue, with this venv as the environment."""
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    path = hub_dir / "catalogue.yaml"
-    path.write_text(yaml.safe_dump(cat))
-    hub = start_hub(hub_dir / "data", "--catalogue", str(path))
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-
-
-def user_token(hub: Hub, name: str) -> str:
-    with hub.api() as api:
-        api.post(f"/users/{name}")
-        resp = api.post(f"/users/{name}/tokens", json={"note": "test"})
-        resp.raise_for_status()
-        return resp.json()["token"]
-
-
-def wait_ready(api: httpx.Client, name: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        server = api.get(f"/users/{name}").json()["servers"].get("")
-        if server and server["ready"]:
-            return server
-        time.sleep(0.5)
-    pytest.fail(f"{name}'s session was not ready within {timeout_s} s")
-
-
-def squeue(*args: str) -> str:
-    return subprocess.run(
-        ["squeue", "--noheader", *args], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def test_a_gpu_session_runs_as_a_slurm_job_and_stopping_cancels_it(slurm_hub: Hub) -> None:

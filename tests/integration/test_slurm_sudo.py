@@ -4,64 +4,16 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from tests.hub_process import Hub, start_hub, stop_hub
+from tests.hub_process import Hub
+from tests.integration.helpers import SERVICE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-
-REPO = Path(__file__).resolve().parents[2]
-SERVICE = "naic-svc-test"
-SUDOERS = Path("/etc/sudoers.d/naic-svc-test")
-# The rule an operator writes: sbatch and scancel as the cluster's users, keeping the
-# session's JUPYTERHUB_* variables (SETENV), nothing else.
-RULE = f"{SERVICE} ALL=(alice,bob) NOPASSWD:SETENV: /usr/bin/sbatch, /usr/bin/scancel\n"
-
-
-@pytest.fixture
-def service_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    if shutil.which("sudo") is None:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "sudo"],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    created = False
-    try:
-        pwd.getpwnam(SERVICE)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", SERVICE], check=True
-        )
-        created = True
-    SUDOERS.write_text(RULE)
-    SUDOERS.chmod(0o440)
-    subprocess.run(["visudo", "-cf", str(SUDOERS)], check=True, capture_output=True)
-    cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
-    cat["environments"]["python"]["venv"] = sys.prefix
-    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(cat))
-    data = hub_dir / "data"
-    data.mkdir()
-    shutil.chown(data, SERVICE, SERVICE)
-    shutil.chown(hub_dir, SERVICE, SERVICE)
-    hub = start_hub(data, "--catalogue", str(hub_dir / "catalogue.yaml"), run_as=SERVICE)
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        SUDOERS.unlink(missing_ok=True)
-        if created:
-            subprocess.run(["userdel", SERVICE], check=False)
 
 
 def test_a_service_account_hub_runs_sessions_through_sudo(service_hub: Hub) -> None:

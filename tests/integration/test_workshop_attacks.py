@@ -8,20 +8,24 @@ from __future__ import annotations
 import re
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from tests.hub_process import Hub, log_in
-from tests.integration.test_extend import server_token
-from tests.integration.test_slurm_lifecycle import client, ready, start, wait_until
-from tests.integration.test_workshop_guests import guest_login, issue
-from tests.integration.test_workshops import token_of, ws_hub
+from tests.integration.helpers import (
+    client,
+    guest_login,
+    issue,
+    ready,
+    server_token,
+    start,
+    token_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["ws_hub"]
 
 
 def api_of(hub: Hub, token: str) -> httpx.Client:
@@ -61,17 +65,8 @@ def wrong_login(hub: Hub, username: str, fake_ip: str) -> httpx.Response:
     return resp
 
 
-@pytest.fixture
-def cleanup_attacks() -> Iterator[None]:
-    yield
-    for name in ("guess", "leak", "first", "second", "theirs", "big"):
-        subprocess.run(
-            ["scontrol", "delete", f"ReservationName=naic-ws-{name}"], capture_output=True
-        )
-
-
 def test_rotating_client_addresses_do_not_buy_more_password_guesses(
-    ws_hub: Hub, cleanup_attacks
+    ws_hub: Hub, cleanup_reservations
 ) -> None:
     api = api_of(ws_hub, token_of(ws_hub, "ingrid"))
     assert api.post("/hub/api/naic/workshops", json=spec("guess")).status_code == 201
@@ -94,7 +89,7 @@ def test_rotating_client_addresses_do_not_buy_more_password_guesses(
     assert ok.status_code == 302, ok.text[:300]
 
 
-def test_a_copy_of_the_database_holds_no_join_code(ws_hub: Hub, cleanup_attacks) -> None:
+def test_a_copy_of_the_database_holds_no_join_code(ws_hub: Hub, cleanup_reservations) -> None:
     api = api_of(ws_hub, token_of(ws_hub, "ingrid"))
     made = api.post("/hub/api/naic/workshops", json=spec("leak"))
     assert made.status_code == 201, made.text
@@ -127,7 +122,7 @@ def test_a_copy_of_the_database_holds_no_join_code(ws_hub: Hub, cleanup_attacks)
     assert student.post("/hub/api/naic/workshops/join", json={"code": new}).status_code == 200
 
 
-def test_a_sessions_server_token_cannot_join_a_workshop(ws_hub: Hub, cleanup_attacks) -> None:
+def test_a_sessions_server_token_cannot_join_a_workshop(ws_hub: Hub, cleanup_reservations) -> None:
     api = api_of(ws_hub, token_of(ws_hub, "ingrid"))
     first = api.post("/hub/api/naic/workshops", json=spec("first", project="course"))
     assert first.status_code == 201, first.text
@@ -160,7 +155,7 @@ def test_a_sessions_server_token_cannot_join_a_workshop(ws_hub: Hub, cleanup_att
 
 
 def test_an_instructor_charges_only_their_projects_and_stays_within_the_policy(
-    ws_hub: Hub, cleanup_attacks
+    ws_hub: Hub, cleanup_reservations
 ) -> None:
     ivar = api_of(ws_hub, token_of(ws_hub, "ivar"))  # an instructor, not in `course`
     refused = ivar.post("/hub/api/naic/workshops", json=spec("theirs", project="course"))

@@ -8,7 +8,6 @@ session's terminal, done here with `runuser` as the guest account."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,12 +17,17 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub, stop_hub
-from tests.integration.test_slurm_lifecycle import restart_hub, wait_until
-from tests.integration.test_workshops import GUEST_CHECK, jobs_of, token_of, ws_hub
-from tests.slurm_cluster import GUESTS
+from tests.integration.helpers import (
+    GUEST_CHECK,
+    guest_login,
+    issue,
+    jobs_of,
+    restart_hub,
+    token_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-__all__ = ["ws_hub"]
 
 MARK = "left-by-the-previous-person"
 
@@ -48,21 +52,6 @@ def workshop(hub: Hub, instructor: str, name: str, ends_in_s: float) -> tuple[ht
     made = api.post("/hub/api/naic/workshops", json=spec)
     assert made.status_code == 201, made.text
     return api, end.timestamp()
-
-
-def issue(api: httpx.Client, name: str, count: int = 1) -> list[tuple[str, str]]:
-    got = api.post(f"/hub/api/naic/workshops/{name}/accounts", json={"count": count})
-    assert got.status_code == 200, got.text
-    return [(a["username"], a["password"]) for a in got.json()["accounts"]]
-
-
-def guest_login(hub: Hub, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:
-    """The workshop login page, as a browser; the redirect to the spawn is not followed."""
-    c = httpx.Client(base_url=hub.url, timeout=60)
-    page = c.get("/hub/naic/workshops/login")
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    form = {"username": username, "password": password, "_xsrf": xsrf}
-    return c, c.post("/hub/naic/workshops/login", data=form, follow_redirects=False)
 
 
 def own_token(c: httpx.Client, username: str) -> str:
@@ -130,17 +119,6 @@ def assert_locked_out(hub: Hub, username: str, password: str, c: httpx.Client, t
 
 def wait_past(end: float) -> None:
     time.sleep(max(0.0, end - time.time()) + 1)
-
-
-@pytest.fixture
-def cleanup_reservations() -> None:
-    yield
-    for name in ("passes", "passes-down", "first", "second", "once"):
-        subprocess.run(
-            ["scontrol", "delete", f"ReservationName=naic-ws-{name}"], capture_output=True
-        )
-    for user in GUESTS:
-        subprocess.run(["scancel", f"--user={user}"], check=False)
 
 
 def test_a_window_that_passes_locks_the_guest_out_without_anyone_acting(

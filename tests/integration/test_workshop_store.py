@@ -4,7 +4,6 @@ holds when students join at the same moment, and a second redemption is the same
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,18 +11,9 @@ import sqlalchemy as sa
 
 from naic.hub.workshops.rules import WorkshopSpec, code_digest, code_key
 from naic.hub.workshops.store import WorkshopExists, WorkshopStore
-from tests.integration.test_ledger import T0, Clock, clock, db_url
+from tests.integration.helpers import KEY, T0, Clock
 
 pytestmark = [pytest.mark.integration]
-KEY = code_key(b"the hub's cookie secret")
-__all__ = ["clock", "db_url"]
-
-
-@pytest.fixture
-def store(db_url, clock) -> Iterator[WorkshopStore]:
-    s = WorkshopStore(db_url, clock=clock, code_key=KEY)
-    yield s
-    s.close()
 
 
 def spec(seats: int = 10) -> WorkshopSpec:

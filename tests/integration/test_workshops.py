@@ -8,106 +8,34 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.hub_process import Hub, log_in, stop_hub
-from tests.integration.test_slurm_lifecycle import (
+from tests.hub_process import Hub, log_in
+from tests.integration.helpers import (
+    COURSE,
+    RESERVATION,
     client,
+    jobs_of,
+    notebook,
     ready,
     start,
-    start_testcluster_hub,
+    token_of,
     wait_until,
 )
-from tests.slurm_cluster import GUESTS, STUDENTS
+from tests.slurm_cluster import STUDENTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 NAIC = str(Path(sys.executable).parent / "naic")
-COURSE = Path("/var/tmp/naic-test-course")
-RESERVATION = "naic-ws-ml-intro"
-#: Workshop accounts whose window passed are looked for every 2 s (the default is a minute).
-GUEST_CHECK = "c.WorkshopGuests.check_interval = 2\n"
-
-
-def git(*args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(COURSE), "-c", "user.name=T", "-c", "user.email=t@x", *args],
-        check=True,
-        capture_output=True,
-    )
-
-
-def notebook(*counts: int | None) -> str:
-    """A notebook with one code cell per count (None: not run yet)."""
-    cells = [
-        {"cell_type": "code", "execution_count": n, "source": "", "outputs": []} for n in counts
-    ]
-    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-
-
-def course_repository() -> None:
-    """A git repository every student can read, as a shared course folder would be."""
-    subprocess.run(["rm", "-rf", str(COURSE)], check=True)
-    COURSE.mkdir(mode=0o755)
-    git("init", "-q", "-b", "main")
-    (COURSE / "01-intro.ipynb").write_text(notebook(None, None))
-    git("add", ".")
-    git("commit", "-q", "-m", "course")
-    subprocess.run(["chmod", "-R", "a+rX", str(COURSE)], check=True)
-
-
-@pytest.fixture
-def ws_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    def course_project(cat: dict) -> None:
-        # ingrid may charge the course; ivar, another instructor, may not.
-        cat["projects"]["course"] = {
-            "title": "ML course",
-            "slurm_account": "course",
-            "members": ["ingrid"],
-        }
-        # Above this, a workshop waits for an admin (test_workshop_attacks).
-        cat["workshops"] = {
-            "max_seats": 10,
-            "max_gpus_per_seat": 1,
-            "max_hours": 4,
-            "max_active_per_instructor": 3,
-        }
-        cat["guest_accounts"] = {"prefix": "guest", "count": len(GUESTS)}
-        # Sessions report every 2 s (the report interval follows the shortest warning).
-        cat["sites"]["testcluster"]["culling"] = {"warn_minutes": 0.1}
-
-    course_repository()
-    hub = start_testcluster_hub(hub_dir, course_project, "--admin", "ops", config=GUEST_CHECK)
-    with hub.api() as api:
-        for name in ("ingrid", "ivar"):
-            api.post(f"/users/{name}")
-        resp = api.post("/groups/instructors/users", json={"users": ["ingrid", "ivar"]})
-        assert resp.is_success, resp.text
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
-        for user in (*STUDENTS, *GUESTS):
-            subprocess.run(["scancel", f"--user={user}"], check=False)
-        for name in (RESERVATION, "naic-ws-tomorrow", "naic-ws-guests", "naic-ws-from-page"):
-            subprocess.run(["scontrol", "delete", f"ReservationName={name}"], capture_output=True)
-
-
-def token_of(hub: Hub, name: str) -> str:
-    with hub.api() as api:
-        api.post(f"/users/{name}")
-        return api.post(f"/users/{name}/tokens", json={"note": "test"}).json()["token"]
 
 
 def naic(hub: Hub, token: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -406,13 +334,3 @@ def test_temporary_accounts_work_in_the_window_and_are_locked_out_at_the_end(
     again = guest.post("/hub/naic/workshops/login", data={**form, "_xsrf": xsrf})
     assert again.status_code == 403
     assert "This workshop account expired at" in again.text
-
-
-def jobs_of(user: str) -> list[str]:
-    out = subprocess.run(
-        ["squeue", "-h", "-u", user, "-t", "PENDING,RUNNING", "-o", "%u %v"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split("\n")[:-1]

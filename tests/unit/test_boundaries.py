@@ -51,7 +51,7 @@ def test_the_sessions_own_client_speaks_http_over_the_hubs_socket(tmp_path) -> N
     import threading
     import urllib.request
 
-    from naic.extensions.sources import urllib_transport
+    from naic.extensions.sources.hubclient import urllib_transport
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:

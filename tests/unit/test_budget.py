@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from naic.hub.usage.ledger import budget_refusal, next_reset, period_start
+from naic.hub.usage.budget import budget_refusal, next_reset, period_start
 
 
 def utc(*args: int) -> datetime:

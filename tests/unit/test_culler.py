@@ -11,7 +11,8 @@ import pytest
 
 from naic.extensions.reporter import ActivityReporter, summarize
 from naic.extensions.session import SessionFacts, session_notices
-from naic.extensions.sources import FakeGPUSource, FakeHubSource, GPUSample, GPUSampler
+from naic.extensions.sources.gpu import FakeGPUSource, GPUSample, GPUSampler
+from naic.extensions.sources.hubclient import FakeHubSource
 from naic.hub.catalogue import Culling
 from naic.hub.sessions.activity import check_every_s, parse_report, report_every_s
 from naic.hub.sessions.culler import Action, Notice, Policy, SessionView, deadlines, decide

@@ -17,7 +17,8 @@ from naic.extensions.dask import (
     dashboard_url,
     write_credentials,
 )
-from naic.spawners.slurm import cancel_dask_workers, dask_job_name
+from naic.spawners.slurm import cancel_dask_workers
+from naic.spawners.slurm_text import dask_job_name
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 #: Stands for the cluster's `Security`: cluster_settings passes it on untouched.

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from naic.hub.sessions.estimate import (
+from naic.spawners.estimate import (
     SlurmRefused,
     SlurmUnreachable,
     estimate_slurm,

@@ -7,16 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from naic.extensions.sources import Extension, HubError, HubSource
-from naic.hub.sessions.extend import (
-    EXTEND_HANDLERS,
-    asked_hours,
-    extension_refusal,
-    reservation_end,
-)
-from naic.hub.usage import accounting
+from naic.extensions.sources.hubclient import Extension, HubError, HubSource
+from naic.hub.app.config import Settings, build_config
+from naic.hub.sessions.extend import EXTEND_HANDLERS, asked_hours, extension_refusal
 from naic.hub.usage.ledger import budget_refusal
-from naic.spawners.slurm import minutes_from_slurm
+from naic.spawners.slurm_text import minutes_from_slurm, reservation_end
+from tests.unit.examples import TC
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 A100 = dict(resource_title="NVIDIA A100", max_extensions=2, max_hours=24)
@@ -135,10 +131,12 @@ def test_bad_bodies_get_one_sentence(body: bytes, sentence: str) -> None:
     assert str(err.value) == sentence
 
 
-def test_servers_may_extend_themselves_and_users_their_own_sessions() -> None:
-    assert "custom:naic:extend" in accounting.SCOPES
-    server = next(r for r in accounting.roles([]) if r["name"] == "server")
+def test_servers_may_extend_themselves_and_users_their_own_sessions(tmp_path) -> None:
+    c = build_config(Settings.from_env({"NAIC_DATA_DIR": str(tmp_path)}), TC, None)
+    assert "custom:naic:extend" in c.JupyterHub.custom_scopes
+    server = next(r for r in c.JupyterHub.load_roles if r["name"] == "server")
     assert "custom:naic:extend!server" in server["scopes"]
+    assert "custom:naic:extend!user" in c.JupyterHub.extra_user_scopes
     paths = [p for p, _ in EXTEND_HANDLERS]
     assert paths == [
         r"/api/naic/users/([^/]+)/servers/([^/]*)/extend",

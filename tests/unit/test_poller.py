@@ -7,17 +7,10 @@ import asyncio
 import pytest
 
 from naic.hub.catalogue import SSH, Submit
+from naic.spawners import site as sites
 from naic.spawners import ssh
 from naic.spawners.callback import parse_port_body
-from naic.spawners.poller import (
-    SQUEUE_ARGV,
-    JobInfo,
-    SlurmPoller,
-    Unreachable,
-    parse_squeue,
-    poller_for,
-    run_argv,
-)
+from naic.spawners.poller import SQUEUE_ARGV, JobInfo, SlurmPoller, Unreachable, parse_squeue
 from tests.unit.examples import TC
 
 SQUEUE = """\
@@ -169,13 +162,14 @@ async def test_an_ssh_site_polls_squeue_on_its_login_node(monkeypatch) -> None:
         return answer[0]
 
     monkeypatch.setattr(ssh, "run", fake_ssh_run)
-    monkeypatch.setattr("naic.spawners.poller._POLLERS", {})
+    monkeypatch.setattr(sites, "_SITES", {})
+    cat = TC.model_copy(update={"sites": {"remote": remote, "here": local}})
 
-    p = poller_for("remote", remote)
+    p = sites.site_for(cat, "remote").poller
     assert (await p.job("7")).state == "RUNNING"
     assert calls == [(ssh.Target("login.example.org", 2222, access), SQUEUE_ARGV)]
-    assert poller_for("remote", remote) is p  # one poller, one snapshot, per site
-    assert poller_for("here", local).run is run_argv
+    assert sites.site_for(cat, "remote").poller is p  # one poller, one snapshot, per site
+    assert sites.site_for(cat, "here").login_node is None  # squeue runs on the hub's machine
 
     # A login node that cannot be reached makes jobs unknown, never gone.
     answer[0] = ssh.SSHError("login.example.org:2222 does not answer (timeout).")

@@ -1,6 +1,8 @@
 """Small pure parts of the Slurm backend."""
 
-from naic.spawners.slurm import _job_name, _submit_error, end_reason_from_sacct
+from naic.spawners.slurm import _submit_error
+from naic.spawners.slurm_text import end_reason_from_sacct
+from naic.spawners.slurm_text import job_name as _job_name
 
 
 def test_job_names_keep_only_safe_characters_of_a_server_name() -> None:

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from naic.hub.catalogue import WorkshopPolicy
-from naic.hub.workshops.api import first_error, rate_limited
+from naic.hub.workshops.api import rate_limited
+from naic.hub.workshops.base import first_error
 from naic.hub.workshops.cli import spec_of
 from naic.hub.workshops.rules import (
     CODE_ALPHABET,
