@@ -20,7 +20,8 @@ What the mock does, found by reading it (0.3.4):
 
 `start_oidc_hub` runs `naic up` with a catalogue whose `identity:` is such a provider (its
 client registered there for the hub's callback URL), and `oidc_log_in` drives the whole
-authorization-code flow as a browser would.
+authorization-code flow as a browser would. A groups API like Feide's, which checks this
+provider's access tokens, is in tests/feide_groups.py.
 """
 
 from __future__ import annotations
@@ -293,8 +294,12 @@ PROJECTS_YAML = """\
 """
 
 
-def oidc_catalogue(issuer: str, members: Sequence[str], **identity: str) -> str:
-    """A one-site catalogue whose `identity:` is the provider at `issuer`."""
+def oidc_catalogue(
+    issuer: str, members: Sequence[str], projects: str | None = None, **identity: object
+) -> str:
+    """A one-site catalogue whose `identity:` is the provider at `issuer`. `projects`: the
+    `projects:` section's lines (default PROJECTS_YAML with `members` in nn1234k); an
+    `identity` value of None leaves that field out."""
     ident = {
         "title": "Test IdP",
         "issuer": issuer,
@@ -303,7 +308,7 @@ def oidc_catalogue(issuer: str, members: Sequence[str], **identity: str) -> str:
         "domains": ["uio.no", "ntnu.no"],  # local_part names only for these institutions
         **identity,
     }
-    lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in ident.items())
+    lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in ident.items() if v is not None)
     return (
         "name: OIDC test hub\n"
         "sites:\n"
@@ -315,7 +320,7 @@ def oidc_catalogue(issuer: str, members: Sequence[str], **identity: str) -> str:
         "environments:\n"
         '  python: {title: "Python 3", venv: /opt/naic/envs/base}\n'
         "projects:\n"
-        + PROJECTS_YAML % {"members": ", ".join(json.dumps(m) for m in members)}
+        + (projects or PROJECTS_YAML % {"members": ", ".join(json.dumps(m) for m in members)})
         + "identity:\n"
         + lines
     )
@@ -338,12 +343,15 @@ def start_oidc_hub(
     admins: tuple[str, ...] = ("boss@uio.no",),
     config_d: str = "",
     identity: dict | None = None,
+    projects: str | None = None,
 ) -> OidcHub:
     """`naic up` with an `identity:` catalogue, its client registered at `provider`."""
     port = free_port_base()
     client_id, secret = provider.register(f"http://127.0.0.1:{port}/hub/oauth_callback")
     cat = base / "catalogue.yaml"
-    cat.write_text(oidc_catalogue(issuer or provider.issuer, list(members), **(identity or {})))
+    cat.write_text(
+        oidc_catalogue(issuer or provider.issuer, list(members), projects, **(identity or {}))
+    )
     data = base / "data"
     if config_d:
         (data / "jupyterhub_config.d").mkdir(parents=True, exist_ok=True)

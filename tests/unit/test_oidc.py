@@ -4,15 +4,20 @@ and admins named by identity. The pure parts are in test_oidc_claims."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import HTTPTimeoutError
 from traitlets.config import Config
 
 from naic.hub import catalogue
 from naic.hub.app.config import Settings, build_config
-from naic.hub.identity import oidc, oidc_setup
+from naic.hub.app.summary import render_summary
+from naic.hub.identity import groups_api, oidc, oidc_setup
 
 ISSUER = "https://idp.example.org"
 
@@ -212,3 +217,218 @@ def test_oidc_settings_name_admins_by_identity_not_hub_name() -> None:
     assert c.Authenticator.admin_users == set()
     assert c.NaicOIDCAuthenticator.admin_identities == {"ola@uio.no"}
     assert c.NaicOIDCAuthenticator.domains == ["uio.no"]
+
+
+# --- Feide: the namespaced ePPN claim and the groups API ----------------------------------
+
+EPPN = "https://n.feide.no/claims/eduPersonPrincipalName"
+FEIDE_GROUPS = "https://groups-api.dataporten.no/groups/me/groups"
+FEIDE_YAML = f"""
+identity:
+  title: Feide
+  issuer: https://auth.dataporten.no
+  scopes: [openid, userid-feide, groups-org, groups-other]
+  identity_claim: {EPPN}
+  groups_api: {FEIDE_GROUPS}
+  domains: [uio.no]
+"""
+
+
+def test_a_feide_identity_configures_the_namespaced_claim_and_the_groups_api(
+    tmp_path: Path,
+) -> None:
+    cat = catalogue.parse(catalogue.DEFAULT_CATALOGUE.read_text() + FEIDE_YAML)
+    assert cat.identity.identity_claim == EPPN
+    a = build_config(Settings(data_dir=tmp_path), cat, None).NaicOIDCAuthenticator
+    assert a.identity_claim == EPPN
+    assert a.groups_api == FEIDE_GROUPS
+    assert a.groups_claim == ""  # Feide's groups are in no claim
+    assert a.scope == ["openid", "userid-feide", "groups-org", "groups-other"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        FEIDE_GROUPS,
+        "https://groups.example.org:8443/me?x=1",
+        "http://127.0.0.1:8123/groups/me/groups",
+        "http://localhost/groups",
+        "http://[::1]:9/groups",
+    ],
+)
+def test_a_groups_api_is_https_or_on_loopback(url: str) -> None:
+    ident = catalogue.Identity(issuer="https://idp.example", domains=["uio.no"], groups_api=url)
+    assert ident.groups_api == url
+
+
+GROUPS_API_RULE = (
+    "must be an https:// URL such as https://groups-api.dataporten.no/groups/me/groups "
+    "(http:// only on 127.0.0.1 or localhost): the access token is sent to it"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://groups-api.dataporten.no/groups/me/groups",  # the token in clear text
+        "http://127.0.0.2.example.org/groups",
+        "ftp://groups.example.org/x",
+        "groups-api.dataporten.no/groups/me/groups",
+        "https://",
+        "https://groups example.org/x",
+        "https://[::1/x",
+    ],
+)
+def test_a_groups_api_elsewhere_than_https_is_refused_with_a_sentence(url: str) -> None:
+    text = catalogue.DEFAULT_CATALOGUE.read_text() + IDENTITY_YAML + f"  groups_api: {url!r}\n"
+    with pytest.raises(catalogue.CatalogueError) as info:
+        catalogue.parse(text, "c.yaml")
+    assert str(info.value).splitlines()[1:] == [
+        f"  c.yaml: identity.groups_api: {GROUPS_API_RULE} (got {url!r})"
+    ]
+
+
+def test_the_summary_says_where_groups_come_from() -> None:
+    base = catalogue.DEFAULT_CATALOGUE.read_text()
+    feide = render_summary(catalogue.parse(base + FEIDE_YAML), "c.yaml").splitlines()
+    assert feide[-2:] == [
+        f"Login: Feide (https://auth.dataporten.no), identity from {EPPN}",
+        f"  groups from groups API {FEIDE_GROUPS}",
+    ]
+    both = base + FEIDE_YAML + "  groups_claim: groups\n"
+    assert render_summary(catalogue.parse(both), "c.yaml").splitlines()[-1] == (
+        f"  groups from claim groups and groups API {FEIDE_GROUPS}"
+    )
+    none = base + FEIDE_YAML.replace(f"  groups_api: {FEIDE_GROUPS}\n", "")
+    assert render_summary(catalogue.parse(none), "c.yaml").splitlines()[-1] == (
+        "  groups: none, so projects' `groups` admit nobody"
+    )
+
+
+# --- the groups API call and how its groups join the login's -----------------------------
+
+
+class _Response:
+    def __init__(self, code: int, body: bytes):
+        self.code, self.body = code, body
+
+
+class _Client:
+    """Stands in for tornado's AsyncHTTPClient: answers, or raises, and keeps the request."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list[HTTPRequest] = []
+
+    async def fetch(self, request: HTTPRequest, raise_error: bool = True):
+        assert raise_error is False  # a status other than 200 is an answer, not an error
+        self.requests.append(request)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def fetch(answer, timeout_s: float = 3) -> tuple[list[str], _Client]:
+    client = _Client(answer)
+    got = asyncio.run(
+        groups_api.fetch_groups(FEIDE_GROUPS, "tok-1", timeout_s=timeout_s, client=client)
+    )
+    return got, client
+
+
+def test_the_groups_api_is_called_with_the_bearer_token_and_a_time_out() -> None:
+    got, client = fetch(_Response(200, b'[{"id": "fc:org:uio.no", "type": "fc:org"}]'))
+    assert got == ["fc:org:uio.no"]
+    (request,) = client.requests
+    assert request.url == FEIDE_GROUPS
+    assert request.method == "GET"
+    assert request.headers["Authorization"] == "Bearer tok-1"
+    assert (request.connect_timeout, request.request_timeout) == (3, 3)
+    assert request.follow_redirects is False  # the token goes nowhere else
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (_Response(401, b'{"message": "Invalid token"}'), "answered HTTP 401"),
+        (_Response(503, b""), "answered HTTP 503"),
+        (_Response(200, b"<html>"), "answered something that is not JSON"),
+        (_Response(200, b"{}"), "answered JSON that is not a list of groups"),
+        (HTTPTimeoutError("Timeout during request"), "did not answer within 3 s"),
+        (ConnectionRefusedError(111, "Connection refused"), "could not be reached"),
+    ],
+)
+def test_every_failure_of_the_groups_api_says_what_happened(answer, why: str) -> None:
+    with pytest.raises(groups_api.GroupsApiFailed) as info:
+        fetch(answer)
+    assert str(info.value).startswith(why)
+
+
+CLAIMS = {"sub": "feide-ola", EPPN: "ola@uio.no", "groups": ["from-claim"]}
+
+
+def authenticator(monkeypatch, api_answer, log: logging.Logger, **traits):
+    """The login with a verified ID token of CLAIMS (no userinfo) and a stub groups API."""
+    discovery = {k: v for k, v in DISCOVERY.items() if k != "userinfo_endpoint"}
+    a = oidc.NaicOIDCAuthenticator(
+        issuer=ISSUER,
+        discovery=discovery,
+        identity_claim=EPPN,
+        domains=["uio.no"],
+        groups_api=FEIDE_GROUPS,
+        log=log,
+        **traits,
+    )
+
+    async def verified(id_token: str) -> dict:
+        return dict(CLAIMS)
+
+    async def stub(url: str, token: str, **kw) -> list[str]:
+        assert (url, token) == (FEIDE_GROUPS, "access-1")
+        if isinstance(api_answer, Exception):
+            raise api_answer
+        return api_answer
+
+    monkeypatch.setattr(a, "_verify", verified)
+    monkeypatch.setattr(oidc, "fetch_groups", stub)
+    return a
+
+
+TOKENS = {"id_token": "x", "access_token": "access-1", "expires_in": 3600}
+
+
+def test_groups_of_the_api_and_of_the_claim_are_both_the_persons(monkeypatch) -> None:
+    log = logging.getLogger("naic-test-oidc")
+    a = authenticator(monkeypatch, ["fc:org:uio.no"], log, groups_claim="groups")
+    state = asyncio.run(a._auth_model(dict(TOKENS)))["auth_state"]
+    assert state["identity"] == "ola@uio.no"
+    assert state["groups"] == ["fc:org:uio.no", "from-claim"]
+    assert state["api_groups"] == ["fc:org:uio.no"]
+
+    alone = authenticator(monkeypatch, ["fc:org:uio.no"], log)  # Feide: no groups claim
+    assert asyncio.run(alone._auth_model(dict(TOKENS)))["auth_state"]["groups"] == ["fc:org:uio.no"]
+
+
+def test_a_failing_groups_api_leaves_its_groups_out_with_one_warning(monkeypatch, caplog) -> None:
+    log = logging.getLogger("naic-test-oidc")
+    failed = groups_api.GroupsApiFailed("answered HTTP 503")
+    a = authenticator(monkeypatch, failed, log, groups_claim="groups")
+    with caplog.at_level(logging.WARNING, logger="naic-test-oidc"):
+        state = asyncio.run(a._auth_model(dict(TOKENS)))["auth_state"]
+    assert state["groups"] == ["from-claim"]
+    assert state["api_groups"] is None  # unknown, not "none"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Groups API {FEIDE_GROUPS} answered HTTP 503; going on without its groups for ola@uio.no"
+    ]
+
+    # At a refresh, the groups the API gave at the last login stay.
+    caplog.clear()
+    previous = {"sub": "feide-ola", "api_groups": ["fc:org:uio.no"]}
+    with caplog.at_level(logging.WARNING, logger="naic-test-oidc"):
+        state = asyncio.run(a._auth_model(dict(TOKENS), previous=previous))["auth_state"]
+    assert state["groups"] == ["fc:org:uio.no", "from-claim"]
+    assert state["api_groups"] == ["fc:org:uio.no"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Groups API {FEIDE_GROUPS} answered HTTP 503; keeping its groups of the last login "
+        "for ola@uio.no"
+    ]

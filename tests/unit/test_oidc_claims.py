@@ -20,6 +20,7 @@ from naic.hub.identity.claims import (
     username_for,
     verify_id_token,
 )
+from naic.hub.identity.groups_api import parse_groups
 
 ISSUER = "https://idp.example.org"
 CLIENT = "naic-hub"
@@ -320,3 +321,68 @@ def test_collision_refusal_does_not_name_the_other_identity() -> None:
 )
 def test_email_is_verified_only_when_the_provider_says_so(id_claims, userinfo, verified) -> None:
     assert identity.email_verified(id_claims, userinfo) is verified
+
+
+# --- Feide: a namespaced identity claim, groups from the groups API ---------------------------
+
+EPPN = "https://n.feide.no/claims/eduPersonPrincipalName"
+
+
+def test_a_namespaced_claim_name_names_the_person() -> None:
+    # A URL with dots: the exact name, never a dotted path into `https://n` objects.
+    assert identity_from({EPPN: "ola@uio.no", "sub": "x"}, {}, EPPN) == "ola@uio.no"
+    assert identity_from({"sub": "x"}, {EPPN: "ola@uio.no"}, EPPN) == "ola@uio.no"
+    assert identity_from({"eduPersonPrincipalName": "ola@uio.no"}, {}, EPPN) is None
+
+
+FEIDE_ANSWER = """[
+  {"id": "fc:org:uio.no", "displayName": "Universitetet i Oslo", "type": "fc:org",
+   "membership": {"basic": "member", "affiliation": ["employee", "member"],
+                  "primaryAffiliation": "employee"},
+   "parent": "fc:org:uio.no", "public": true},
+  {"id": "fc:adhoc:2c9e3b0e-5f6a-4e49-9e3c-0c3f8b1d2a77", "displayName": "Weather ML lab",
+   "type": "fc:adhoc", "membership": {"basic": "admin"}, "public": false},
+  {"id": "fc:fs:fs:prg:uio.no:MAT-INF", "displayName": "Matematikk og informatikk",
+   "type": "fc:fs:prg", "membership": {"basic": "member", "active": true}}
+]"""
+
+
+def test_feide_groups_are_the_ids_of_its_answer() -> None:
+    assert parse_groups(FEIDE_ANSWER) == [
+        "fc:adhoc:2c9e3b0e-5f6a-4e49-9e3c-0c3f8b1d2a77",
+        "fc:fs:fs:prg:uio.no:MAT-INF",
+        "fc:org:uio.no",
+    ]
+    assert parse_groups(FEIDE_ANSWER.encode()) == parse_groups(FEIDE_ANSWER)
+    assert parse_groups(b"[]") == []
+
+
+def test_group_entries_without_a_text_id_are_ignored() -> None:
+    body = '[{"id": "b"}, {"id": " a "}, {"id": "a"}, {"id": 7}, {"id": ""}, {"name": "c"}, "d"]'
+    assert parse_groups(body) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<html>maintenance</html>", "something that is not JSON"),
+        (b"", "something that is not JSON"),
+        (b"\xff\xfe", "something that is not JSON"),
+        (b'{"id": "fc:org:uio.no"}', "JSON that is not a list of groups"),
+        (b'"fc:org:uio.no"', "JSON that is not a list of groups"),
+    ],
+)
+def test_an_answer_that_is_no_list_of_groups_says_what_it_is(body: bytes, why: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_groups(body)
+    assert str(info.value) == why
+
+
+def test_groups_unreachable_refusal_wording() -> None:
+    r = refusal("groups_unreachable", provider="Feide")
+    assert r.status == 503
+    assert str(r) == (
+        "The hub could not fetch your groups from Feide, and without them you have no project "
+        "here, so you are not logged in. Try again in a few minutes; if it happens again, tell "
+        "the hub's operators."
+    )

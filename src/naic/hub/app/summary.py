@@ -61,6 +61,14 @@ def render_summary(cat: Catalogue, file: str) -> str:
     if cat.identity:
         i = cat.identity
         lines.append(f"Login: {i.title} ({i.issuer}), identity from {i.identity_claim}")
+        sources = [f"claim {i.groups_claim}" if i.groups_claim else None]
+        sources += [f"groups API {i.groups_api}" if i.groups_api else None]
+        found = " and ".join(s for s in sources if s)
+        lines.append(
+            f"  groups from {found}"
+            if found
+            else "  groups: none, so projects' `groups` admit nobody"
+        )
     return "\n".join(lines) + "\n"
 
 

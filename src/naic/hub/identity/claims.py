@@ -179,6 +179,11 @@ _WORDS: dict[str, tuple[int, str]] = {
         "{provider} has not verified that the e-mail address {identity} is yours, so the hub "
         "cannot log you in with it. Verify the address at {provider}, then log in again.",
     ),
+    "groups_unreachable": (
+        503,
+        "The hub could not fetch your groups from {provider}, and without them you have no "
+        f"project here, so you are not logged in. Try again in a few minutes; {_TELL}.",
+    ),
     "mapping_broken": (
         503,
         "The hub's list of user names cannot be read right now, so nobody can log in. Try "

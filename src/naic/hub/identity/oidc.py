@@ -1,12 +1,13 @@
 """Institutional login over OpenID Connect: `NaicOIDCAuthenticator`, configured by the catalogue.
 
 The catalogue's `identity:` names the provider (`issuer`), the claim that names a person
-(`identity_claim`, e.g. `eduPersonPrincipalName`), the groups claim, and how an identity
-becomes a hub user name: the site's user register over LDAP (`naic.hub.identity.register`), the
-operator's `mapping` file, or `local_part` for identities at the listed `domains` only. At
-hub start the provider's discovery document is fetched once; a provider that does not
-answer, or a client id or secret missing from the environment, stops the hub with one
-sentence.
+(`identity_claim`, e.g. `eduPersonPrincipalName`), where groups come from (a claim, and/or a
+groups API called with the access token, as Feide's, `naic.hub.identity.groups_api`), and how
+an identity becomes a hub user name: the site's user register over LDAP
+(`naic.hub.identity.register`), the operator's `mapping` file, or `local_part` for identities
+at the listed `domains` only. At hub start the provider's discovery document is fetched
+once; a provider that does not answer, or a client id or secret missing from the
+environment, stops the hub with one sentence.
 
 What oauthenticator 17 leaves out, and this class adds:
 
@@ -21,6 +22,11 @@ What oauthenticator 17 leaves out, and this class adds:
   (`naic.hub.identity.access`), bound to the verified identity by a signed, short-lived cookie, and
   no hub user.
 - With `identity_claim: email`, the provider must say the address is verified.
+- A groups API that fails (no answer within `groups_api_timeout_s`, a status other than 200,
+  an answer that is not a list of groups) does not stop the login: one warning names its URL
+  and what happened, and the person logs in with their other groups (at a refresh: the API's
+  groups of the last login). Someone who would then have no project is told to try again
+  later rather than sent to ask for access.
 - A user name belongs to one identity (`Ledger.bind_identity`); a second identity that maps
   to the same name is refused, never merged.
 - Every refusal is a page in the hub's look with a sentence saying what happened and what
@@ -60,6 +66,7 @@ from naic.hub.identity.claims import (
     username_for,
     verify_id_token,
 )
+from naic.hub.identity.groups_api import GroupsApiFailed, fetch_groups
 from naic.hub.identity.oidc_callback import NaicCallbackHandler
 from naic.hub.identity.oidc_settings import NaicOIDCSettings
 from naic.hub.identity.oidc_setup import (
@@ -122,7 +129,13 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
         model = await self._auth_model(token_info)
         existing = handler.find_user(model["name"])
         model["groups"] = self._groups(model["auth_state"]["groups"], existing)
-        self._admit(handler.settings, model)
+        try:
+            self._admit(handler.settings, model)
+        except NeedsAccess:
+            if self.groups_api and model["auth_state"]["api_groups"] is None:
+                # Not "ask for access": the groups the API did not give may be their way in.
+                raise refusal("groups_unreachable", provider=self.login_service) from None
+            raise
         return model
 
     async def _exchange(self, handler, params: dict) -> dict:
@@ -178,12 +191,14 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
         else:
             name = username_for(identity, self.username_rule, self._mapping_table(), self.domains)
         groups = groups_from(claims, userinfo, self.groups_claim)
+        api_groups = await self._api_groups(token_info, identity, previous)
         state = self.build_auth_state_dict(token_info, userinfo)
         expires_in = token_info.get("expires_in")
         now = self.clock()
         state.update(
             identity=identity,
-            groups=groups,
+            groups=sorted(set(groups) | set(api_groups or ())),
+            api_groups=api_groups,
             sub=claims.get("sub"),
             id_claims=claims,
             expires_at=now + float(expires_in) if expires_in else claims.get("exp"),
@@ -193,6 +208,36 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
             "admin": True if identity in self.admin_identities else None,
             "auth_state": state,
         }
+
+    async def _api_groups(
+        self, token_info: dict, identity: str, previous: dict | None
+    ) -> list[str] | None:
+        """The groups API's groups for this access token ([] without a `groups_api`). When the
+        API fails: one warning, and the groups it gave at the last login (a refresh) or None."""
+        if not self.groups_api:
+            return []
+        try:
+            token = token_info.get("access_token")
+            if not token:
+                raise GroupsApiFailed("was not asked: the provider sent no access token")
+            return await fetch_groups(
+                self.groups_api,
+                token,
+                timeout_s=self.groups_api_timeout_s,
+                client=self.http_client,
+            )
+        except GroupsApiFailed as why:
+            kept = (previous or {}).get("api_groups")
+            self.log.warning(
+                "Groups API %s %s; %s for %s",
+                self.groups_api,
+                why,
+                "keeping its groups of the last login"
+                if kept is not None
+                else "going on without its groups",
+                identity,
+            )
+            return kept
 
     async def _verify(self, id_token: str) -> dict:
         provider = self.login_service

@@ -15,6 +15,7 @@ from traitlets import Dict, Enum, Float, List, Set, Unicode, default
 
 from naic.hub.identity.auth import USERNAME_PATTERN, fixed_default
 from naic.hub.identity.claims import SIGNING_ALGORITHMS
+from naic.hub.identity.groups_api import GROUPS_API_TIMEOUT_S
 from naic.hub.identity.oidc_setup import discover
 from naic.hub.workshops.rules import INSTRUCTORS_GROUP
 
@@ -52,6 +53,26 @@ class NaicOIDCSettings(GenericOAuthenticator):
         groups, matched against projects' `groups`. A dotted name reaches into objects.
 
         Example: c.NaicOIDCAuthenticator.groups_claim = "groups"
+        """,
+    ).tag(config=True)
+
+    groups_api = Unicode(
+        "",
+        help="""An API answering the person's groups when called with their access token
+        (`Authorization: Bearer …`), in Feide's format: a JSON list of objects whose `id` is
+        the group (empty: none). Its groups join those of `groups_claim`. When it fails, the
+        login goes on without its groups and the hub logs a warning.
+
+        Example: c.NaicOIDCAuthenticator.groups_api =
+            "https://groups-api.dataporten.no/groups/me/groups"
+        """,
+    ).tag(config=True)
+
+    groups_api_timeout_s = Float(
+        GROUPS_API_TIMEOUT_S,
+        help="""Seconds to wait for `groups_api` before the login goes on without its groups.
+
+        Example: c.NaicOIDCAuthenticator.groups_api_timeout_s = 3
         """,
     ).tag(config=True)
 

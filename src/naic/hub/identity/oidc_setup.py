@@ -101,6 +101,7 @@ def configure(c: Config, ident: Identity, admins: tuple[str, ...] = ()) -> None:
     a.scope = list(ident.scopes)
     a.identity_claim = ident.identity_claim
     a.groups_claim = ident.groups_claim or ""
+    a.groups_api = ident.groups_api or ""
     a.username_rule = ident.usernames
     a.mapping_file = ident.mapping_file or ""
     a.client_id_variable = ident.client_id_env
