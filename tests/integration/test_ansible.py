@@ -207,6 +207,10 @@ GOLDEN_VARS = {
     },
     "naic_hub_hub_config": {"LocalSpawner": {"material_dir": "/srv/notebooks"}},
     "naic_hub_nginx_enabled": True,
+    "naic_hub_postgres_host": "db.example.org",
+    "naic_hub_postgres_name": "naic_hub",
+    "naic_hub_postgres_user": "naic_hub",
+    "naic_hub_postgres_password": r"not:a\real-secret",
     "__naic_hub_config_file_found": {
         "stdout": "/opt/naic-hub/venv/lib/python3.11/site-packages/naic/hub/jupyterhub_config.py"
     },
@@ -244,6 +248,7 @@ GOLDEN_FILES = {
     "nginx-naic-hub.conf": ("naic_hub", "nginx-naic-hub.conf.j2"),
     "logrotate-naic-hub": ("naic_hub", "logrotate-naic-hub.j2"),
     "proxy-package.json": ("naic_hub", "proxy-package.json.j2"),
+    "pgpass": ("naic_hub", "pgpass.j2"),
     "slurm.conf": ("slurm_submit_host", "slurm.conf.j2"),
     "naic-gpu-metrics": ("gpu_node", "naic-gpu-metrics.j2"),
     "naic-gpu-metrics.service": ("gpu_node", "naic-gpu-metrics.service.j2"),
@@ -332,6 +337,12 @@ def test_rendered_hub_settings_are_valid_python_that_sets_what_was_asked(rendere
     assert c.JupyterHub.authenticator_class == "generic-oauth"
     assert dict(c.GenericOAuthenticator) == oauth
     assert c.LocalSpawner.material_dir == "/srv/notebooks"
+    # JupyterHub and the ledger on PostgreSQL; the password only in the pgpass file.
+    assert c.JupyterHub.db_url == (
+        "postgresql+psycopg://naic_hub@/naic_hub?host=db.example.org&passfile=%2Fetc%2F"
+        "naic-hub%2Fpgpass&port=5432"
+    )
+    assert (rendered / "pgpass").read_text() == "*:*:*:*:not\\:a\\\\real-secret\n"
 
 
 def test_rendered_defaults_leave_the_login_to_naic_hub(rendered: Path) -> None:
@@ -342,6 +353,7 @@ def test_rendered_defaults_leave_the_login_to_naic_hub(rendered: Path) -> None:
     code = compile((rendered / DEFAULT_LOGIN_GOLDEN).read_text(), "50-ansible.py", "exec")
     exec(code, {"c": c})  # noqa: S102 - our own rendered file
     assert "authenticator_class" not in c.JupyterHub
+    assert "db_url" not in c.JupyterHub  # SQLite in the data folder, naic-hub's default
 
 
 def test_role_refuses_the_dev_login_over_a_catalogue_identity(tmp_path: Path) -> None:

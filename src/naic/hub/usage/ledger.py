@@ -12,6 +12,7 @@ PostgreSQL alike; datetimes are aware UTC everywhere (``UTCDateTime``, in `db`).
 - `records`: who used what (`session_started` … `session_ended`, GPU-hours, GPU idle time)
 - `holds`: budget holds, so that sessions admitted at once fit their budget together
 - `tables`: the tables themselves; `budget`: the pure budget helpers (`budget_refusal`)
+- `migrate`: their schema, made and changed by migrations (every start runs `upgrade`)
 
 The names other modules use are importable from here.
 """
@@ -28,6 +29,7 @@ from naic.hub.usage.budget import MONTHS, PERIODS, budget_refusal, next_reset, p
 from naic.hub.usage.db import UTCDateTime, utcnow
 from naic.hub.usage.holds import BudgetHolds
 from naic.hub.usage.identities import Identities, IdentityTaken
+from naic.hub.usage.migrate import upgrade
 from naic.hub.usage.records import Session, UsageRecords
 from naic.hub.usage.tables import MAX_REASON, STATES, metadata
 
@@ -57,7 +59,7 @@ class Ledger(Identities, AccessRequests, UsageRecords, BudgetHolds):
         # instead of failing the next spawn.
         self._engine = sa.create_engine(db_url, pool_pre_ping=True)
         self._clock = clock
-        metadata.create_all(self._engine)
+        upgrade(self._engine)  # the naic_* tables, by the migrations (naic.hub.usage.migrate)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -16,6 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from naic.hub.usage.db import set_once, utcnow
+from naic.hub.usage.migrate import upgrade
 from naic.hub.workshops.guests import Guests, hash_password, password_matches
 from naic.hub.workshops.rules import MAX_SEATS, WorkshopSpec, code_digest, join_refusal
 from naic.hub.workshops.tables import (
@@ -64,7 +65,7 @@ class WorkshopStore(Guests):
         self._engine = sa.create_engine(url, future=True)
         self._clock = clock
         self._code_key = code_key
-        metadata.create_all(self._engine)
+        upgrade(self._engine)  # the naic_* tables, by the migrations (naic.hub.usage.migrate)
         add_missing_columns(self._engine)
         if code_key is not None:
             hash_clear_codes(self._engine, self._digest)
