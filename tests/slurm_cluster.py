@@ -1,4 +1,4 @@
-"""Pytest plugin: the one-node Slurm test cluster as a session fixture.
+"""Pytest plugin: the Slurm test cluster as a session fixture.
 
 ``slurm_cluster`` runs ``tests/cluster/slurm-up`` once per session and yields the facts
 tests need (node, partitions, GPUs, test users). If the cluster was already running
@@ -27,6 +27,12 @@ STUDENTS = tuple(f"student{i:02}" for i in range(1, 11))
 GUESTS = ("guest01", "guest02", "guest03")
 TEST_USERS = ("alice", "bob", *STUDENTS, *GUESTS)
 
+# The compute nodes on hosts of their own (network namespaces) and the address on the
+# cluster network where this machine (slurmctld, slurmdbd, a hub) is: keep in step with
+# slurm-up.
+NODES = ("node1", "node2")
+CLUSTER_ADDR = "10.77.0.1"
+
 # slurm-up may have to apt-get install the packages on a fresh CI machine.
 SLURM_UP_TIMEOUT_S = 900
 SLURM_DOWN_TIMEOUT_S = 120
@@ -43,6 +49,8 @@ class SlurmCluster:
     gpu_type: str
     gpu_count: int
     users: tuple[str, ...]
+    nodes: tuple[str, ...] = NODES  # in partition "nodes", 2 GPUs each
+    cluster_addr: str = CLUSTER_ADDR
 
 
 def _slurm_answers() -> bool:
@@ -100,7 +108,7 @@ def _run_script(script: Path, timeout_s: int) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
-    """The running one-node test cluster; started for this session if it was not up."""
+    """The running test cluster; started for this session if it was not up."""
     if os.geteuid() != 0:
         pytest.fail(
             "The Slurm integration tests must run as root: tests/cluster/slurm-up installs "

@@ -1,7 +1,9 @@
 """Small pure parts of the Slurm backend."""
 
+from datetime import UTC, datetime
+
 from naic.spawners.slurm import _submit_error
-from naic.spawners.slurm_text import end_reason_from_sacct
+from naic.spawners.slurm_text import end_from_sacct, end_reason_from_sacct
 from naic.spawners.slurm_text import job_name as _job_name
 
 
@@ -39,3 +41,12 @@ def test_end_reasons_read_from_sacct() -> None:
     assert end_reason_from_sacct("OUT_OF_MEMORY\n") == "out of memory"
     assert end_reason_from_sacct("") == ""
     assert end_reason_from_sacct("RUNNING\n") == ""
+    assert end_reason_from_sacct("TIMEOUT|2026-12-03T10:00:00\n") == "time limit reached"
+
+
+def test_sacct_gives_the_end_of_a_job_squeue_forgot() -> None:
+    assert end_from_sacct("COMPLETED|2026-12-03T10:00:00\n") == datetime(
+        2026, 12, 3, 10, 0
+    ).astimezone(UTC)
+    assert end_from_sacct("RUNNING|Unknown\n") is None
+    assert end_from_sacct("") is None

@@ -38,6 +38,16 @@ from naic.spawners.request import SessionRequest
 from naic.spawners.site import Site, site_for
 
 
+class StartFailed(web.HTTPError):
+    """A session that ended before its server answered, and why: the progress page and the
+    REST error say it, the router keeps it for the home page (`last_end`)."""
+
+    def __init__(self, why: str, log: str = "", where: str = "") -> None:
+        self.why, self.log, self.where = why, log, where
+        at = f" Its log is {log}" + (f" at {where}" if where else "") + "." if log else ""
+        super().__init__(500, "The session could not start: %s.%s", why, at)
+
+
 class Backend(HasTraits):
     """Mix into a `Spawner` (first): the traits the router sets and the contract's defaults."""
 

@@ -44,9 +44,10 @@ class SessionHooks(Protocol):
         identities, groups and projects; with `workshops`, the workshop sessions they may
         start now too (read only when a form shows them or a request names one)."""
 
-    def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
+    async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         """Take (hold) what `request` may spend, or raise `web.HTTPError` (403) with the
-        sentence why not; the id of what was held (0: nothing)."""
+        sentence why not; the id of what was held (0: nothing). Async: the budget may be a
+        scheduler's figure (Slurm's accounting)."""
 
     def started(
         self, request: SessionRequest, session: Session, *, user: str, server: str, job: str,
@@ -69,7 +70,7 @@ class NoHooks:
         groups = frozenset(g.name for g in getattr(user, "groups", []) or [])
         return UserFacts(name=user.name, identities=frozenset({user.name}), groups=groups)
 
-    def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
+    async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         return 0
 
     def started(self, request, session, **kw) -> None:

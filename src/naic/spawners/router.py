@@ -19,6 +19,7 @@ from traitlets import Any, Dict, Unicode, default
 from wrapspawner import WrapSpawner
 
 from naic.hub import catalogue
+from naic.spawners.backend import StartFailed
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.hooks import NoHooks, Session, SessionHooks
 from naic.spawners.local import LocalSpawner
@@ -89,20 +90,24 @@ class Router(WrapSpawner):
     def _default_apply(self):
         return Router._apply_request
 
-    def _apply_request(self, user_options: dict) -> None:
-        """The only gate from user input to a backend: 400 with a sentence, or a request."""
-        options = user_options or {}
-        try:
-            facts = self.user_facts(workshops="workshop" in options)
-            req = parse_request(options, self.catalogue, facts)
-        except RequestError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+    async def _apply_request(self, user_options: dict) -> None:
+        """The only gate from user input to a backend: 400 with a sentence, or a request
+        the hub admitted (what it may spend is held)."""
+        req = self._parse(user_options or {})
         backend = BACKENDS[self.catalogue.sites[req.site].backend]
         refusal = backend.refusal_now(self.catalogue, req)
         if refusal:  # a pool that refuses says so now, not after a spawn page
             raise web.HTTPError(409, refusal)
-        self.session.hold_id = self.hooks.admit(req, self.user.name, self.name, datetime.now(UTC))
+        now = datetime.now(UTC)
+        self.session.hold_id = await self.hooks.admit(req, self.user.name, self.name, now)
         self._select(req)
+
+    def _parse(self, options: dict) -> SessionRequest:
+        try:
+            facts = self.user_facts(workshops="workshop" in options)
+            return parse_request(options, self.catalogue, facts)
+        except RequestError as exc:
+            raise web.HTTPError(400, str(exc)) from None
 
     def _select(self, req: SessionRequest) -> None:
         self.request = req
@@ -150,8 +155,8 @@ class Router(WrapSpawner):
 
     def construct_child(self) -> Spawner:
         if self.child_spawner is None:
-            if self.request is None:  # e.g. started with no options at all
-                self._apply_request({})
+            if self.request is None:  # restored from a state without a request
+                self._select(self._parse({}))
             child = self.backend_for(self.request)
             child.clear_state()  # it would otherwise see the wrapper's state
             if self.child_state:
@@ -174,6 +179,15 @@ class Router(WrapSpawner):
         began = time.monotonic()
         try:
             ip_port = await super().start()
+        except StartFailed as exc:  # its job is gone: keep why, for the home page
+            at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            self.last_end = {"reason": f"it could not start: {exc.why}", "at": at}
+            if exc.log:
+                self.last_end.update(log=exc.log, where=exc.where, site=self.request.site)
+            self.hooks.ended(self.session, None)
+            self.session.hold_id = 0
+            self.child_spawner = None  # nothing left to poll or stop
+            raise
         except BaseException:
             self.hooks.ended(self.session, None)  # never started: its GPU-hours are free again
             self.session.hold_id = 0

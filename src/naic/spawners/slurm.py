@@ -27,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Enum, Float, Set, Unicode, default, observe
 
 from naic.spawners import script, ssh
-from naic.spawners.backend import Backend
+from naic.spawners.backend import Backend, StartFailed
 from naic.spawners.estimate import LIMIT_S, SlurmRefused, SlurmUnreachable, estimate_slurm
 from naic.spawners.poller import JobInfo, SlurmPoller, Unreachable
 from naic.spawners.request import SessionRequest
@@ -38,7 +38,9 @@ from naic.spawners.slurm_text import (
     SACCT_ARGS,
     WAITING_FOR,
     dask_job_name,
+    end_from_sacct,
     end_reason_from_sacct,
+    failure_from_log,
     job_name,
     minutes_from_slurm,
     reservation_end,
@@ -212,6 +214,27 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         self.job_id = str(script.parse_parsable(out))
         return self.job_id
 
+    async def _start_failed(self) -> StartFailed:
+        """The job ended before its server answered: why, from the last lines of its log
+        (read as the user: the log is in their home, and may be a link they made)."""
+        why = self.end_reason or "its job ended"
+        log = ""
+        try:
+            account = await self._site_account()
+            log = f"{account.pw_dir}/.naic-session-{self.job_id}.log"
+            tail = await self.site_runtime.run(
+                ["tail", "-n", "20", log], as_user=account.pw_name, timeout=15
+            )
+            if tail.code == 0:
+                why = failure_from_log(tail.out) or why
+        except (RuntimeError, OSError) as exc:
+            self.log.warning("Could not read the log of %s's job %s: %s", self.user.name,
+                             self.job_id, exc)  # fmt: skip
+        self.log.warning("%s's job %s ended before its server answered: %s", self.user.name,
+                         self.job_id, why)  # fmt: skip
+        self.clear_state()
+        return StartFailed(why, log, self.catalogue.sites[self.site].title)
+
     async def query_job_status(self) -> batchspawner.JobStatus:
         return await self._status(self.status_max_age)
 
@@ -237,7 +260,9 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         elif info is None and not self.end_reason:
             # squeue forgets a job MinJobAge after it ends; accounting, if any, remembers.
             found = await self.site_runtime.run(["sacct", *SACCT_ARGS, self.job_id], timeout=10)
-            self.end_reason = end_reason_from_sacct(found.out) if found.code == 0 else ""
+            if found.code == 0:
+                self.end_reason = end_reason_from_sacct(found.out)
+                self._sacct_end = end_from_sacct(found.out)
         return batchspawner.JobStatus.NOTFOUND
 
     async def stop(self, now: bool = False) -> None:
@@ -357,11 +382,16 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
     def state_gethost(self) -> str:
         return self._info.node if self._info else ""
 
+    _sacct_end: datetime | None = None
+
     @property
     def ended_at(self) -> datetime | None:
-        """When Slurm says the job ended, if it still remembers (for the usage ledger)."""
+        """When Slurm says the job ended (for the usage ledger): squeue while it remembers
+        the job, else Slurm's accounting (a session that ended while the hub was down)."""
         info = self._info
-        if info is None or info.state not in END_REASONS or info.end in ("", "N/A", "Unknown"):
+        if info is None:
+            return self._sacct_end
+        if info.state not in END_REASONS or info.end in ("", "N/A", "Unknown"):
             return None
         try:  # Slurm prints the cluster's local time without a zone
             return datetime.fromisoformat(info.end).astimezone(UTC)
@@ -399,13 +429,19 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
                 self.queued_s = self._poller().clock() - submitted
                 break
             if status == batchspawner.JobStatus.NOTFOUND:
-                why = self.end_reason or "it disappeared from the queue"
-                self.clear_state()
-                raise web.HTTPError(500, f"The session's job ended before it started: {why}.")
+                raise await self._start_failed()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
         self.ip = self.state_gethost()
-        await self._port_event.wait()
+        # A job that ends before its server reports (a missing environment, a crash) must
+        # say so now, not after JupyterHub's start timeout.
+        while not self._port_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._port_event.wait(), self.startup_poll_interval)
+            if not self._port_event.is_set():
+                status = await self._status(self.startup_poll_interval)
+                if status == batchspawner.JobStatus.NOTFOUND:
+                    raise await self._start_failed()
         await self._wait_http()
         self.log.info("Job %s of %s runs on %s:%s", self.job_id, self.user.name, self.ip, self.port)
         return self.ip, self.port

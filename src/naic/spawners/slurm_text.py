@@ -27,13 +27,19 @@ WAITING_FOR = {
 }
 
 
-SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=State", "--jobs"]
+SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=State,End", "--jobs"]
 
 
 def end_reason_from_sacct(out: str) -> str:
     """Pure: words for the first state sacct prints ("CANCELLED by 1001" → "cancelled")."""
-    words = out.split()
+    words = out.split("|")[0].split()
     return END_REASONS.get(words[0], "") if words else ""
+
+
+def end_from_sacct(out: str) -> datetime | None:
+    """Pure: when the job ended, from `SACCT_ARGS`' first line (None: running, or unknown)."""
+    fields = out.splitlines()[0].split("|") if out.strip() else []
+    return time_from_slurm(fields[1]) if len(fields) > 1 else None
 
 
 def job_name(user: str, server: str) -> str:
@@ -77,3 +83,17 @@ def reservation_end(text: str) -> datetime | None:
     """Pure: the `EndTime=` of `scontrol show reservation NAME`, in UTC."""
     m = re.search(r"\bEndTime=(\S+)", text)
     return time_from_slurm(m.group(1)) if m else None
+
+
+#: How a session's job log names its batch script's own refusals (`fail` in the script).
+FAIL_PREFIX = "naic-hub: "
+
+
+def failure_from_log(text: str) -> str:
+    """Pure: why a session's job ended before its server answered, from its log's last
+    lines: the script's own sentence (`naic-hub: …`) if it gave one, else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith(FAIL_PREFIX)]
+    if ours:
+        return ours[-1].removeprefix(FAIL_PREFIX).rstrip(".")[:300]
+    return lines[-1][:300] if lines else ""

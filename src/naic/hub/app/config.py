@@ -25,7 +25,7 @@ from naic.hub.identity import routes as identity_routes
 from naic.hub.identity.auth import DevAuthenticator, ensure_secret_file, make_private
 from naic.hub.sessions import routes as session_routes
 from naic.hub.sessions.hooks import HubHooks
-from naic.hub.usage import accounting, metrics
+from naic.hub.usage import accounting, metrics, slurm_usage
 from naic.hub.usage import routes as usage_routes
 from naic.hub.workshops import resets
 from naic.hub.workshops import routes as workshop_routes
@@ -237,6 +237,8 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
     metrics.register(str(s.catalogue), c.JupyterHub.db_url)
     # Workshop accounts whose window passed are reset with nobody acting (and at the start).
     resets.watch_guest_windows()
+    # Projects' usage in Slurm's accounting, read ahead so pages never wait for slurmdbd.
+    slurm_usage.keep_fresh(str(s.catalogue))
 
 
 def is_dev_login(authenticator_class: object) -> bool:

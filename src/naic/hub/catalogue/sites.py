@@ -181,6 +181,12 @@ class Site(Model):
         "wait", description="a node pool with no free GPU: queue the session, or say no"
     )
     culling: Culling = Field(default_factory=Culling, description="when sessions are stopped")
+    accounting: Literal["hub", "slurm"] = Field(
+        "hub",
+        description="where GPU-hours used here are counted against projects' budgets: the "
+        "hub's ledger (its sessions only), or Slurm's accounting (slurmdbd: every job charged "
+        "to the project's Slurm account, `sbatch -A` outside the hub included)",
+    )
     gpus_per_node: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
         None, description="GPUs of each type one node has, e.g. {a100: 4}"
     )
@@ -193,6 +199,8 @@ class Site(Model):
     def _submit_fits_backend(self) -> Site:
         if self.backend != "slurm" and self.submit is not None:
             raise ValueError("only Slurm sites have a submit host; remove `submit`")
+        if self.backend != "slurm" and self.accounting == "slurm":
+            raise ValueError("only Slurm sites have Slurm's accounting: use `accounting: hub`")
         if self.backend == "slurm" and self.submit is None:
             object.__setattr__(self, "submit", Submit())
         if self.backend == "nodes" and not self.hosts:

@@ -31,6 +31,7 @@ from tornado import web
 
 from naic.hub.usage import accounting
 from naic.hub.usage.ledger import budget_refusal, period_start
+from naic.hub.usage.slurm_usage import accounted_sites
 from naic.spawners.site import says_unreachable
 
 #: Where the handlers are mounted, below the hub's prefix (`/hub/`).
@@ -262,7 +263,9 @@ class ExtendHandler(accounting._NaicHandlerMixin, APIHandler):
             req.project,
             period_start(project.budget_period, now),
             without_hold=router.session.hold_id,
+            not_at=accounted_sites(cat),
         )
+        used += sum(accounting.cached_slurm_hours(cat, req.project, now).values())
         return budget_refusal(
             req.project,
             project.gpu_hours,

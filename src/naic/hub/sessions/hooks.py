@@ -36,9 +36,9 @@ class HubHooks:
         seats = presets_for(self.ledger_url, user.name, datetime.now(UTC))
         return dataclasses.replace(facts, workshops=seats)
 
-    def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
+    async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         cat = catalogue.load_cached(self.catalogue_file)
-        hold, refusal = accounting.budget_hold(cat, self.ledger, request, user, server, now)
+        hold, refusal = await accounting.budget_hold(cat, self.ledger, request, user, server, now)
         if refusal:
             raise web.HTTPError(403, refusal)
         return hold or 0

@@ -8,6 +8,7 @@ usage page, and the scopes and roles that say who may read which usage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from tornado import web
 
 from naic.hub import catalogue
 from naic.hub.usage.ledger import Ledger, budget_refusal, next_reset, period_start
+from naic.hub.usage.slurm_usage import MAX_AGE_S, SLURM_USAGE, accounted_sites, slurm_account
 from naic.spawners.request import SessionRequest, UserFacts, projects_of
 
 USAGE_PATH = r"/api/naic/users/([^/]+)/usage"
@@ -57,9 +59,46 @@ def user_facts(user, ledger: Ledger) -> UserFacts:
     return facts_for(user.name, frozenset(g.name for g in user.groups), ledger)
 
 
-def used_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime):
-    return ledger.gpu_hours(
-        project=project, since=period_start(cat.projects[project].budget_period, now), now=now
+#: GPU-hours per user that Slurm's accounting counted for one project this period.
+SlurmFigure = dict[str, float]
+
+
+async def slurm_hours(
+    cat: catalogue.Catalogue, project: str, now: datetime, max_age_s: float = MAX_AGE_S
+) -> SlurmFigure:
+    """What Slurm's accounting counted for `project` this period, per user, at the sites
+    with `accounting: slurm` (none: empty). RuntimeError when slurmdbd does not answer."""
+    p, account = cat.projects[project], slurm_account(cat, project)
+    total: SlurmFigure = {}
+    for site in sorted(accounted_sites(cat)):
+        figures = await SLURM_USAGE.read(cat, site, p.budget_period, now, max_age_s)
+        for user, hours in figures.get(account, {}).items():
+            total[user] = total.get(user, 0.0) + hours
+    return total
+
+
+def cached_slurm_hours(cat: catalogue.Catalogue, project: str, now: datetime) -> SlurmFigure:
+    """The last figures read for `project` (pages must not wait for slurmdbd)."""
+    since = period_start(cat.projects[project].budget_period, now)
+    total: SlurmFigure = {}
+    for site in accounted_sites(cat):
+        for user, hours in SLURM_USAGE.cached(site, slurm_account(cat, project), since).items():
+            total[user] = total.get(user, 0.0) + hours
+    return total
+
+
+def used_this_period(
+    ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime,
+    slurm: SlurmFigure | None = None, user: str | None = None,
+) -> float:  # fmt: skip
+    """GPU-hours `project` (and `user`, if given) used this period: the ledger's sessions,
+    but at sites with Slurm's accounting Slurm's figure (`slurm`, else the last one read)."""
+    slurm = cached_slurm_hours(cat, project, now) if slurm is None else slurm
+    from_slurm = sum(slurm.values()) if user is None else slurm.get(user, 0.0)
+    since = period_start(cat.projects[project].budget_period, now)
+    not_at = accounted_sites(cat)
+    return from_slurm + ledger.gpu_hours(
+        project=project, user=user, since=since, now=now, not_at=not_at
     )
 
 
@@ -70,13 +109,16 @@ def idle_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now
 
 
 def project_report(
-    cat: catalogue.Catalogue, ledger: Ledger, facts: UserFacts, now: datetime
-) -> list[dict]:
-    """The user's projects with their budgets: what the home page, API and widgets show."""
+    cat: catalogue.Catalogue, ledger: Ledger, facts: UserFacts, now: datetime,
+    slurm: dict[str, SlurmFigure] | None = None,
+) -> list[dict]:  # fmt: skip
+    """The user's projects with their budgets: what the home page, API and widgets show.
+    `slurm`: fresh figures of Slurm's accounting by project (else the last ones read)."""
     out = []
     for name in projects_of(cat, facts):
         p = cat.projects[name]
-        used = used_this_period(ledger, cat, name, now)
+        figure = (slurm or {}).get(name)
+        used = used_this_period(ledger, cat, name, now, figure)
         reset = next_reset(p.budget_period, now)
         out.append(
             {
@@ -87,15 +129,7 @@ def project_report(
                 "left": None if p.gpu_hours is None else round(max(p.gpu_hours - used, 0), 3),
                 "period": p.budget_period,
                 "resets": reset.isoformat() if reset else None,
-                "mine": round(
-                    ledger.gpu_hours(
-                        project=name,
-                        user=facts.name,
-                        since=period_start(p.budget_period, now),
-                        now=now,
-                    ),
-                    3,
-                ),
+                "mine": round(used_this_period(ledger, cat, name, now, figure, facts.name), 3),
             }
         )
     return out
@@ -106,7 +140,20 @@ def project_report(
 HOLD_QUEUE_HOURS = 12
 
 
-def budget_hold(
+async def fresh_report(
+    cat: catalogue.Catalogue, ledger: Ledger, facts: UserFacts, now: datetime
+) -> list[dict]:
+    """`project_report` with Slurm's figures at most `slurm_usage.MAX_AGE_S` old (the last
+    ones read where slurmdbd does not answer now: the page still shows something)."""
+    slurm: dict[str, SlurmFigure] = {}
+    if accounted_sites(cat):
+        for name in projects_of(cat, facts):
+            with contextlib.suppress(RuntimeError):
+                slurm[name] = await slurm_hours(cat, name, now)
+    return project_report(cat, ledger, facts, now, slurm)
+
+
+async def budget_hold(
     cat: catalogue.Catalogue,
     ledger: Ledger,
     req: SessionRequest,
@@ -127,6 +174,14 @@ def budget_hold(
     if p.gpu_hours is None:
         return None, None
     asked = req.gpus * req.hours
+    try:  # a budget is never guessed: without Slurm's figure, no session
+        slurm = await slurm_hours(cat, req.project, now)
+    except RuntimeError as exc:
+        raise web.HTTPError(
+            503,
+            f"The budget of project {req.project} cannot be checked now: Slurm's accounting "
+            f"does not answer ({str(exc).strip()[:200]}). Try again in a few minutes.",
+        ) from None
     got = ledger.hold(
         user=user,
         server=server,
@@ -135,6 +190,8 @@ def budget_hold(
         budget=p.gpu_hours,
         since=period_start(p.budget_period, now),
         expires_at=now + timedelta(hours=req.hours + HOLD_QUEUE_HOURS),
+        counted_elsewhere=sum(slurm.values()),
+        not_at=accounted_sites(cat),
     )
     if isinstance(got, int):
         return got, None
@@ -194,7 +251,7 @@ class _NaicHandlerMixin:
 class UsageHandler(_NaicHandlerMixin, APIHandler):
     """`GET /hub/api/naic/users/{name}/usage`: projects, budgets, usage and requests."""
 
-    def get(self, user_name: str) -> None:
+    async def get(self, user_name: str) -> None:
         # Checked here, not with @needs_scope: custom scopes exist only once the hub loaded
         # its config, after this module was imported.
         if self.current_user is None:
@@ -208,7 +265,7 @@ class UsageHandler(_NaicHandlerMixin, APIHandler):
         facts = user_facts(user, ledger)
         body = {
             "user": user.name,
-            "projects": project_report(self.naic_catalogue, ledger, facts, now),
+            "projects": await fresh_report(self.naic_catalogue, ledger, facts, now),
             "requests": [_request_json(r) for r in ledger.requests(user=user.name)],
         }
         self.finish(json.dumps(body))
@@ -230,7 +287,7 @@ class AdminUsageHandler(_NaicHandlerMixin, BaseHandler):
                     "name": name,
                     "title": p.title,
                     "budget": p.gpu_hours,
-                    "used": ledger.gpu_hours(project=name, since=since, now=now),
+                    "used": used_this_period(ledger, cat, name, now),
                     "idle": idle_this_period(ledger, cat, name, now),
                     "users": sorted(ledger.usage_by_user(since, project=name).items()),
                     "period": p.budget_period,

@@ -4,7 +4,7 @@ GPU time sessions reported busy or idle, and GPU-hours summed by project or user
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,12 +97,15 @@ class UsageRecords(Book):
         user: str | None = None,
         since: datetime | None = None,
         now: datetime | None = None,
+        not_at: Collection[str] = (),
     ) -> float:
-        """Ended sessions count to their end, open ones to ``now``, all only after ``since``."""
+        """Ended sessions count to their end, open ones to ``now``, all only after ``since``;
+        sessions at the sites `not_at` not at all (Slurm's accounting counts those)."""
         now = now or self._clock()
         return sum(
             session_hours(s, since, now)
             for s in self.sessions(user=user, project=project, since=since)
+            if s.site not in not_at
         )
 
     def usage_by_project(self, since: datetime | None = None) -> dict[str, float]:
