@@ -1,4 +1,5 @@
-"""The `naic` command: `naic catalogue check FILE`, `naic up`, `naic workshop …`."""
+"""The `naic` command: `naic catalogue check FILE`, `naic up`, `naic doctor`, `naic workshop …`,
+`naic slurm accounts`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import sys
 from pathlib import Path
 
 from naic.hub import catalogue
+from naic.hub.app import db as db_cli
+from naic.hub.app.doctor import options as doctor_options
 from naic.hub.app.summary import render_summary
+from naic.hub.usage import slurm_accounts
 from naic.hub.workshops import cli as workshop_cli
 
 
@@ -67,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         "hub uses the institutional login and refuses to start when jupyterhub_config.d/ sets "
         "naic-dev. For plain `jupyterhub -f src/naic/hub/jupyterhub_config.py`: NAIC_DEV_LOGIN=1",
     )
+    doctor_options.add_parser(sub)
     workshop_cli.add_parser(sub)
+    db_cli.add_parser(sub)
+    slurm_accounts.add_parser(sub)
     return p
 
 
@@ -75,8 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "catalogue":
         return check(args.file)
+    if args.command == "doctor":
+        from naic.hub.app.doctor.runner import main as doctor
+
+        return doctor(args)
     if args.command == "workshop":
         return workshop_cli.run(args)
+    if args.command == "db":
+        return db_cli.run(args)
+    if args.command == "slurm":
+        return slurm_accounts.run(args)
     from naic.hub.app.up import run_up
 
     return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip, args.dev_login)

@@ -16,6 +16,8 @@ from naic.hub.app.config import (
     find_proxy,
     prepare_data_dir,
 )
+from naic.hub.app.db import upgrade_at_start
+from naic.hub.app.doctor.runner import up_checks
 
 
 def _blocked_ancestor(path: Path) -> Path | None:
@@ -74,6 +76,18 @@ def run_up(
         return 1
 
     password, created = prepare_data_dir(s)
+    # What `naic doctor --quick` checks: a taken port or a leftover proxy stops the start
+    # with its sentence (instead of JupyterHub's traceback); anything else is a warning.
+    refusal, warnings = up_checks(s, cat)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 1
+    for line in warnings:
+        print(line, file=sys.stderr)
+    # The naic_* tables to this release's schema, a backup first (naic.hub.app.db).
+    if problem := upgrade_at_start(s.data_dir):
+        print(problem, file=sys.stderr)
+        return 1
     url = f"http://127.0.0.1:{s.port}/"
     print(f"naic-hub: {cat.name} — {len(cat.sites)} site(s) from {s.catalogue}")
     print(f"  open      {url}")
