@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.slurm_accounts import ensure_associations
+
 NAIC = str(Path(sys.executable).parent / "naic")
 START_TIMEOUT_S = 60
 
@@ -87,6 +89,8 @@ def start_hub(
     """`naic up` on `port` (default: a free one), as `run_as` (default: this account);
     returns once `/hub/api` answers."""
     port = port or free_port_base()
+    if "--catalogue" in args:
+        ensure_associations(Path(args[args.index("--catalogue") + 1]))
     prefix = ["setpriv", f"--reuid={run_as}", f"--regid={run_as}", "--init-groups"]
     log = data_dir.parent / "naic-up.log"
     out = log.open("a")

@@ -1,15 +1,16 @@
 """Budgets from Slurm's accounting (slurmdbd) on a site with `accounting: slurm`: the
 project's account made by `naic slurm accounts`, a batch job charged to it outside the hub,
-and the hub showing and enforcing the same figure Slurm's accounting holds.
+and the hub showing and enforcing the figure `sshare` reports, while Slurm enforces the same
+limit for batch jobs.
 
-The reference figure is the job records in slurmdbd, read here with `sacct` and summed by the
-test itself (GPUs × elapsed seconds). `sshare`'s GrpTRESRaw would be the other view, but on
-this Slurm (22.05) it stays at gres/gpu=0 for these jobs (only the billing-weighted RawUsage
-grows, at the decay thread's ticks), so it cannot be the reference here."""
+The hub reads slurmdbd's job records (`sacct`, GPUs × elapsed seconds); `sshare`'s
+GrpTRESRaw is Slurm's running total of the same usage in whole GPU-minutes, updated at the
+priority thread's ticks (every minute here), so the two agree within a GPU-minute."""
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +27,9 @@ from tests.integration.helpers import squeue, start_testcluster_hub, user_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
-ACCOUNT = "nnacct1k"
+# New each run: slurmdbd keeps the job records of a deleted account, which sacct (and so the
+# hub) would still count under a re-created one of the same name, while sshare starts at 0.
+ACCOUNT = f"nnacct{secrets.token_hex(3)}k"
 BUDGET_H = 1.0  # 60 GPU-minutes
 
 
@@ -44,20 +47,28 @@ def sacctmgr(*args: str) -> str:
     ).stdout
 
 
-def sacct_gpu_minutes() -> float:
-    """The account's GPU-minutes in slurmdbd's job records: every job, summed here."""
+def sshare_gpu_minutes() -> int:
+    """The account's GPU-minutes as `sshare` reports them (GrpTRESRaw, gres/gpu)."""
     out = subprocess.run(
-        ["sacct", "--allusers", "--allocations", "--noheader", "--parsable2",
-         f"--accounts={ACCOUNT}", "--starttime=2000-01-01", "--format=ElapsedRaw,AllocTRES"],
+        ["sshare", "--noheader", "--parsable2", f"--accounts={ACCOUNT}",
+         "--format=Account,User,GrpTRESRaw"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    total = 0.0
     for line in out.splitlines():
-        elapsed, tres = line.split("|")[:2]
-        found = re.search(r"gres/gpu=(\d+)", tres)
-        if found and elapsed.strip():
-            total += int(found.group(1)) * int(elapsed) / 60
-    return total
+        account, user, tres = line.split("|")[:3]
+        if account.strip() == ACCOUNT and not user:
+            return int(re.search(r"gres/gpu=(\d+)", tres).group(1))
+    raise AssertionError(f"sshare has no line for account {ACCOUNT}:\n{out}")
+
+
+def bobs_job(gpus: int, minutes: int, seconds: int) -> str:
+    """A batch job charged to the project by hand, as bob: outside the hub."""
+    return subprocess.run(
+        ["sbatch", "--parsable", "--uid=bob", "--gid=bob", f"--account={ACCOUNT}",
+         "--partition=accel", f"--gres=gpu:a100:{gpus}", f"--time={minutes}",
+         "--output=/dev/null", f"--wrap=sleep {seconds}"],
+        capture_output=True, text=True, check=True, cwd="/tmp",
+    ).stdout.strip().split(";")[0]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +110,24 @@ def test_naic_makes_the_projects_account_and_slurm_counts_a_job_outside_the_hub(
     assocs = sacctmgr("show", "associations", f"account={ACCOUNT}", "format=User,GrpTRESMins")
     assert "|gres/gpu=60" in assocs and "alice|" in assocs and "bob|" in assocs, assocs
 
-    # bob's batch job, charged to the project by hand: 4 GPUs for about a minute.
-    job = subprocess.run(
-        ["sbatch", "--parsable", "--uid=bob", "--gid=bob", f"--account={ACCOUNT}",
-         "--partition=accel", "--gres=gpu:a100:4", "--time=5", "--output=/dev/null",
-         "--wrap=sleep 75"],
-        capture_output=True, text=True, check=True, cwd="/tmp",
-    ).stdout.strip().split(";")[0]  # fmt: skip
+    # bob's batch job, charged to the project by hand: 4 GPUs for 75 s, 5 GPU-minutes.
+    job = bobs_job(gpus=4, minutes=5, seconds=75)
     deadline = time.monotonic() + 240
     while squeue(f"--jobs={job}", "--format=%T").strip():
         assert time.monotonic() < deadline, "bob's job did not end"
         time.sleep(2)
-    minutes = sacct_gpu_minutes()
-    assert minutes >= 4 * 1.0, f"slurmdbd holds {minutes} GPU-minutes for bob's job"
+    # sshare adds the job's last seconds at the next tick of Slurm's priority thread.
+    deadline = time.monotonic() + 90
+    while (minutes := sshare_gpu_minutes()) < 4:
+        assert time.monotonic() < deadline, f"sshare shows {minutes} GPU-minutes for bob's job"
+        time.sleep(3)
 
     token = user_token(acct_hub, "alice")
     api = httpx.Client(base_url=acct_hub.url + "hub/api",
                        headers={"Authorization": f"token {token}"}, timeout=60)  # fmt: skip
     usage = api.get("/naic/users/alice/usage").json()
     project = next(p for p in usage["projects"] if p["name"] == ACCOUNT)
-    assert abs(project["used"] * 60 - minutes) <= 1.0, (project, minutes)
+    assert abs(project["used"] * 60 - minutes) <= 1.0, (project, f"sshare: {minutes}")
     assert project["mine"] == 0  # bob's job, not alice's
     assert abs(project["left"] - (BUDGET_H - project["used"])) < 1e-3
 
@@ -134,3 +143,15 @@ def test_naic_makes_the_projects_account_and_slurm_counts_a_job_outside_the_hub(
     assert message.startswith(f"Project {ACCOUNT} has used {used} of its 1 GPU-hours"), message
     assert "this session would need 1 more" in message
     assert squeue("--user=alice", "--format=%i") == ""
+
+    # Slurm enforces the same limit for batch jobs: 55 GPU-minutes are left, so bob's
+    # 4 GPUs for an hour stay pending, while 1 GPU for 10 minutes runs.
+    too_big, fits = bobs_job(gpus=4, minutes=60, seconds=5), bobs_job(gpus=1, minutes=10, seconds=5)
+    deadline = time.monotonic() + 60
+    while squeue(f"--jobs={fits}", "--format=%T").strip():
+        assert time.monotonic() < deadline, squeue(f"--jobs={fits}", "--format=%T %r")
+        time.sleep(2)
+    assert squeue(f"--jobs={too_big}", "--format=%T %r").split() == [
+        "PENDING", "AssocGrpGRESMinutes"
+    ]  # fmt: skip
+    subprocess.run(["scancel", too_big], check=True)

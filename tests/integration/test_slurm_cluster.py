@@ -98,7 +98,8 @@ def test_partitions_and_gpus_are_advertised(slurm_cluster):
         check=True,
     ).stdout
     partitions = dict(line.split() for line in sinfo.splitlines())
-    assert partitions == {"normal*": "up", "accel": "up"}
+    # "nodes" holds the two network-namespace nodes of the multi-host site.
+    assert partitions == {"normal*": "up", "accel": "up", "nodes": "up"}
 
     node = subprocess.run(
         ["scontrol", "show", "node", slurm_cluster.node],
