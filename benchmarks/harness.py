@@ -198,10 +198,16 @@ def path_first(bin_dir: Path) -> Iterator[None]:
 # --- the two hubs ---------------------------------------------------------------------
 
 
-def start_naic(base: Path, extra_config: str = "") -> Hub:
-    """`naic up` on the test cluster's catalogue with this venv as the environment."""
+def start_naic(base: Path, extra_config: str = "", session_env: bool = False) -> Hub:
+    """`naic up` on the test cluster's catalogue with this venv as the environment, or with
+    `session_env` as the site's session environment, the servers' own, and its
+    environments (this venv and slurm-up's Lmod module) as kernels."""
     cat = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
     cat["environments"]["python"]["venv"] = sys.prefix
+    if session_env:
+        cat["sites"]["testcluster"]["session_env"] = sys.prefix
+        cat["environments"]["scipy"] = {"title": "SciPy-bundle", "kind": "module",
+                                        "modules": ["SciPy-bundle/2023.07"]}  # fmt: skip
     base.mkdir(mode=0o755, exist_ok=True)
     path = base / "catalogue.yaml"
     path.write_text(yaml.safe_dump(cat))

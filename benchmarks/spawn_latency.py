@@ -66,14 +66,14 @@ def user_token(hub: Hub, user: str) -> str:
         return resp.json()["token"]
 
 
-def run(runs: int, warmup: int, keep: bool) -> dict:
+def run(runs: int, warmup: int, keep: bool, session_env: bool = False) -> dict:
     harness.check_host()
     times: dict[str, list[float]] = {s: [] for s in SETUPS}
     job_ids: list[str] = []
     with harness.workdir(keep) as base:
         hubs: list[Hub] = []
         try:
-            naic = harness.start_naic(base / "naic")
+            naic = harness.start_naic(base / "naic", session_env=session_env)
             hubs.append(naic)
             stock = harness.start_stock(base / "stock")
             hubs.append(stock)
@@ -140,10 +140,16 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=harness.RESULTS / "spawn_latency.json", help="output file"
     )
+    parser.add_argument(
+        "--session-env",
+        action="store_true",
+        help="naic-hub with a site session environment: servers from it, environments as "
+        "kernels (written at each start)",
+    )
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    result = run(args.runs, args.warmup, args.keep)
+    result = run(args.runs, args.warmup, args.keep, args.session_env)
     harness.publish(report(result), result, args.json)
 
 

@@ -11,11 +11,14 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 
-async def run_cell(server_url: str, token: str, code: str, timeout_s: float = 60) -> str:
-    """Start a kernel, execute `code`, return its stdout, delete the kernel."""
+async def run_cell(
+    server_url: str, token: str, code: str, timeout_s: float = 60, kernel: str = "python3"
+) -> str:
+    """Start a kernel (`kernel`: a kernel spec's name), execute `code`, return what it
+    printed (stdout and stderr), delete the kernel."""
     headers = {"Authorization": f"token {token}"}
     async with httpx.AsyncClient(base_url=server_url, headers=headers, timeout=30) as http:
-        kernel = (await http.post("api/kernels", json={"name": "python3"})).raise_for_status()
+        kernel = (await http.post("api/kernels", json={"name": kernel})).raise_for_status()
         kernel_id = kernel.json()["id"]
         try:
             ws_url = server_url.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels"

@@ -262,6 +262,7 @@ def test_compute_and_gpus_says_honestly_there_is_no_usable_gpu(runs: dict, where
     assert "so the GPU part is skipped" in text
     assert "Computed on: CPU (NumPy)" in text
     assert "Result check (sum of all entries): True" in text
+    assert "Kernels you can choose (Kernel > Change kernel):" in text
     if where == "slurm":
         assert f"This session is Slurm job {nb['job_id']}" in text
         assert re.search(r"CUDA_VISIBLE_DEVICES: \d+\n", text), text

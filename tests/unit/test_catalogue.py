@@ -410,8 +410,26 @@ BROKEN = [
     ),
     pytest.param(
         edit(PYTHON_ENV, '{title: "Python 3"}'),
-        H1 + "environments.python: needs `venv` (a path) or `modules` (Lmod module names)",
+        H1 + "environments.python: needs `modules` (Lmod module names), `venv` (a path) or "
+        "`conda` (a prefix)",
         id="environment-without-venv-or-modules",
+    ),
+    pytest.param(
+        edit(PYTHON_ENV, '{title: "Python 3", kind: conda, venv: /opt/naic/envs/base}'),
+        H1 + "environments.python: is of kind conda but has no `conda`",
+        id="environment-kind-without-its-field",
+    ),
+    pytest.param(
+        edit(PYTHON_ENV, '{title: "P", venv: /opt/naic/envs/base, conda: /opt/conda}'),
+        H1 + "environments.python: has both `venv` and `conda`: an environment is one or the "
+        "other",
+        id="environment-venv-and-conda",
+    ),
+    pytest.param(
+        edit(PYTHON_ENV, '{title: "P", conda: /opt/conda/envs/ml}'),
+        H1 + "environments.python.conda: a conda environment is a kernel only: site saga "
+        "needs `session_env` (the venv with naic-hub[session] its servers run from)",
+        id="conda-needs-a-session-env",
     ),
     pytest.param(
         edit("venv: /opt/naic/envs/base", "venv: envs/base"),

@@ -3,6 +3,7 @@ command lines for each way of submitting, and reading sbatch's answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import datetime
@@ -21,6 +22,7 @@ from naic.spawners.script import (
     render_batch_script,
     sbatch_argv,
 )
+from naic.spawners.session_env import kernels_json
 from tests.unit.examples import ALICE, DEMO, GOLDEN, TC
 
 OLA = UserFacts("ola", frozenset({"ola", "ola@uio.no"}))
@@ -340,3 +342,24 @@ def test_sudo_over_ssh_needs_no_setenv():
     assert argv == ["sudo", "-n", "-u", "alice", "sbatch", "--parsable"]
     root = sbatch_argv(as_root=True, sudo=False, user="alice", group="staff", keep_env=False)
     assert root == ["sbatch", "--parsable", "--uid=alice", "--gid=staff"]
+
+
+def test_with_a_session_environment_the_server_runs_from_it_and_loads_no_module():
+    saga = DEMO.sites["saga"].model_copy(update={"session_env": "/cluster/naic/session"})
+    cat = DEMO.model_copy(update={"sites": {**DEMO.sites, "saga": saga}})
+    req = parse_request({"site": "saga", "gpus": 1, "environment": "pytorch"}, cat, OLA)
+    out = render(req, cat, command=["jupyterhub-singleuser"])
+    assert "module" not in out
+    assert (
+        "[ -f /cluster/naic/session/bin/activate ] || fail 'the session environment "
+        "/cluster/naic/session is missing on this node; tell the hub operators'\n"
+        "source /cluster/naic/session/bin/activate\n"
+    ) in out
+    assert json.loads(kernels_json(req, cat)) == {
+        "environments": {
+            "python": {"title": "Python 3", "venv": "/opt/naic/envs/base"},
+            "pytorch": {"title": "PyTorch + CUDA",
+                        "modules": ["PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"]},
+        },
+        "default": "pytorch",
+    }  # fmt: skip

@@ -18,7 +18,8 @@ Sites (2, 2 resources):
   saga             Saga (Sigma2) (slurm via localhost)
     a100           NVIDIA A100              partition accel, up to 4 × a100, 8 CPUs (up to 32), \
 32 GB (up to 256), ≤ 24 h
-Environments: python (Python 3), pytorch (PyTorch + CUDA)
+Environments: python (Python 3; venv /opt/naic/envs/base), pytorch (PyTorch + CUDA; module \
+PyTorch/2.1.2-foss-2023a-CUDA-12.1.1)
 Storage (4):
   home             /home/{username} (20 GB)
   project          /cluster/projects/{project} (1000 GB)

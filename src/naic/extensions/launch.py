@@ -14,15 +14,19 @@ so the launcher also skips one import nothing in the server needs (see `_lighter
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
 import shutil
 import socket
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
+
+from naic.extensions import kernels
 
 SINGLEUSER = "jupyterhub-singleuser"
 #: The session's own endpoints (naic.extensions.server), loaded into every session's server.
@@ -164,8 +168,9 @@ def _lighter_imports() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)
 
 
-def run_server(command: list[str]) -> None:
-    """Run the server: `jupyterhub-singleuser` in this interpreter, anything else exec'd."""
+def run_server(command: list[str], extra: list[str] = ()) -> None:
+    """Run the server: `jupyterhub-singleuser` in this interpreter, anything else exec'd;
+    `extra` are more of the server's own arguments."""
     if Path(command[0]).name == SINGLEUSER:
         _lighter_imports()
         from jupyterhub.singleuser import main as singleuser
@@ -177,6 +182,7 @@ def run_server(command: list[str]) -> None:
             NO_GITPULLER,
             LAB_EXTENSIONS,
             *QUIET_LAB,
+            *extra,
         ]
         sys.exit(singleuser())
     os.execvp(command[0], command)  # noqa: S606 - the spawner's own server command
@@ -251,7 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.report_port:
         port = report_port(os.environ)  # type: ignore[arg-type]
         print(f"naic: the server will listen on port {port}", file=sys.stderr)
-    run_server(command or [SINGLEUSER])
+    extra: list[str] = []
+    if os.environ.get("NAIC_KERNELS"):  # the catalogue's environments as kernels
+        kernels_dir = Path(tempfile.mkdtemp(prefix="naic-kernels-"))
+        atexit.register(shutil.rmtree, kernels_dir, ignore_errors=True)
+        extra = kernels.install_session_kernels(os.environ, kernels_dir)  # type: ignore[arg-type]
+    run_server(command or [SINGLEUSER], extra)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,9 @@ class NodeSpawner(Backend, Spawner):
             await self._give_gpus(target, self.user.name, "0600")
             await self._forward_hub(target)
             env = self._session_env(home)
-            venv = self.catalogue.environments[self.request.environment].venv
+            venv = self.catalogue.sites[self.site].session_env or (
+                self.catalogue.environments[self.request.environment].prefix
+            )
             python = f"{venv}/bin/python" if venv else "python3"
             log = f"{home}/.naic-session-{self.name or 'default'}.log"
             argv = [python, "-m", "naic.extensions.launch", "--detach", log]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from naic.hub.catalogue import Catalogue
@@ -85,18 +85,10 @@ def render_batch_script(
         lines += export_lines(exports)
     lines.append('fail() { echo "naic-hub: $*" >&2; exit 1; }')
     # Lmod and login profiles are not written for `set -u`, so strict mode starts after them.
-    if env.modules:
-        # Lmod defines `module` in login shells only, and sbatch from the hub is not one.
-        lines.append("type module >/dev/null 2>&1 || source /etc/profile")
-        lines.append("module purge")
-        for module in env.modules:
-            why = shlex.quote(f"cannot load the module {module}")
-            lines.append(f"module load {shlex.quote(module)} || fail {why}")
-    if env.venv:
-        activate = f"{env.venv}/bin/activate"
-        missing = f"the environment {env.venv} is missing on this node; tell the hub operators"
-        lines.append(f"[ -f {shlex.quote(activate)} ] || fail {shlex.quote(missing)}")
-        lines.append(f"source {shlex.quote(activate)}")
+    if site.session_env:  # the server from the site's session environment; kernels load env
+        lines += _activate_lines(site.session_env, "the session environment", ())
+    else:
+        lines += _activate_lines(env.venv, "the environment", env.modules)
     lines += [
         "set -euo pipefail",
         f'echo "{START_MARKER} on $(hostname) at $(date -Is)"',
@@ -105,6 +97,23 @@ def render_batch_script(
     for line in lines:
         _assert_safe_line(line)
     return "\n".join(lines) + "\n"
+
+
+def _activate_lines(venv: str | None, what: str, modules: Iterable[str]) -> list[str]:
+    lines = []
+    if modules:
+        # Lmod defines `module` in login shells only, and sbatch from the hub is not one.
+        lines.append("type module >/dev/null 2>&1 || source /etc/profile")
+        lines.append("module purge")
+        for module in modules:
+            why = shlex.quote(f"cannot load the module {module}")
+            lines.append(f"module load {shlex.quote(module)} || fail {why}")
+    if venv:
+        activate = f"{venv}/bin/activate"
+        missing = f"{what} {venv} is missing on this node; tell the hub operators"
+        lines.append(f"[ -f {shlex.quote(activate)} ] || fail {shlex.quote(missing)}")
+        lines.append(f"source {shlex.quote(activate)}")
+    return lines
 
 
 #: Variables of the spawner's environment that describe the hub's machine and account, not

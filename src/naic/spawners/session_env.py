@@ -36,6 +36,8 @@ from naic.spawners.request import SessionRequest
 
 #: The environment variable that carries the facts.
 VARIABLE = "NAIC_SESSION"
+#: The catalogue's environments as kernels, for the launcher (naic.extensions.kernels).
+KERNELS_VARIABLE = "NAIC_KERNELS"
 #: Bumped when a field changes meaning or disappears (adding fields keeps the version).
 VERSION = 1
 
@@ -101,10 +103,15 @@ def session_facts(
         "environment": req.environment,
         "environment_title": env.title if env is not None else req.environment,
         # What Dask workers (naic.extensions.dask) need to run like the session.
-        "activate": {
-            "venv": env.venv if env is not None else None,
-            "modules": list(env.modules) if env is not None else [],
-        },
+        # With a site session environment they run from it (it has Dask), like the server.
+        "activate": (
+            {"venv": site.session_env, "modules": []}
+            if site.session_env
+            else {
+                "venv": env.prefix if env is not None else None,
+                "modules": list(env.modules) if env is not None else [],
+            }
+        ),
         "partition": res.partition,
         "slurm_account": req.slurm_account(cat),
         "project": project,
@@ -121,9 +128,24 @@ def session_facts(
     }
 
 
-def session_env(*args: Any, **kw: Any) -> dict[str, str]:
-    """`{"NAIC_SESSION": json}` for the server's environment: `session_facts(…)`, serialised."""
-    return {VARIABLE: json.dumps(session_facts(*args, **kw), separators=(",", ":"))}
+def session_env(req: SessionRequest, cat: Catalogue, *args: Any, **kw: Any) -> dict[str, str]:
+    """`{"NAIC_SESSION": json}` for the server's environment: `session_facts(…)`, serialised;
+    on a site with a session environment also NAIC_KERNELS (`kernels_json`)."""
+    out = {VARIABLE: json.dumps(session_facts(req, cat, *args, **kw), separators=(",", ":"))}
+    if cat.sites[req.site].session_env:
+        out[KERNELS_VARIABLE] = kernels_json(req, cat)
+    return out
+
+
+def kernels_json(req: SessionRequest, cat: Catalogue) -> str:
+    """Pure: the environments offered with the session's resource, as the launcher makes
+    them kernels (naic.extensions.kernels), and the chosen one, the default kernel."""
+    envs = {
+        name: {k: v for k, v in cat.environments[name].model_dump().items() if v}
+        for name in cat.environments_for(req.site, req.resource)
+    }
+    default = req.environment if req.environment in envs else None
+    return json.dumps({"environments": envs, "default": default}, separators=(",", ":"))
 
 
 def unix_url(url: str, socket_path: str | Path) -> str:

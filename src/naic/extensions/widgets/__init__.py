@@ -10,6 +10,7 @@ Each takes its data source in the constructor (the real one by default, see the 
 
 from naic.extensions.widgets.budget import ProjectBudget
 from naic.extensions.widgets.dask_launcher import DaskLauncher
+from naic.extensions.widgets.environments import OwnEnvironments
 from naic.extensions.widgets.gpu_monitor import GPUMonitor
 from naic.extensions.widgets.onboarding import OnboardingChecklist, mark_done
 from naic.extensions.widgets.session_panel import SessionPanel
@@ -19,6 +20,7 @@ __all__ = [
     "DaskLauncher",
     "GPUMonitor",
     "OnboardingChecklist",
+    "OwnEnvironments",
     "ProjectBudget",
     "SessionPanel",
     "StorageOverview",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ipywidgets as w
 
+from naic.extensions import envs
 from naic.extensions.session import SessionFacts
 from naic.extensions.sources.storage import LocalStorageSource, StorageSource, StorageUsage
 from naic.extensions.widgets._parts import RowsPanel, bar_style, escape, labelled, number, show
+from naic.extensions.widgets.environments import environments_html
 
 
 def default_storage_source() -> StorageSource:
@@ -68,11 +72,23 @@ class StorageRow(w.VBox):
 
 
 class StorageOverview(RowsPanel):
-    """Usage against quota for each storage area of this session."""
+    """Usage against quota for each storage area of this session, and the user's own
+    environments (what they hold and where)."""
 
-    def __init__(self, source: StorageSource | None = None):
+    def __init__(
+        self,
+        source: StorageSource | None = None,
+        environments: Callable[[], list[dict]] = envs.listed,
+    ):
+        self.environments = environments
         super().__init__(source, default_storage_source, css="naic-storage", heading="Storage")
 
-    def read(self) -> tuple[dict[str, StorageRow], str]:
-        rows = {u.area.name: StorageRow(u) for u in self.source.usage()}
+    def read(self) -> tuple[dict[str, w.Widget], str]:
+        rows: dict[str, w.Widget] = {u.area.name: StorageRow(u) for u in self.source.usage()}
+        own = self.environments()
+        if own:
+            rows["environments"] = labelled(
+                w.HTML("<b>Your environments</b><br>" + environments_html(own)),
+                "naic-storage-environments",
+            )
         return rows, "" if rows else "This session has no storage areas to show."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from naic.hub.catalogue import Amount, Catalogue, Project, Resource, Site
+from naic.hub.catalogue import Amount, Catalogue, Environment, Project, Resource, Site
 
 
 def _amount(a: Amount, unit: str, plural: str = "") -> str:
@@ -28,7 +28,17 @@ def _resource(name: str, r: Resource) -> str:
 
 def _site(name: str, s: Site) -> str:
     where = f"slurm via {s.submit.host}" if s.backend == "slurm" and s.submit else s.backend
-    return f"  {name:<16} {s.title} ({where})"
+    line = f"  {name:<16} {s.title} ({where})"
+    if s.session_env:
+        line += f"; servers from {s.session_env}, environments as kernels"
+    return line
+
+
+def _environment(name: str, e: Environment) -> str:
+    """`name (title; module A, B)`: what a kernel or server of it activates."""
+    what = {"module": ", ".join(e.modules), "venv": e.venv, "conda": e.conda}[e.what]
+    extra = f" + module {', '.join(e.modules)}" if e.modules and e.what != "module" else ""
+    return f"{name} ({e.title}; {e.what} {what}{extra})"
 
 
 def render_summary(cat: Catalogue, file: str) -> str:
@@ -41,7 +51,7 @@ def render_summary(cat: Catalogue, file: str) -> str:
     for name, site in cat.sites.items():
         lines.append(_site(name, site))
         lines += [_resource(rn, r) for rn, r in site.resources.items()]
-    envs = ", ".join(f"{k} ({e.title})" for k, e in cat.environments.items())
+    envs = ", ".join(_environment(k, e) for k, e in cat.environments.items())
     lines.append(f"Environments: {envs or 'none'}")
     areas = []
     for k, st in cat.storage.items():

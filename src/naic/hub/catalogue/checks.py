@@ -45,6 +45,17 @@ def cross_check(cat: Catalogue) -> list[Problem]:
                 )
             if res.gpu is not None:
                 out.extend(_gpu_fits(site, rat, res.gpu))
+        if site.session_env is None and site.backend != "local":
+            # Without a session environment the server runs from the chosen environment.
+            for name in site.environments or cat.environments:
+                if name in envs and cat.environments[name].conda:
+                    out.append(
+                        Problem(
+                            f"environments.{name}.conda",
+                            f"a conda environment is a kernel only: site {site_name} needs "
+                            "`session_env` (the venv with naic-hub[session] its servers run from)",
+                        )
+                    )
     return out
 
 

@@ -12,15 +12,46 @@ from naic.hub.catalogue.base import PATH_PLACEHOLDERS, SAFE_WORD, VENV_PATH, Mod
 
 
 class Environment(Model):
+    """Software a session's kernels run with. On a site with a `session_env` each one is
+    a kernel (the one chosen in the spawn form the default) and needs only Python with
+    ipykernel; elsewhere the server itself runs from it, so it must contain naic-hub."""
+
     title: str = Field(min_length=1)
-    venv: str | None = Field(None, pattern=VENV_PATH)
-    modules: list[Annotated[str, Field(pattern=SAFE_WORD)]] = []
+    kind: Literal["module", "venv", "conda"] | None = Field(
+        None,
+        description="module: Lmod modules (a site's EasyBuild software); venv: a virtual "
+        "environment; conda: a conda prefix. Default: conda, venv or module, by the fields",
+    )
+    modules: list[Annotated[str, Field(pattern=SAFE_WORD)]] = Field(
+        [], description="Lmod modules loaded first, e.g. PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"
+    )
+    venv: str | None = Field(None, pattern=VENV_PATH, description="a venv's path, on the nodes")
+    conda: str | None = Field(
+        None, pattern=VENV_PATH, description="a conda environment's prefix, on the nodes"
+    )
 
     @model_validator(mode="after")
     def _something_to_activate(self) -> Environment:
-        if self.venv is None and not self.modules:
-            raise ValueError("needs `venv` (a path) or `modules` (Lmod module names)")
+        if self.venv is None and self.conda is None and not self.modules:
+            raise ValueError(
+                "needs `modules` (Lmod module names), `venv` (a path) or `conda` (a prefix)"
+            )
+        if self.venv is not None and self.conda is not None:
+            raise ValueError("has both `venv` and `conda`: an environment is one or the other")
+        field = {"module": "modules", "venv": "venv", "conda": "conda", None: None}[self.kind]
+        if field is not None and not getattr(self, field):
+            raise ValueError(f"is of kind {self.kind} but has no `{field}`")
         return self
+
+    @property
+    def what(self) -> str:
+        """`kind`, or what the fields make it: conda, venv, else module."""
+        return self.kind or ("conda" if self.conda else "venv" if self.venv else "module")
+
+    @property
+    def prefix(self) -> str | None:
+        """The venv or conda prefix whose bin/ goes first on PATH."""
+        return self.venv or self.conda
 
 
 class Storage(Model):

@@ -193,6 +193,14 @@ class Site(Model):
     environments: list[str] | None = Field(
         None, description="environments offered at this site (default: all)"
     )
+    session_env: str | None = Field(
+        None,
+        pattern=VENV_PATH,
+        description="the venv on this site's nodes with naic-hub's `session` extra, which "
+        "every session's server runs from; the environments are then kernels (the chosen "
+        "one the default) and need no naic-hub. Unset: the server runs from the chosen "
+        "environment, which must contain naic-hub",
+    )
     resources: dict[str, Resource] = Field(min_length=1)
 
     @model_validator(mode="after")
