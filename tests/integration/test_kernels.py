@@ -85,9 +85,12 @@ def test_module_kernels_and_an_own_environment_across_sessions(kernel_hub: Hub) 
     specs = httpx.get(url + "api/kernelspecs", headers={"Authorization": f"token {token}"}).json()
     assert specs["default"] == "naic-scipy", specs
     titles = {name: s["spec"]["display_name"] for name, s in specs["kernelspecs"].items()}
-    assert titles == {"naic-python": "Python 3 (the hub's environment)",
-                      "naic-scipy": "SciPy-bundle 2023.07", "naic-broken": "Broken",
-                      "python3": "Python 3 (ipykernel)"}  # the session environment's own
+    assert titles == {
+        "naic-python": "Python 3 (the hub's environment)",
+        "naic-scipy": "SciPy-bundle 2023.07",
+        "naic-broken": "Broken",
+        "python3": "Python 3 (ipykernel)",
+    }  # the session environment's own
 
     # The module's kernel: its variable, its numpy (Debian's), and no naic-hub in it.
     out = cell(url, token, "import os, sys, numpy, importlib.util\n"

@@ -8,7 +8,9 @@ no user's token, no proxy token, and nobody he could answer as the hub.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -49,6 +51,7 @@ def squat(port: int, record: Path) -> subprocess.Popen:
     subprocess.run(["chown", "bob", str(record)], check=True)
     proc = subprocess.Popen(
         ["runuser", "-u", "bob", "--", sys.executable, "-c", LISTENER, str(port), str(record)],
+        start_new_session=True,  # runuser forks: bob's listener is stopped as a group
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -57,8 +60,15 @@ def squat(port: int, record: Path) -> subprocess.Popen:
             return proc
         except httpx.TransportError:
             time.sleep(0.2)
-    proc.kill()
+    stop(proc)
     pytest.fail(f"bob could not listen on port {port}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop bob's listener and runuser with it (killing runuser alone leaves the child)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def heard(record: Path) -> list[dict]:
@@ -139,8 +149,7 @@ def test_a_squatter_on_the_hubs_port_hears_nothing_from_a_local_session(
             check=False,
         )
         assert replaced.returncode != 0 and (data / "hub.sock").exists()
-        bob.terminate()
-        bob.wait(timeout=10)
+        stop(bob)
         bob = None
 
         # The hub comes back: kari's session, never restarted, reaches it again.
@@ -156,7 +165,7 @@ def test_a_squatter_on_the_hubs_port_hears_nothing_from_a_local_session(
         assert heard(record) == []
     finally:
         if bob is not None:
-            bob.kill()
+            stop(bob)
         stop_hub(hub)
 
 
@@ -177,4 +186,4 @@ def test_a_squatter_on_the_proxys_api_port_gets_no_proxy_token(
         finally:
             stop_hub(hub)
     finally:
-        bob.kill()
+        stop(bob)

@@ -421,8 +421,7 @@ BROKEN = [
     ),
     pytest.param(
         edit(PYTHON_ENV, '{title: "P", venv: /opt/naic/envs/base, conda: /opt/conda}'),
-        H1 + "environments.python: has both `venv` and `conda`: an environment is one or the "
-        "other",
+        H1 + "environments.python: has both `venv` and `conda`: an environment is one or the other",
         id="environment-venv-and-conda",
     ),
     pytest.param(

@@ -81,7 +81,10 @@ def listed() -> list[dict]:
     """The user's environments: their kernel specs' names, modules and folders."""
     out = []
     for spec in sorted(kernels_dir().glob(f"{OWN_PREFIX}*/kernel.json")):
-        meta = json.loads(spec.read_text()).get("metadata", {}).get("naic", {})
+        try:
+            meta = json.loads(spec.read_text()).get("metadata", {}).get("naic", {})
+        except (OSError, ValueError):
+            continue  # not one naic-env wrote
         venv = meta.get("venv") or ""
         out.append({"name": spec.parent.name.removeprefix(OWN_PREFIX),
                     "modules": meta.get("modules", []), "path": venv,

@@ -14,7 +14,7 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Kernel names of catalogue environments and of the user's own ones.
@@ -29,7 +29,7 @@ _PRELUDE = [
     '-m naic.extensions.kernels notice -f "$CONNECTION"; }',
     "CONNECTION=$1",
     # The server's environment goes last (see _EXEC), not before the kernel's own Python.
-    'NAIC_SESSION_BIN=${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}',
+    "NAIC_SESSION_BIN=${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}",
     '[ -z "$NAIC_SESSION_BIN" ] || PATH=${PATH//"$NAIC_SESSION_BIN:"/}',
     "unset VIRTUAL_ENV PYTHONHOME",
 ]
@@ -50,7 +50,6 @@ class KernelEnv:
     modules: tuple[str, ...] = ()
     venv: str | None = None
     conda: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def launcher_script(k: KernelEnv) -> str:
@@ -95,7 +94,6 @@ def kernel_spec(k: KernelEnv) -> dict:
         "argv": ["bash", "-c", launcher_script(k), "naic-kernel", "{connection_file}"],
         "display_name": k.title,
         "language": "python",
-        "env": dict(k.env),
         "metadata": {"naic": {"modules": list(k.modules), "venv": k.venv, "conda": k.conda}},
     }
 
