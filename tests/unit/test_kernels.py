@@ -36,9 +36,9 @@ def test_a_module_kernel_loads_its_module_and_says_why_it_cannot() -> None:
         'command (Lmod) on $(hostname)"\n'
         "naic_err=$(mktemp)\n"
         'module load SciPy-bundle/2023.07 2>"$naic_err"\n'
-        'module is-loaded SciPy-bundle/2023.07 || notice "SciPy \\"\\$HOME\\": the module '
-        "SciPy-bundle/2023.07 cannot be loaded on $(hostname): $(tr -s '\\n ' ' ' "
-        '<"$naic_err" | head -c 400)"\n'
+        "module is-loaded SciPy-bundle/2023.07 || { err=$(tr -s '\\n ' ' ' <\"$naic_err\" | "
+        'head -c 400); rm -f "$naic_err"; notice "SciPy \\"\\$HOME\\": the module '
+        'SciPy-bundle/2023.07 cannot be loaded on $(hostname): $err"; }\n'
         'rm -f "$naic_err"\n'
         'python -c "import ipykernel" 2>/dev/null || notice "SciPy \\"\\$HOME\\": its Python '
         'has no ipykernel on $(hostname)"\n' + EXEC
@@ -101,7 +101,11 @@ def test_own_environment_script_builds_on_the_modules() -> None:
     assert script == (
         "set -e\n"
         "type module >/dev/null 2>&1 || source /etc/profile >/dev/null 2>&1\n"
-        "module load M/1\n"
+        "naic_err=$(mktemp)\n"
+        'module load M/1 2>"$naic_err" || true\n'
+        'module is-loaded M/1 || { echo "naic-env: the module M/1 cannot be loaded here: '
+        '$(tr -s \'\\n \' \' \' <"$naic_err")"; rm -f "$naic_err"; exit 1; }\n'
+        'rm -f "$naic_err"\n'
         '[ -z "${VIRTUAL_ENV:-}" ] || PATH=${PATH//"$VIRTUAL_ENV/bin:"/}\n'
         "env -u VIRTUAL_ENV python3 -m venv --system-site-packages /home/a/.naic/envs/mine\n"
         "/home/a/.naic/envs/mine/bin/python -c 'import ipykernel' 2>/dev/null || "
@@ -120,7 +124,9 @@ def test_a_failed_create_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -> 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     rc = envs.main(["create", "bad", "--module", "Nope/1", "--in", str(tmp_path / "envs")])
     assert rc == 1
-    assert capsys.readouterr().err.startswith("naic-env: could not create bad: ")
+    assert capsys.readouterr().err.startswith(
+        "naic-env: could not create bad: the module Nope/1 cannot be loaded here: "
+    )
     assert not (tmp_path / "envs" / "bad").exists()
     assert not (tmp_path / "data" / "kernels").exists()
     assert envs.main(["remove", "bad"]) == 1

@@ -43,7 +43,15 @@ def create_script(target: Path, modules: list[str], packages: list[str]) -> str:
     lines = ["set -e"]
     if modules:
         lines.append("type module >/dev/null 2>&1 || source /etc/profile >/dev/null 2>&1")
-        lines += [f"module load {shlex.quote(m)}" for m in modules]
+        lines.append("naic_err=$(mktemp)")  # Lmod's own words, on one line, when it cannot
+        for m in map(shlex.quote, modules):
+            lines.append(f'module load {m} 2>"$naic_err" || true')
+            lines.append(
+                f'module is-loaded {m} || {{ echo "naic-env: the module {m} cannot '
+                f"be loaded here: $(tr -s '\\n ' ' ' <\"$naic_err\")\"; "
+                'rm -f "$naic_err"; exit 1; }'
+            )
+        lines.append('rm -f "$naic_err"')
         # The module's Python, not the session's (whose bin/ may come first on PATH).
         lines.append('[ -z "${VIRTUAL_ENV:-}" ] || PATH=${PATH//"$VIRTUAL_ENV/bin:"/}')
     t = shlex.quote(str(target))
@@ -66,8 +74,9 @@ def create(name: str, modules: list[str], packages: list[str], parent: Path) -> 
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     if run.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)  # nothing half-made stays
-        last = " ".join(run.stdout.strip().splitlines()[-3:])
-        raise EnvError(f"could not create {name}: {last}")
+        lines = run.stdout.strip().splitlines()
+        ours = [line.removeprefix("naic-env: ") for line in lines if line.startswith("naic-env: ")]
+        raise EnvError(f"could not create {name}: {(ours or [' '.join(lines[-3:])])[0]}")
     (target / MARKER).write_text(json.dumps({"name": name, "modules": modules}) + "\n")
     write_spec(kernels_dir(), own_kernel(name, modules, target))
     return target

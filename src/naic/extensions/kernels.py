@@ -67,8 +67,8 @@ def launcher_script(k: KernelEnv) -> str:
             why = _dq(f"{k.title}: the module {module} cannot be loaded") + on_node
             lines.append(f'module load {m} 2>"$naic_err"')
             lines.append(
-                f"module is-loaded {m} || "
-                f"notice \"{why}: $(tr -s '\\n ' ' ' <\"$naic_err\" | head -c 400)\""
+                f"module is-loaded {m} || {{ err=$(tr -s '\\n ' ' ' <\"$naic_err\" | head -c 400); "
+                f'rm -f "$naic_err"; notice "{why}: $err"; }}'
             )
         lines.append('rm -f "$naic_err"')
     prefix = k.venv or k.conda
