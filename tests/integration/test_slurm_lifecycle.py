@@ -98,3 +98,4 @@ def test_a_session_that_hits_its_time_limit_says_so_on_the_home_page(fast_hub: H
     home = browser.get("/hub/home")
     assert home.status_code == 200
     assert "time limit reached" in home.text
+    assert "It used all the hours it asked for. Start a new one with more hours" in home.text

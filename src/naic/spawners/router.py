@@ -227,6 +227,8 @@ class Router(WrapSpawner):
     def _ended(self, reason: str) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self.last_end = {"reason": reason, "at": at}
+        if self.request is not None:  # the home page links the site's help
+            self.last_end["site"] = self.request.site
         ended_at = self.child_spawner.ended_at if self.child_spawner is not None else None
         self.hooks.ended(self.session, ended_at)
         self.session.usage_id = self.session.hold_id = 0

@@ -23,6 +23,7 @@ from naic.hub.app import listen
 from naic.hub.identity import oidc
 from naic.hub.identity import routes as identity_routes
 from naic.hub.identity.auth import DevAuthenticator, ensure_secret_file, make_private
+from naic.hub.sessions import remedies
 from naic.hub.sessions import routes as session_routes
 from naic.hub.sessions.hooks import HubHooks
 from naic.hub.usage import accounting, metrics, slurm_usage
@@ -210,6 +211,9 @@ def wire_ledger(c: Config, s: Settings) -> None:
     c.JupyterHub.template_vars = {
         **c.JupyterHub.get("template_vars", {}),
         "naic_projects": accounting.home_projects(str(s.catalogue), url),
+        "naic_remedies": remedies.REMEDIES,
+        # A callable, as naic_projects: JupyterHub calls it with the user at each page.
+        "naic_help": lambda _user: remedies.site_help(catalogue.load_cached(str(s.catalogue))),
     }
 
 

@@ -13,6 +13,7 @@ SAFE_WORD = r"^[A-Za-z0-9][A-Za-z0-9._+/:-]*$"
 PATH_PLACEHOLDERS = {"username", "project"}
 VENV_PATH = r"^/[A-Za-z0-9._+/-]*$"
 URL = r"^https?://[^\s]+$"
+SUPPORT = r"^(https?://[^\s]+|mailto:[^\s?]+)$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 HOST = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$"
 #: How a pattern mismatch reads in an error message.
@@ -20,6 +21,7 @@ PATTERN_WORDS = {
     SAFE_WORD: "must be one word of letters, digits and . _ + / : - (no spaces or quotes)",
     VENV_PATH: "must be an absolute path of letters, digits and . _ + / -",
     URL: "must be an http:// or https:// URL without spaces",
+    SUPPORT: "must be an http(s):// URL or mailto:ADDRESS, without spaces",
     ENV_NAME: "must be an environment variable name (capitals, digits and _)",
     HOST: "must be a host name or IPv4 address",
 }

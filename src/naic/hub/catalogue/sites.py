@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from naic.hub.catalogue.base import HOST, SAFE_WORD, VENV_PATH, Model
+from naic.hub.catalogue.base import HOST, SAFE_WORD, SUPPORT, URL, VENV_PATH, Model
 
 
 def _fixed_or_range(value: Any) -> Any:
@@ -192,6 +192,15 @@ class Site(Model):
     )
     environments: list[str] | None = Field(
         None, description="environments offered at this site (default: all)"
+    )
+    docs_url: str | None = Field(
+        None, pattern=URL, description="the site's user documentation, linked on the home page"
+    )
+    support_url: str | None = Field(
+        None,
+        pattern=SUPPORT,
+        description="where users report a problem: a web page, or mailto:ADDRESS (the hub "
+        "then prefills the message with the session's facts)",
     )
     session_env: str | None = Field(
         None,
