@@ -100,7 +100,7 @@ def test_a_nearly_full_home_is_red_and_an_overfull_one_stays_on_the_bar() -> Non
     overview = StorageOverview(FakeStorageSource([StorageUsage(HOME, True, 25.0, 20.0, "area")]))
     bar = overview.rows["home"].bar
     assert (bar.value, bar.bar_style) == (20.0, "danger")
-    assert overview.rows["home"].label.value == "25.0 of 20 GB"
+    assert overview.rows["home"].label.value == "25.0 of 20 GB — over the quota"
 
 
 def test_storage_refresh_shows_new_numbers() -> None:
@@ -252,6 +252,9 @@ def test_each_gpu_has_utilisation_and_memory_bars() -> None:
     assert "GPU 0" in first.title.value and "A100" in first.title.value
     assert second.util_label.value == "not reported"
     assert "No GPU" not in text(monitor)
+    # The figure explained where it is shown; not without GPUs.
+    assert "the share of the last sample period in which at least one kernel ran" in text(monitor)
+    assert "sample period" not in text(GPUMonitor(FakeGPUSource([])))
 
 
 def test_the_plot_draws_recent_utilisation_as_svg() -> None:
@@ -438,3 +441,13 @@ def test_every_widget_carries_its_css_class(css: str, tmp_path: Path) -> None:
         "naic-onboarding": lambda: OnboardingChecklist(tmp_path / "o.json"),
     }
     assert css in widgets[css]()._dom_classes
+
+
+def test_only_the_newest_panel_refreshes_by_itself() -> None:
+    """A cell run again makes a new panel: the old one stops asking Slurm; closing stops it."""
+    first, second = panel(), panel()
+    assert not first.refreshing and second.refreshing
+    second.close()
+    assert not second.refreshing
+    third = SessionPanel(FixedSessionSource(saga_facts()), FakeHubSource(), refresh_every_s=None)
+    assert not third.refreshing

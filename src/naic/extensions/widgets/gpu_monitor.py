@@ -75,6 +75,16 @@ class GPURow(w.VBox):
         )
 
 
+#: What NVML's utilisation is, under the bars: users read 100 % as "fully used".
+EXPLAIN = (
+    "Utilisation is NVML's figure: the share of the last sample period in which at least "
+    "one kernel ran on the GPU. 100 % means the GPU was never idle, not that all of it was "
+    "busy; a low figure while training usually means the GPU waits for data (more "
+    "<code>DataLoader</code> workers, <code>pin_memory=True</code>). Memory is what "
+    "processes hold, which PyTorch's cache keeps even when tensors are freed."
+)
+
+
 class GPUMonitor(w.VBox):
     """The session's GPUs now, and (live) every `interval_s` seconds."""
 
@@ -96,6 +106,7 @@ class GPUMonitor(w.VBox):
         self.rows: list[GPURow] = []
         self.message = labelled(w.HTML(NO_GPU), "naic-gpu-none")
         self.plot = labelled(w.HTML(), "naic-gpu-plot")
+        self.explain = labelled(w.HTML(EXPLAIN), "naic-gpu-explain")
         self.rows_box = w.VBox()
         self.live_button = labelled(
             w.Button(description="Start live view", icon="play"), "naic-gpu-live"
@@ -106,6 +117,7 @@ class GPUMonitor(w.VBox):
             self.message,
             self.rows_box,
             self.plot,
+            self.explain,
             self.live_button,
         ]
         self.refresh()
@@ -140,5 +152,6 @@ class GPUMonitor(w.VBox):
             row.update(gpu)
         show(self.message, not gpus)
         show(self.live_button, bool(gpus) or self.live)
+        show(self.explain, bool(gpus))
         self.plot.value = utilization_svg(self.sampler.readings()[-self.history :]) if gpus else ""
         show(self.plot, bool(self.plot.value))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from typing import ClassVar
 
 import ipywidgets as w
 
@@ -28,6 +30,9 @@ STOP_QUESTION = (
 class SessionPanel(w.VBox):
     """The session's site and resources, time left, a Stop button with a confirmation step,
     and an "Ask for more time" area that appears only when the hub can extend sessions."""
+
+    #: Panels of this kernel that refresh by themselves (at most one: the newest).
+    _refreshing: ClassVar[weakref.WeakSet[SessionPanel]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -100,6 +105,11 @@ class SessionPanel(w.VBox):
         self.refresh()
         self._stop_refreshing = threading.Event()
         if refresh_every_s:  # notices must appear without a click
+            # A cell run again makes a new panel without closing the old one: only the
+            # newest refreshes, so re-runs never pile up squeue calls.
+            for older in list(SessionPanel._refreshing):
+                older._stop_refreshing.set()
+            SessionPanel._refreshing.add(self)
             threading.Thread(target=self._keep_fresh, args=(refresh_every_s,), daemon=True).start()
 
     def _keep_fresh(self, every_s: float) -> None:
@@ -112,7 +122,13 @@ class SessionPanel(w.VBox):
     def close(self) -> None:
         if hasattr(self, "_stop_refreshing"):
             self._stop_refreshing.set()
+        SessionPanel._refreshing.discard(self)
         super().close()
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether this panel still refreshes by itself."""
+        return not self._stop_refreshing.is_set() and self in SessionPanel._refreshing
 
     def _notices(self, facts, can_extend: bool) -> list[dict]:
         ask = getattr(self.hub, "activity", None)

@@ -28,9 +28,12 @@ def usage_text(u: StorageUsage) -> str:
     used = f"{u.used_gb:.1f}"
     if u.limit_gb is None:
         return f"{used} GB used, no quota"
+    # In words too, not only the bar's colour.
+    full = u.used_gb / u.limit_gb if u.limit_gb else 0.0
+    words = " — over the quota" if full > 1 else " — nearly full" if full >= 0.9 else ""
     if u.scope == "file system":
-        return f"{used} of {number(u.limit_gb)} GB used on the shared file system"
-    return f"{used} of {number(u.limit_gb)} GB"
+        return f"{used} of {number(u.limit_gb)} GB used on the shared file system{words}"
+    return f"{used} of {number(u.limit_gb)} GB{words}"
 
 
 def notes_text(u: StorageUsage) -> str:
