@@ -99,3 +99,7 @@ def test_a_session_that_hits_its_time_limit_says_so_on_the_home_page(fast_hub: H
     assert home.status_code == 200
     assert "time limit reached" in home.text
     assert "It used all the hours it asked for. Start a new one with more hours" in home.text
+    help_page = browser.get("/hub/naic/help")
+    assert help_page.status_code == 200
+    assert "<dt>Time limit reached</dt>" in help_page.text
+    assert "<strong>Test cluster (Slurm on this machine)</strong>" in help_page.text

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
+import markupsafe
 import pytest
 
 from naic.hub.sessions import culler
@@ -60,6 +61,21 @@ def render_home(last_end: dict, help_: dict) -> str:
     return env.get_template("home").render(
         user=user, naic_remedies=REMEDIES, naic_help=help_, naic_projects=None, base_url="/hub/"
     )
+
+
+def test_the_help_page_lists_every_remedy_and_each_sites_help() -> None:
+    source = (TEMPLATE.parent / "naic-help.html").read_text()
+    loader = jinja2.DictLoader({"page.html": "{% block main %}{% endblock %}", "help": source})
+    page = (
+        jinja2.Environment(loader=loader, autoescape=True)
+        .get_template("help")
+        .render(remedies=REMEDIES, sites=site_help(HELPED).values())
+    )
+    for _, title, text in REMEDIES:
+        assert f"<dt>{title}</dt>" in page and str(markupsafe.escape(text)) in page
+    saga = '<strong>Saga (Sigma2)</strong>:\n      <a href="https://documentation.sigma2.no/">'
+    assert saga in page
+    assert "<strong>This machine</strong>:\n      ask the hub's operators" in page
 
 
 def test_the_home_page_says_what_to_do_and_where_to_get_help() -> None:
