@@ -26,7 +26,7 @@ from naic.extensions.sources.gpu import (
 )
 from naic.extensions.sources.hubclient import BUDGETS_NOT_AVAILABLE, HubError, HubSource
 from naic.extensions.sources.jobend import FixedJobEnd, SqueueJobEnd, parse_squeue_end
-from naic.extensions.sources.storage import GB, LocalStorageSource, parse_lfs_quota
+from naic.extensions.sources.storage import GB, LocalStorageSource, fs_type, parse_lfs_quota
 from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
 from tests.unit.examples import DEMO
@@ -498,3 +498,58 @@ def test_a_refused_stop_says_what_to_do_instead(hub) -> None:
     hub.routes[("DELETE", "/hub/api/users/ola/server")] = (403, {"message": "Forbidden"})
     with pytest.raises(HubError, match="Hub Control Panel"):
         HubSource(hub.env).stop_server()
+
+
+MOUNTS = """\
+sysfs /sys sysfs rw 0 0
+/dev/sda1 / ext4 rw 0 0
+10.1.1.1@o2ib:/cluster /cluster lustre rw,flock 0 0
+/dev/sdb1 /cluster/work/local\\040disk xfs rw 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/cluster/projects/nn1234k", "lustre"),
+        ("/cluster", "lustre"),
+        ("/clusterx/a", "ext4"),
+        ("/cluster/work/local disk/ola", "xfs"),
+        ("/home/ola", "ext4"),
+    ],
+)
+def test_the_file_system_type_of_a_path(path: str, kind: str) -> None:
+    assert fs_type(path, MOUNTS) == kind
+
+
+def test_lustre_areas_use_lfs_quota_by_themselves_and_du_when_it_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    calls = []
+    lustre = f"mgs:/fs {tmp_path} lustre rw 0 0\n"
+
+    def run(argv, timeout_s):
+        calls.append(argv[0])
+        if argv[0] == "lfs":
+            return LFS_ONE_LINE
+        return f"2048\t{tmp_path}\n"
+
+    project = area(tmp_path, "project", quota_gb=1000)
+    [usage] = LocalStorageSource([project], "ola", run=run, mounts=lambda: lustre).usage()
+    assert (usage.method, usage.scope, calls) == ("lfs", "user", ["lfs"])
+
+    def lfs_down(argv, timeout_s):
+        calls.append(argv[0])
+        if argv[0] == "lfs":
+            raise FileNotFoundError("lfs")
+        return f"2048\t{tmp_path}\n"
+
+    calls.clear()
+    [usage] = LocalStorageSource([project], "ola", run=lfs_down, mounts=lambda: lustre).usage()
+    assert (usage.available, usage.method, usage.scope, calls) == (
+        True,
+        "du",
+        "area",
+        ["lfs", "du"],
+    )
+    assert usage.used_gb == pytest.approx(2048 * 1024 / GB)

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from naic.extensions.session import StorageArea
@@ -163,12 +164,36 @@ def methods_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def fs_type(path: str, mounts: str) -> str:
+    """Pure: the type of the file system `path` lives on, from /proc/mounts' text (the
+    longest mount point that contains it; "" when none does)."""
+    best, kind = "", ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def _mounts() -> str:
+    try:
+        return Path("/proc/mounts").read_text()
+    except OSError:
+        return ""
+
+
 class LocalStorageSource:
     """Usage of the session's storage areas, measured on this machine.
 
     The method per area: `methods` (or `NAIC_STORAGE_METHODS`) by area name; otherwise
-    `du` where the catalogue gives a quota and `df` where it gives none. A path that does
-    not exist here is "not available here". Results are kept `max_age_s` (du is slow)."""
+    `lfs` on a Lustre file system (its own quota, no walk over millions of files), then `du`
+    where the catalogue gives a quota and `df` where it gives none; `du`/`df` are also the
+    fallback when `lfs quota` does not answer. A path that does not exist here is "not
+    available here". Results are kept `max_age_s` (du is slow)."""
 
     def __init__(
         self,
@@ -180,16 +205,25 @@ class LocalStorageSource:
         run: Runner = run_argv,
         max_age_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        mounts: Callable[[], str] = _mounts,
     ):
         self.areas = list(areas)
         self.user = user
         env = os.environ if environ is None else environ
         self.methods = dict(methods) if methods is not None else methods_from_env(env)
-        self._run, self._max_age, self._clock = run, max_age_s, clock
+        self._run, self._max_age, self._clock, self._mounts = run, max_age_s, clock, mounts
         self._cache: dict[str, tuple[float, StorageUsage]] = {}
 
     def method_for(self, area: StorageArea) -> str:
-        return self.methods.get(area.name) or ("du" if area.quota_gb else "df")
+        if area.name in self.methods:
+            return self.methods[area.name]
+        if fs_type(area.path, self._mounts()) == "lustre":
+            return "lfs"
+        return self._plain(area)
+
+    @staticmethod
+    def _plain(area: StorageArea) -> str:
+        return "du" if area.quota_gb else "df"
 
     def usage(self) -> list[StorageUsage]:
         return [self._one(area) for area in self.areas]
@@ -207,7 +241,16 @@ class LocalStorageSource:
         if not os.path.isdir(area.path):
             return StorageUsage(area, False, method=method, note="not available here")
         try:
-            used, limit, scope = METHODS[method]().measure(area, self.user, self._run)
+            try:
+                used, limit, scope = METHODS[method]().measure(area, self.user, self._run)
+            except (Unavailable, OSError, subprocess.SubprocessError) as exc:
+                if method != "lfs":
+                    raise
+                log.info(
+                    "lfs quota for %s did not answer (%s): measuring otherwise", area.path, exc
+                )
+                method = self._plain(area)
+                used, limit, scope = METHODS[method]().measure(area, self.user, self._run)
         except Unavailable as exc:
             return StorageUsage(area, False, method=method, note=str(exc))
         except (OSError, ValueError, IndexError, subprocess.SubprocessError) as exc:
