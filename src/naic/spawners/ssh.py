@@ -14,6 +14,7 @@ import asyncio
 import logging
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 import asyncssh
 
@@ -50,6 +51,23 @@ _locks: dict[tuple, asyncio.Lock] = {}
 _channels: dict[tuple, asyncio.Semaphore] = {}
 
 
+async def connect(target: Target, **options: Any) -> asyncssh.SSHClientConnection:
+    """A new connection to `target` as its account, with its key, checked against the pinned
+    host keys, within its connect timeout (the doctor's fresh check uses it too)."""
+    a = target.access
+    return await asyncio.wait_for(
+        asyncssh.connect(
+            target.host,
+            port=target.port,
+            username=a.user,
+            client_keys=[a.identity_file],
+            known_hosts=a.known_hosts,
+            **options,
+        ),
+        a.connect_timeout_s,
+    )
+
+
 async def connection(target: Target) -> asyncssh.SSHClientConnection:
     """The shared connection to `target`, opened (again) when there is none."""
     key = target.key
@@ -60,18 +78,7 @@ async def connection(target: Target) -> asyncssh.SSHClientConnection:
             return conn
         a = target.access
         try:
-            conn = await asyncio.wait_for(
-                asyncssh.connect(
-                    target.host,
-                    port=target.port,
-                    username=a.user,
-                    client_keys=[a.identity_file],
-                    known_hosts=a.known_hosts,
-                    keepalive_interval=15,
-                    keepalive_count_max=3,
-                ),
-                a.connect_timeout_s,
-            )
+            conn = await connect(target, keepalive_interval=15, keepalive_count_max=3)
         except asyncssh.HostKeyNotVerifiable:
             raise SSHError(
                 f"{target.host} offered a host key that is not in {a.known_hosts}; the hub "

@@ -11,7 +11,6 @@ few seconds) that opens that URL and reads the node's clock. `site_checks` yield
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import time
@@ -68,16 +67,7 @@ async def host_key_state(target: ssh.Target) -> tuple[str, str]:
         return known
     a = target.access
     try:
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
-                target.host,
-                port=target.port,
-                username=a.user,
-                client_keys=[a.identity_file],
-                known_hosts=a.known_hosts,
-            ),
-            a.connect_timeout_s,
-        )
+        conn = await ssh.connect(target)  # a fresh one: the host key is checked now
     except asyncssh.HostKeyNotVerifiable:
         return "changed", ""
     except asyncssh.PermissionDenied:
