@@ -54,7 +54,8 @@ SAGA_JSON = (
     '{"name":"scratch","title":"Scratch","path":"/cluster/work/ola","quota_gb":null,'
     '"read_only":false,"purge_days":21},'
     '{"name":"datasets","title":"Datasets","path":"/datasets","quota_gb":null,'
-    '"read_only":true,"purge_days":null}]}'
+    '"read_only":true,"purge_days":null}],'
+    '"help":{"docs_url":null,"support_url":null}}'
 )
 
 

@@ -68,6 +68,9 @@ class SessionFacts:
     storage: tuple[StorageArea, ...] = field(default_factory=tuple)
     #: The session says "ends at …" this many minutes before its end (the site's policy).
     time_left_notice_minutes: float = 30.0
+    #: The site's documentation and where to report a problem (a web page or mailto:).
+    docs_url: str | None = None
+    support_url: str | None = None
 
     @classmethod
     def from_env(
@@ -138,6 +141,8 @@ class SessionFacts:
                 )
                 for a in data.get("storage", [])
             ),
+            docs_url=(data.get("help") or {}).get("docs_url") or None,
+            support_url=(data.get("help") or {}).get("support_url") or None,
         )
 
     def time_left(self, now: datetime) -> timedelta | None:

@@ -15,7 +15,8 @@ environment a scheduler passes along:
      "project": {"name": "nn1234k", "title": "Deep learning for weather"},
      "started_at": "2026-03-02T09:00:00Z", "ends_at": "2026-03-02T13:00:00Z",
      "storage": [{"name": "home", "title": "Home", "path": "/home/ola", "quota_gb": 20.0,
-                  "read_only": false, "purge_days": null}, ...]}
+                  "read_only": false, "purge_days": null}, ...],
+     "help": {"docs_url": "https://documentation.sigma2.no", "support_url": null}}
 
 `gpu_type` is null when the session has no GPUs, `project` null without a project, and
 storage areas whose path needs `{project}` are left out when there is none. `ends_at` is
@@ -120,6 +121,8 @@ def session_facts(
         "ends_at": iso_utc(start + timedelta(minutes=req.time_minutes)),
         "time_left_notice_minutes": site.culling.time_left_notice_minutes,
         "storage": storage,
+        # Where to read more and ask for help (the hub's help page is /hub/naic/help).
+        "help": {"docs_url": site.docs_url, "support_url": site.support_url},
         **(
             {"workshop": {"name": req.workshop, "material": req.material or ""}}
             if req.workshop
