@@ -49,7 +49,7 @@ def test_site_help_comes_from_the_catalogue() -> None:
         "docs_url": "https://documentation.sigma2.no/",
         "support_url": "mailto:support@nris.no",
     }
-    assert site_help(TC)["testcluster"]["docs_url"] == ""
+    assert site_help(TC)["local"]["docs_url"] == ""  # a site without links
 
 
 def render_home(last_end: dict, help_: dict) -> str:
