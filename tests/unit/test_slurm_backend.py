@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from naic.spawners.slurm import _submit_error
 from naic.spawners.slurm_text import end_from_sacct, end_reason_from_sacct
 from naic.spawners.slurm_text import job_name as _job_name
+from naic.spawners.slurm_text import submit_error as _submit_error
 
 
 def test_job_names_keep_only_safe_characters_of_a_server_name() -> None:

@@ -26,13 +26,13 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Enum, Float, Set, Unicode, default, observe
 
-from naic.spawners import script, ssh
+from naic.spawners import batch, script, ssh
 from naic.spawners.backend import Backend, StartFailed
 from naic.spawners.estimate import LIMIT_S, SlurmRefused, SlurmUnreachable, estimate_slurm
 from naic.spawners.poller import JobInfo, SlurmPoller, Unreachable
 from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
-from naic.spawners.site import NoAccount, SystemAccount, says_unreachable
+from naic.spawners.site import NoAccount, SystemAccount
 from naic.spawners.slurm_text import (
     END_REASONS,
     SACCT_ARGS,
@@ -42,8 +42,10 @@ from naic.spawners.slurm_text import (
     end_reason_from_sacct,
     failure_from_log,
     job_name,
+    login_node_error,
     minutes_from_slurm,
     reservation_end,
+    submit_error,
     time_from_slurm,
 )
 
@@ -60,27 +62,6 @@ async def cancel_dask_workers(job_id: str, user: str, run) -> None:
         await run(["scancel", f"--name={dask_job_name(job_id)}", f"--user={user}"])
     except RuntimeError as exc:
         _log.warning("scancel Dask workers of %s: %s", job_id, exc)
-
-
-def _submit_error(site_title: str, message: str) -> web.HTTPError:
-    """A failed sbatch as the sentence the student reads (503: try later; 400: won't fit)."""
-    if says_unreachable(message):
-        return web.HTTPError(
-            503,
-            f"The scheduler at {site_title} is not answering, so no session can be queued "
-            "right now; running sessions are not affected. Please try again in a few minutes.",
-        )
-    detail = message.split("error:")[-1].strip().rstrip(".")
-    return web.HTTPError(400, f"{site_title} refused the session: {detail}.")
-
-
-def _login_node_error(site_title: str, exc: ssh.SSHError) -> web.HTTPError:
-    """A login node the hub cannot use, as the sentence the student reads (503: try later)."""
-    return web.HTTPError(
-        503,
-        f"The hub cannot use the login node of {site_title}, so no session was queued: {exc} "
-        "Please try again later, and tell the hub's operators if it lasts.",
-    )
 
 
 class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
@@ -187,7 +168,7 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         try:
             account = await self._site_account()
         except ssh.SSHError as exc:  # before sbatch: nothing was submitted
-            raise _login_node_error(title, exc) from None
+            raise login_node_error(title, exc) from None
         text = script.render_batch_script(
             self.request,
             self.catalogue,
@@ -197,22 +178,43 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
             output=f"{account.pw_dir}/.naic-session-%j.log",
             exports=script.job_variables(self.get_env()) if remote else None,
         )
+        # The job's variables travel in sbatch's environment, unless in the script.
+        self.job_id = await self._sbatch(account, text, env=None if remote else self.get_env())
+        return self.job_id
+
+    async def _sbatch(self, account: pwd.struct_passwd, text: str, env: dict | None) -> str:
+        """Submit `text` as the user: the job id, or the sentence why not (HTTPError).
+        `env`: sbatch's environment for `--export=ALL`; None: the script exports its own."""
+        title = self.catalogue.sites[self.site].title
         argv = script.sbatch_argv(
             as_root=not self._as_user(),
             user=account.pw_name,
             group=str(account.pw_gid),
             sudo=bool(self._as_user()),
-            keep_env=not remote,
+            keep_env=env is not None,
         )
-        self.log.info("Submitting %s's session to %s: %s", self.user.name, self.site, argv)
-        try:  # the job's variables travel in sbatch's environment, unless in the script
-            out = await self._run(argv, stdin=text, env=None if remote else self.get_env())
+        self.log.info("Submitting a job of %s to %s: %s", self.user.name, self.site, argv)
+        try:
+            out = await self._run(argv, stdin=text, env=env)
         except ssh.SSHError as exc:
-            raise _login_node_error(title, exc) from None
+            raise login_node_error(title, exc) from None
         except RuntimeError as exc:
-            raise _submit_error(title, str(exc)) from None
-        self.job_id = str(script.parse_parsable(out))
-        return self.job_id
+            raise submit_error(title, str(exc)) from None
+        return str(script.parse_parsable(out))
+
+    async def notebook_job(
+        self, req: SessionRequest, notebook: str, *, submit: bool
+    ) -> tuple[str, str, str | None]:
+        """A notebook of this session as a batch job (`naic.spawners.batch`): its script,
+        the user's home there and, with `submit`, the job id sbatch gave it. The job starts
+        from the user's login environment, with none of the session's variables."""
+        try:
+            account = await self._site_account()
+        except ssh.SSHError as exc:
+            raise login_node_error(self.catalogue.sites[self.site].title, exc) from None
+        text = batch.render(req, self.catalogue, home=account.pw_dir, notebook=notebook)
+        job_id = await self._sbatch(account, text, env=None) if submit else None
+        return text, account.pw_dir, job_id
 
     async def _start_failed(self) -> StartFailed:
         """The job ended before its server answered: why, from the last lines of its log

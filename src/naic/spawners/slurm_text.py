@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from tornado import web
+
+from naic.spawners.site import says_unreachable
+
 #: Slurm states after which the job will never run again, in words a user reads.
 END_REASONS = {
     "COMPLETED": "the session ended",
@@ -97,3 +101,24 @@ def failure_from_log(text: str) -> str:
     if ours:
         return ours[-1].removeprefix(FAIL_PREFIX).rstrip(".")[:300]
     return lines[-1][:300] if lines else ""
+
+
+def submit_error(site_title: str, message: str) -> web.HTTPError:
+    """A failed sbatch as the sentence the student reads (503: try later; 400: won't fit)."""
+    if says_unreachable(message):
+        return web.HTTPError(
+            503,
+            f"The scheduler at {site_title} is not answering, so no session can be queued "
+            "right now; running sessions are not affected. Please try again in a few minutes.",
+        )
+    detail = message.split("error:")[-1].strip().rstrip(".")
+    return web.HTTPError(400, f"{site_title} refused the session: {detail}.")
+
+
+def login_node_error(site_title: str, exc: Exception) -> web.HTTPError:
+    """A login node the hub cannot use, as the sentence the student reads (503: try later)."""
+    return web.HTTPError(
+        503,
+        f"The hub cannot use the login node of {site_title}, so no session was queued: {exc} "
+        "Please try again later, and tell the hub's operators if it lasts.",
+    )

@@ -64,6 +64,10 @@ class HubClient(Protocol):
 
     def activity(self, report: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
+    def batch(self, notebook: str, **options: Any) -> dict[str, Any]: ...
+
+    def batch_state(self, site: str, job_id: str) -> dict[str, Any]: ...
+
 
 #: Sends one request; returns (HTTP status, body). Raises OSError when nothing answers.
 Transport = Callable[[urllib.request.Request, float], tuple[int, bytes]]
@@ -210,6 +214,49 @@ class HubSource:
             return Budgets(True, tuple(_project(p) for p in json.loads(body)["projects"]))
         except (ValueError, KeyError, TypeError):
             return Budgets(False, message=BUDGETS_NOT_AVAILABLE)
+
+    def batch(
+        self,
+        notebook: str,
+        *,
+        hours: float | None = None,
+        gpus: int | None = None,
+        submit: bool = False,
+    ) -> dict[str, Any]:
+        """Run `notebook` as a batch job (with `submit`), or see the script it would run.
+        The hub's answer (`script`, `output`, `log`, `site`, `job_id`), or HubError with the
+        hub's sentence (the spawn form's refusals)."""
+        body: dict[str, Any] = {"notebook": notebook, "submit": submit}
+        if hours is not None:
+            body["hours"] = hours
+        if gpus is not None:
+            body["gpus"] = gpus
+        return self._json("POST", self._session_path() + "/batch", body, "run the batch job")
+
+    def batch_state(self, site: str, job_id: str) -> dict[str, Any]:
+        """Where batch job `job_id` stands: `state` (queued, running, done, failed), `words`."""
+        path = f"naic/users/{quote(self.user, safe='')}/batch/{quote(site)}/{quote(job_id)}"
+        if self.server_name:
+            path += f"?server={quote(self.server_name, safe='')}"
+        return self._json("GET", path, None, "say how the batch job is")
+
+    def _json(self, method: str, path: str, body: Any, what: str) -> dict[str, Any]:
+        """A JSON call to the hub: its answer, or HubError with the hub's own sentence."""
+        if not (self.api and self.user):
+            raise HubError(f"This session does not run under a hub, so it cannot {what}.")
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            status, raw = self._request(method, path, data)
+        except OSError:
+            raise HubError("The hub does not answer; try again in a minute.") from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if status >= 400 or not isinstance(answer, dict):
+            said = answer.get("message") if isinstance(answer, dict) else None
+            raise HubError(said or f"The hub could not {what} (HTTP {status}).")
+        return answer
 
     def stop_server(self) -> None:
         """Ask the hub to stop this session (the named server, if it is one)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
+from urllib.parse import quote
 
 import ipywidgets as w
 
@@ -20,11 +22,34 @@ from naic.extensions.session import (
 )
 from naic.extensions.sources.hubclient import HubClient, HubError, HubSource
 from naic.extensions.widgets._parts import escape, labelled, show, visible
+from naic.extensions.widgets.batch_job import BatchJob
 
 log = logging.getLogger(__name__)
 STOP_QUESTION = (
     "Stop this session now? Running kernels end and unsaved changes in open notebooks are lost."
 )
+
+
+def help_links(facts) -> str:
+    """Pure: the site's documentation and "report a problem" links, and the hub's help page
+    (HTML; "" outside a session)."""
+    if not facts.is_naic:
+        return ""
+    base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    links = [f"<a href='{escape(base)}hub/naic/help' target='_blank'>When things go wrong</a>"]
+    if facts.docs_url:
+        links.append(f"<a href='{escape(facts.docs_url)}' target='_blank'>Site documentation</a>")
+    if facts.support_url:
+        report = facts.support_url
+        if report.startswith("mailto:"):  # prefilled with what support asks first
+            body = (
+                f"Site: {facts.site_title}\nResource: {facts.resource_title}, "
+                f"{facts.resources_text()}\nJob: {facts.job_id or '-'}\n\nWhat happened:\n"
+            )
+            report += "?subject=" + quote(f"naic-hub: a problem at {facts.site_title}")
+            report += "&body=" + quote(body)
+        links.append(f"<a href='{escape(report)}' target='_blank'>Report a problem</a>")
+    return "Help: " + " · ".join(links)
 
 
 class SessionPanel(w.VBox):
@@ -81,12 +106,18 @@ class SessionPanel(w.VBox):
             w.VBox([w.Label("Need longer than planned?"), self.extend_button]),
             "naic-session-extend",
         )
+        self.batch_button = labelled(
+            w.Button(description="Run as batch job", icon="tasks"), "naic-session-batch"
+        )
+        self.batch_box = w.VBox()  # the BatchJob form, made at the first click
+        self.help = labelled(w.HTML(), "naic-session-help")
 
         self.refresh_button.on_click(lambda _: self.refresh())
         self.stop_button.on_click(lambda _: self.ask_to_stop())
         self.cancel_button.on_click(lambda _: self.cancel_stop())
         self.confirm_button.on_click(lambda _: self.confirm_stop())
         self.extend_button.on_click(lambda _: self.ask_for_more_time())
+        self.batch_button.on_click(lambda _: self.open_batch_job())
         show(self.confirm_box, False)
         show(self.status, False)
 
@@ -96,10 +127,12 @@ class SessionPanel(w.VBox):
             self.resources,
             self.time_left,
             self.notice,
-            w.HBox([self.refresh_button, self.stop_button]),
+            w.HBox([self.refresh_button, self.stop_button, self.batch_button]),
             self.confirm_box,
             self.status,
             self.extend_box,
+            self.batch_box,
+            self.help,
         ]
         show(self.notice, False)
         self.refresh()
@@ -120,6 +153,8 @@ class SessionPanel(w.VBox):
                 log.exception("Session panel refresh failed")
 
     def close(self) -> None:
+        for job in self.batch_box.children:
+            job.close()
         if hasattr(self, "_stop_refreshing"):
             self._stop_refreshing.set()
         SessionPanel._refreshing.discard(self)
@@ -145,6 +180,8 @@ class SessionPanel(w.VBox):
         if self.extended_end and (facts.ends_at is None or facts.ends_at < self.extended_end):
             facts = dataclasses.replace(facts, ends_at=self.extended_end)
         show(self.stop_button, facts.is_naic)
+        show(self.batch_button, facts.is_naic and facts.backend == "slurm")
+        self.help.value = help_links(facts)
         can_extend = bool(getattr(self.hub, "can_extend", False)) and self.extensions_left != 0
         show(self.extend_box, facts.is_naic and can_extend)
         notices = self._notices(facts, can_extend)
@@ -172,6 +209,14 @@ class SessionPanel(w.VBox):
         else:
             end = facts.ends_at.astimezone(self.tz).strftime("%H:%M %Z").strip()
             self.time_left.value = f"<b>{words}</b> left (ends at {escape(end)})"
+
+    def open_batch_job(self) -> BatchJob:
+        """Show the batch-job form for this notebook (made once, then shown again)."""
+        if not self.batch_box.children:
+            facts = self.source.facts()
+            self.batch_box.children = [BatchJob(hub=self.hub, facts=facts)]
+        show(self.batch_box, True)
+        return self.batch_box.children[0]
 
     def ask_to_stop(self) -> None:
         show(self.confirm_box, True)
