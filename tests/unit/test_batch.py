@@ -32,6 +32,7 @@ SCRIPT = """#!/bin/bash
 #SBATCH --output=/home/alice/.naic-batch-%j.log
 #SBATCH --export=NONE
 
+export NAIC_BATCH=1
 export SLURM_EXPORT_ENV=ALL
 fail() { echo "naic-hub: $*" >&2; exit 1; }
 [ -f /opt/naic/envs/base/bin/activate ] || fail 'the environment /opt/naic/envs/base is missing on this node; tell the hub operators'

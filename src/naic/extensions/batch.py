@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,11 +59,22 @@ def run(notebook: str, job_id: str | None = None) -> int:
         resources={"metadata": {"path": str(source.parent.resolve())}},
         on_cell_executed=saved,
     )
+
+    def stopped(signum, frame):  # Slurm's time limit or scancel: keep what the cell printed
+        nbformat.write(book, target)
+        print(f"naic-batch: stopped by Slurm during cell {done + 1}; saved {target}", flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as exc:
         nbformat.write(book, target)
         print(f"naic-batch: a cell failed; the notebook so far is {target}\n{exc}", flush=True)
+        return 1
+    except Exception as exc:  # the kernel died (out of memory, the job stopped): keep the rest
+        nbformat.write(book, target)
+        print(f"naic-batch: {type(exc).__name__} in cell {done + 1}; saved {target}", flush=True)
         return 1
     nbformat.write(book, target)
     print(f"naic-batch: every cell ran; the executed notebook is {target}", flush=True)

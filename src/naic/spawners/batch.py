@@ -43,10 +43,10 @@ def notebook_path(raw: object) -> str:
     norm = posixpath.normpath(path)
     if path.startswith(("/", "~")) or norm == ".." or norm.startswith("../"):
         raise RequestError(
-            field, f"{path!r:.80} is not below your home; name it as JupyterLab does."
+            field, f"The notebook {path!r:.80} is not below your home; name it as JupyterLab does."
         )
     if not norm.endswith(".ipynb"):
-        raise RequestError(field, f"{path!r:.80} is not a notebook (a name ending in .ipynb).")
+        raise RequestError(field, f"{path!r:.80} is not a notebook (its name ends in .ipynb).")
     return norm
 
 
@@ -64,7 +64,9 @@ def render(req: SessionRequest, cat: Catalogue, *, home: str, notebook: str) -> 
         command=[*RUNNER, notebook],
         workdir=home,
         output=log_path(home),
-        exports={},  # the user's own login environment, none of the hub's or the server's
+        # The user's own login environment, none of the hub's or the server's; NAIC_BATCH
+        # tells the notebook it runs as a batch job (it may skip what needs a person).
+        exports={"NAIC_BATCH": "1"},
     )
 
 
@@ -93,6 +95,8 @@ def derive_request(
 
 #: `sacct` for one batch job of one user: name, state, exit code.
 SACCT_ARGS = ["--noheader", "--allocations", "--parsable2", "--format=JobName,State,ExitCode"]
+#: The same three fields from squeue, while Slurm's controller still has the job.
+SQUEUE_ARGS = ["--noheader", "--format=%j|%T|0:0"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,12 @@ def state_from_sacct(out: str) -> JobState | None:
 
 async def job_state(site: Site, user: str, job_id: str) -> JobState | None:
     """Where `user`'s batch job `job_id` at `site` stands (None: no such batch job of
-    theirs); RuntimeError when the scheduler does not answer."""
+    theirs); RuntimeError when the scheduler does not answer. squeue first: the accounting
+    database learns of a job a moment after it was queued."""
     account = await site.account(user)
-    argv = ["sacct", *SACCT_ARGS, f"--user={account.pw_name}", f"--jobs={int(job_id)}"]
-    return state_from_sacct(await site.call(argv))
+    who = [f"--user={account.pw_name}", f"--jobs={int(job_id)}"]
+    queued = await site.run(["squeue", *SQUEUE_ARGS, *who])
+    if not queued.reached:
+        raise RuntimeError(queued.err)
+    state = state_from_sacct(queued.out) if queued.code == 0 else None
+    return state or state_from_sacct(await site.call(["sacct", *SACCT_ARGS, *who]))
