@@ -25,6 +25,7 @@ from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
 from naic.hub.usage import accounting
+from naic.hub.usage.slurm_usage import accounted_sites
 from naic.spawners import batch
 from naic.spawners.request import RequestError, parse_request
 from naic.spawners.site import NoAccount, SystemAccount, site_for
@@ -86,7 +87,9 @@ class BatchHandler(_BatchBase):
             )
             if refusal:
                 raise web.HTTPError(403, refusal)
-            if hold:  # a check, not a hold: Slurm's accounting counts the job's GPU-hours
+            # Where Slurm's accounting is the budget's figure it counts the job itself; else
+            # the hold keeps the job's GPU-hours reserved until it may have ended.
+            if hold and req.site in accounted_sites(router.catalogue):
                 self.naic_ledger.release_hold(hold)
         text, home, job_id = await child.notebook_job(req, notebook, submit=submit)
         answer = {
@@ -96,8 +99,8 @@ class BatchHandler(_BatchBase):
             "script": text,
             "output": batch.output_path(notebook, job_id or "JOBID"),
             "log": batch.log_path(home, job_id or "JOBID"),
+            "site": req.site,
         }
-        answer["site"] = req.site
         if job_id:
             self.log.info("Batch job %s of %s runs %s", job_id, user_name, notebook)
             self.set_status(201)
