@@ -1,10 +1,11 @@
 """The onboarding notebooks run top to bottom inside real sessions, as a student runs them.
 
 One hub, three spawns of alice: a Slurm A100 session (1 fake GPU, project demo) that runs
-all four notebooks, a Slurm CPU session (the second spawn: a student's edit survives), and a
-local session that runs them again without Slurm or project. Each notebook is executed with
-nbclient *inside* the session's kernel, so its own kernel inherits the session's environment
-(`NAIC_SESSION`, `SLURM_JOB_ID`, `JUPYTERHUB_*`); nothing is written back to the notebook.
+the onboarding notebooks, a Slurm CPU session (the second spawn: a student's edit
+survives), and a local session that runs them again without Slurm or project. Each
+notebook is executed with nbclient *inside* the session's kernel, so its own kernel
+inherits the session's environment (`NAIC_SESSION`, `SLURM_JOB_ID`, `JUPYTERHUB_*`);
+nothing is written back to the notebook.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ NOTEBOOKS = (
     "01-storage-and-data",
     "02-compute-and-gpus",
     "03-scale-out-with-dask",
+    "04-from-notebook-to-batch-job",
+    "05-data-in-and-out",
 )
 SHIPPED = sorted(p.name for p in MATERIAL.iterdir() if p.is_file() and not p.name.startswith("."))
 USER = "alice"
@@ -185,6 +188,7 @@ def runs(slurm_cluster) -> Iterator[dict[str, Any]]:
 
         start_session(api, LOCAL)
         result["local_home"] = base / "data" / "users" / USER
+        result["local_account"] = pwd.getpwuid(result["local_home"].stat().st_uid).pw_name
         result["local_copied"] = copied(result["local_home"])
         result["local"] = {name: run_notebook(hub, token, name) for name in NOTEBOOKS}
         stop_session(api)
@@ -201,6 +205,32 @@ def runs(slurm_cluster) -> Iterator[dict[str, Any]]:
 def ran_cleanly(summary: dict[str, Any]) -> None:
     errors = [e for cell in summary["cells"] for e in cell["errors"]]
     assert summary["failure"] is None and not errors, (summary["failure"], errors)
+
+
+def helped(text: str, where: str) -> None:
+    """The "Where to get help" cell: the site's links (the test cluster's catalogue has
+    them; its local site none) and the hub's help page."""
+    assert "Where to get help:\n" in text
+    if where == "slurm":
+        assert "- Documentation for Test cluster (Slurm on this machine): " in text
+        assert "https://docs.example.org/testcluster\n" in text
+        assert "- Support, to report a problem: mailto:support@example.org\n" in text
+    else:
+        assert "- Documentation: this site lists no link;" in text
+        assert "- Support: this site lists no address;" in text
+    assert re.search(r"^- The hub's help page \(.*\): \S*/hub/naic/help$", text, re.M), text
+
+
+def dask_against_numpy(text: str) -> None:
+    """03's "when is Dask worth it": both timed on notebook 01's sample, same result."""
+    assert re.search(r"^Data: \S+/naic-sample-data/measurements\.npy \(32 MB\)$", text, re.M)
+    assert re.search(r"^NumPy \(all in memory at once\): \d+\.\d\d s$", text, re.M), text
+    assert re.search(
+        r"^dask\.array \(10 chunks, threads in this session\): \d+\.\d\d s$", text, re.M
+    )
+    assert "Same result both ways: True" in text
+    assert re.search(r"^(NumPy|dask\.array) won here, [\d.]+ times faster", text, re.M), text
+    assert "Rule of thumb: NumPy while the data fits in memory" in text
 
 
 def test_the_notebooks_are_in_a_new_home_at_first_spawn(runs: dict[str, Any]) -> None:
@@ -263,6 +293,22 @@ def test_compute_and_gpus_says_honestly_there_is_no_usable_gpu(runs: dict, where
     assert "Computed on: CPU (NumPy)" in text
     assert "Result check (sum of all entries): True" in text
     assert "Kernels you can choose (Kernel > Change kernel):" in text
+    # No PyTorch on the test cluster: one sentence says so and how to get it, once.
+    no_torch = "PyTorch is not installed in this kernel's environment, so the PyTorch examples"
+    assert text.count(no_torch) == 1, text
+    assert "`naic-env create mytorch --install torch`" in text
+    assert re.search(
+        r"DataLoader\(dataset, batch_size=\.\.\., num_workers=\d+, pin_memory=False", text
+    )
+    assert "No GPU that PyTorch and NVML can both see here" in text
+    # The out-of-memory helper, shown with a simulated memory error on the CPU.
+    assert (
+        "batch 256 ran out of memory; trying 128\n"
+        "batch 128 ran out of memory; trying 64\n"
+        "ran with batch 64\n"
+    ) in text, text
+    helped(text, where)
+    assert "Done: 02-compute-and-gpus" in text
     if where == "slurm":
         assert f"This session is Slurm job {nb['job_id']}" in text
         assert re.search(r"CUDA_VISIBLE_DEVICES: \d+\n", text), text
@@ -275,8 +321,11 @@ def test_compute_and_gpus_says_honestly_there_is_no_usable_gpu(runs: dict, where
 def test_dask_scales_out_on_slurm_and_leaves_no_workers(runs: dict[str, Any]) -> None:
     nb = runs["slurm"]["03-scale-out-with-dask"]
     ran_cleanly(nb)
+    assert re.search(r"^2 of 2 workers are up \(after \d+ s\)\.$", nb["text"], re.M), nb["text"]
     assert "Sum on the workers: 499999500000" in nb["text"]
     assert "Cluster closed" in nb["text"]
+    dask_against_numpy(nb["text"])
+    helped(nb["text"], "slurm")
     assert runs["dask_jobs_left"] == ""
     assert runs["onboarding"]["done"] == dict.fromkeys(NOTEBOOKS, True)
 
@@ -285,4 +334,73 @@ def test_dask_on_a_local_session_explains_and_skips(runs: dict[str, Any]) -> Non
     nb = runs["local"]["03-scale-out-with-dask"]
     ran_cleanly(nb)
     assert "Dask on Slurm needs a Slurm session" in nb["text"]
+    assert "workers are up" not in nb["text"]
+    dask_against_numpy(nb["text"])
+    helped(nb["text"], "local")
     assert "Done: 03-scale-out-with-dask" in nb["text"]
+
+
+@pytest.mark.parametrize("where", ["slurm", "local"])
+def test_data_in_and_out_fills_in_the_students_own_names_and_paths(runs: dict, where: str) -> None:
+    nb = runs[where]["05-data-in-and-out"]
+    ran_cleanly(nb)
+    text = nb["text"]
+    account = USER if where == "slurm" else runs["local_account"]
+    home = "/home/alice" if where == "slurm" else str(runs["local_home"])
+    scratch = "/var/tmp/naic-scratch/alice"
+    said = re.search(
+        rf"^You are {account}; the commands below copy to {account}@(\S+)\.$", text, re.M
+    )
+    assert said, text
+    remote = f"{account}@{said.group(1)}"
+    host = "the site's name" if where == "slurm" else "this machine's name"
+    assert re.search(rf"^The host is (the hub's public address|{host})", text, re.M), text
+    # Data into scratch, results back from the home: the session's real paths.
+    assert f"  scp results.csv {remote}:{scratch}/\n" in text, text
+    assert f"  rsync -avP mydata/ {remote}:{scratch}/mydata/\n" in text
+    assert f"  rsync -avP {remote}:{home}/results/ ./results/\n" in text
+    assert "Scratch deletes files not used for 21 days" in text
+    assert "rclone is not installed in this session" in text or "rclone is installed here" in text
+    assert f"  rclone copy --progress {scratch}/results mys3:my-bucket/results\n" in text
+    # The caches, measured, and how to move them to scratch.
+    assert re.search(
+        r"^pip's downloads \(PIP_CACHE_DIR\): (none yet|[\d.]+ k?[MGT]?B) in /", text, re.M
+    )
+    assert re.search(r"^Hugging Face \(HF_HOME\): ", text, re.M), text
+    assert re.search(
+        r"^Caches take [\d.]+ k?[MGT]?B in all; your home's quota is 20 GB\.$", text, re.M
+    )
+    assert f"  export HF_HOME={scratch}/cache/huggingface\n" in text
+    assert f"  export TORCH_HOME={scratch}/cache/torch\n" in text
+    assert "  naic-env create mytools --install seaborn\n" in text
+    assert "Your environments now (naic-env list):" in text
+    helped(text, where)
+    assert "Done: 05-data-in-and-out. You have finished the onboarding notebooks." in text
+
+
+@pytest.mark.parametrize("where", ["slurm", "local"])
+def test_notebook_to_batch_job_resumes_and_shows_the_jobs_script(runs: dict, where: str) -> None:
+    """04 in a session: the checkpoint demo stops and resumes; the batch job's script on a
+    Slurm site, the reason there is none on the local one (the job itself runs in
+    test_batch_jobs)."""
+    nb = runs[where]["04-from-notebook-to-batch-job"]
+    ran_cleanly(nb)
+    text = nb["text"]
+    assert "Running in your interactive session" in text
+    assert ("started fresh: no checkpoint yet\nstep 5/40: loss") in text, text
+    assert "stopped after step 25, as a time limit would stop it\n" in text
+    assert "resumed from step 25 (checkpoint 04-demo.npz)\n" in text
+    assert "finished all 40 steps" in text
+    assert re.search(r"^The real training runs in a batch job; its checkpoint is ", text, re.M)
+    if where == "slurm":
+        assert "#SBATCH --job-name=naic-batch\n" in text, text
+        assert (
+            "exec python -m naic.extensions.batch run 04-from-notebook-to-batch-job.ipynb" in text
+        )
+        assert (
+            "The executed notebook will be ~/04-from-notebook-to-batch-job.batch-JOBID.ipynb"
+            in text
+        )
+    else:
+        assert "Batch jobs run on Slurm sites; this session runs on" in text, text
+    assert "Done: 04-from-notebook-to-batch-job" in text
