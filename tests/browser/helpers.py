@@ -39,3 +39,15 @@ def stop_server(hub: Hub, name: str) -> None:
         while api.get(f"/users/{name}").json()["servers"]:
             assert time.monotonic() < deadline, f"{name}'s session did not stop"
             time.sleep(0.5)
+
+
+def start_session(hub: Hub, name: str, options: dict, timeout_s: float = 120) -> None:
+    """Start `name`'s default server with `options` through the REST API, until ready."""
+    with hub.api() as api:
+        api.post(f"/users/{name}")
+        resp = api.post(f"/users/{name}/server", json={"user_options": options})
+        assert resp.status_code in (201, 202), resp.text
+        deadline = time.monotonic() + timeout_s
+        while not api.get(f"/users/{name}").json()["servers"].get("", {}).get("ready"):
+            assert time.monotonic() < deadline, f"{name}'s session did not become ready"
+            time.sleep(0.5)

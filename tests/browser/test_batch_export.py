@@ -8,14 +8,13 @@ import pwd
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.helpers import ARTIFACTS, log_in, stop_server
+from tests.browser.helpers import ARTIFACTS, log_in, start_session, stop_server
 from tests.browser.test_onboarding import run_all
 from tests.hub_process import Hub
 from tests.integration.helpers import squeue
@@ -49,14 +48,7 @@ def test_run_as_batch_job_from_the_session_panel(slurm_hub: Hub, browser: Browse
     write_notebook(home)
     for old in home.glob("batch-hello.batch-*.ipynb"):
         old.unlink()
-    with slurm_hub.api() as api:
-        api.post("/users/alice")
-        resp = api.post("/users/alice/server", json={"user_options": SESSION})
-        assert resp.status_code in (201, 202), resp.text
-        deadline = time.monotonic() + 120
-        while not api.get("/users/alice").json()["servers"].get("", {}).get("ready"):
-            assert time.monotonic() < deadline, "alice's session did not become ready"
-            time.sleep(0.5)
+    start_session(slurm_hub, "alice", SESSION)
 
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     page = context.new_page()
