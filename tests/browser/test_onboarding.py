@@ -1,10 +1,13 @@
 """A student's first session in Debian's Chromium: JupyterLab through the hub, `00-start-here`
-run top to bottom, and every onboarding widget on the page (screenshot kept as an artifact)."""
+run top to bottom, and every onboarding widget on the page (screenshot kept as an artifact),
+with no serious accessibility violation in them (axe-core) and bars that screen readers read."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -23,6 +26,42 @@ WIDGETS = {
     ".naic-budget": "demo",
     ".naic-onboarding": "00-start-here",
 }
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = {"serious", "critical"}
+#: Each progress bar inside the widgets, as a screen reader finds it.
+BARS = """() => [...document.querySelectorAll([".naic-storage", ".naic-budget", ".naic-gpus"]
+    .map(css => css + " [role=progressbar]").join())]
+  .map(b => Object.fromEntries(["aria-valuenow", "aria-valuemin", "aria-valuemax",
+    "aria-label", "aria-valuetext"].map(a => [a, b.getAttribute(a)])))"""
+
+
+#: axe-core on the elements `include` names: what passed, what it could not decide, and what
+#: it found (each with up to five elements and why).
+RUN_AXE = """async include => {
+  const r = await axe.run({include});
+  const nodes = v => v.nodes.slice(0, 5).map(n => n.target.join(" ") + ": " + n.failureSummary);
+  return {
+    passes: r.passes.map(p => p.id),
+    incomplete: r.incomplete.map(v => ({id: v.id, nodes: nodes(v)})),
+    violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                        nodes: nodes(v)})),
+  };
+}"""
+
+
+def axe_on_widgets(page: Page) -> tuple[list[dict], set[str]]:
+    """axe-core run on the widgets only (JupyterLab's own page is not ours to fix): the
+    serious and critical violations (all it found, and what it could not decide, printed),
+    and the rules passed."""
+    page.add_script_tag(content=AXE.read_text())
+    # JupyterLab's <body> is 0 px high with overflow hidden (its shell is positioned over
+    # the window), which axe takes to clip every element: then it checks no contrast at
+    # all. The body made as high as the window, as it looks, axe sees what a user sees.
+    page.evaluate("() => { document.body.style.height = '100vh'; }")
+    found = page.evaluate(RUN_AXE, [[css] for css in WIDGETS])
+    print("axe on the widgets:", json.dumps(found["violations"], indent=1))
+    print("axe could not decide:", json.dumps(found["incomplete"], indent=1))
+    return [v for v in found["violations"] if v["impact"] in BLOCKING], set(found["passes"])
 
 
 def answer_dialogs(page: Page) -> list[str]:
@@ -86,6 +125,27 @@ def test_start_here_runs_in_jupyterlab_and_shows_every_widget(
             expect(widget).to_be_visible(timeout=120_000)
             expect(widget).to_contain_text(words, ignore_case=True)
         expect(notebook.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
+
+        # Accessible: no serious violation inside the widgets, and every bar (home's quota,
+        # project demo's budget) a progressbar with its numbers and its words.
+        assert AXE.exists(), "axe-core is missing: `make setup-test` installs it from npm"
+        blocking, passed = axe_on_widgets(page)
+        assert blocking == []
+        # axe saw the bars and the widgets' text (names, values, contrast) and passed them.
+        assert {"aria-progressbar-name", "aria-valid-attr-value", "color-contrast"} <= passed
+        bars = page.evaluate(BARS)
+        assert len(bars) >= 2, bars
+        for bar in bars:
+            assert bar["aria-valuenow"] is not None and bar["aria-valuemax"], bar
+            assert bar["aria-label"] and " of " in bar["aria-valuetext"], bar
+        # No ipywidgets progress bar (a bare div) left in them.
+        assert notebook.locator(".naic-storage .progress, .naic-budget .progress").count() == 0
+        storage = notebook.locator(".naic-storage").first
+        expect(storage.get_by_role("link", name="Site documentation")).to_have_attribute(
+            "href", "https://docs.example.org/testcluster"
+        )
+        report = storage.get_by_role("link", name="Report a problem")
+        expect(report).to_have_attribute("href", re.compile(r"^mailto:support@example\.org\?"))
         # No question about JupyterLab's news feed (sessions do not fetch it).
         expect(page.get_by_text("official Jupyter news")).to_have_count(0)
 

@@ -124,6 +124,6 @@ def test_help_links_name_the_site_and_prefill_the_report() -> None:
     links = help_links(facts)
     assert "hub/naic/help" in links and "https://documentation.sigma2.no/" in links
     report = unquote(links.split("mailto:")[1].split("'")[0])
-    assert report.startswith("support@nris.no?subject=naic-hub: a problem at Saga (Sigma2)")
+    assert report.startswith("support@nris.no?subject=naic-hub: a problem in a session at Saga")
     assert "Job: 4242" in report and "NVIDIA A100" in report
     assert "Report a problem" not in help_links(saga_facts())  # no support link known

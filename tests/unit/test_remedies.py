@@ -37,6 +37,16 @@ def test_the_cullers_reasons_have_remedies() -> None:
     assert remedy("the session ended") == ""
 
 
+def test_the_node_pools_reasons_have_remedies() -> None:
+    """What `naic.spawners.nodes` says when a cloud machine goes away mid-session."""
+    lost = "the cloud machine vm1 stopped answering"
+    assert remedy(lost).startswith("The machine it ran on stopped answering: nothing you did")
+    assert remedy("the server on vm1 ended") == ""  # it ended by itself: nothing to do
+    # A start that failed is that, whatever its log's last line says.
+    why = "it could not start: the login node 10.0.0.1:22 stopped answering (timeout)."
+    assert remedy(why).startswith("Its log's last lines say why")
+
+
 SAGA = DEMO.sites["saga"].model_copy(
     update={"docs_url": "https://documentation.sigma2.no/", "support_url": "mailto:support@nris.no"}
 )
@@ -82,7 +92,7 @@ def test_the_home_page_says_what_to_do_and_where_to_get_help() -> None:
     last = {"reason": "out of memory", "at": "2026-12-04 04:40 UTC", "site": "saga"}
     page = render_home(last, site_help(HELPED))
     assert '<span class="naic-remedy">It needed more memory than it asked for.' in page
-    assert '<a class="naic-docs" href="https://documentation.sigma2.no/">' in page
+    assert '<a class="naic-docs alert-link" href="https://documentation.sigma2.no/">' in page
     assert (
         'href="mailto:support@nris.no?subject=naic-hub%3A%20a%20session%20at%20Saga%20%28Sigma2%29'
         "%20ended&amp;body=Session%3A%20default%0ASite%3A%20Saga%20%28Sigma2%29%0AEnded%3A%20"

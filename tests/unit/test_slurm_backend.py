@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from naic.spawners.slurm_text import end_from_sacct, end_reason_from_sacct
+from naic.spawners.slurm_text import end_from_sacct, end_reason_from_sacct, reason_from_log
 from naic.spawners.slurm_text import job_name as _job_name
 from naic.spawners.slurm_text import submit_error as _submit_error
 
@@ -50,3 +50,14 @@ def test_sacct_gives_the_end_of_a_job_squeue_forgot() -> None:
     ).astimezone(UTC)
     assert end_from_sacct("RUNNING|Unknown\n") is None
     assert end_from_sacct("") is None
+
+
+def test_a_job_killed_for_its_memory_is_out_of_memory_whatever_its_state() -> None:
+    sampled = (
+        "slurmstepd-vm: error: StepId=149.batch exceeded memory limit (534216704 > 209715200),"
+        " being killed\nslurmstepd-vm: error: Exceeded job memory limit\n"
+    )
+    assert reason_from_log(sampled) == "out of memory"
+    cgroup = "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=7.batch.\n"
+    assert reason_from_log(cgroup) == "out of memory"
+    assert reason_from_log("Traceback ...\nValueError: bad config\n") == ""

@@ -3,10 +3,13 @@ shown), and what the buttons do."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import ipywidgets as w
 import pytest
@@ -25,12 +28,15 @@ from naic.extensions.widgets import (
     DaskLauncher,
     GPUMonitor,
     OnboardingChecklist,
+    OwnEnvironments,
     ProjectBudget,
     SessionPanel,
     StorageOverview,
     mark_done,
 )
+from naic.extensions.widgets._parts import bar_html
 from naic.extensions.widgets.dask_launcher import proxied_dashboard
+from naic.extensions.widgets.onboarding import NOTEBOOKS
 from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
 from tests.unit.examples import DEMO
@@ -61,6 +67,39 @@ def by_class(widget: w.Widget, css: str) -> list[w.Widget]:
     return [x for x in shown(widget) if css in getattr(x, "_dom_classes", ())]
 
 
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+
+def tags(markup: str) -> list[tuple[str, dict[str, str]]]:
+    parser = _Tags()
+    parser.feed(markup)
+    return parser.tags
+
+
+def aria(bar: w.HTML) -> dict[str, str]:
+    """What a screen reader reads of a bar: the progressbar's role and aria-* attributes."""
+    [found] = [a for _, a in tags(bar.value) if a.get("role") == "progressbar"]
+    return {k: v for k, v in found.items() if k == "role" or k.startswith("aria-")}
+
+
+def links(widget: w.HTML) -> list[tuple[str, str]]:
+    """(href, words) of each link in an HTML widget."""
+    return re.findall(r'<a href="([^"]*)"[^>]*>([^<]*)</a>', widget.value)
+
+
+def no_bare_progress(widget: w.Widget) -> bool:
+    """No ipywidgets progress bar anywhere inside (they render a div without ARIA)."""
+    if isinstance(widget, w.FloatProgress | w.IntProgress):
+        return False
+    return all(no_bare_progress(c) for c in getattr(widget, "children", ()))
+
+
 # --- storage ----------------------------------------------------------------------------------
 
 HOME = StorageArea("home", "Home", "/home/ola", quota_gb=20)
@@ -81,7 +120,7 @@ def test_storage_shows_one_bar_per_area_with_used_of_quota() -> None:
         )
     )
     home = overview.rows["home"]
-    assert (home.bar.value, home.bar.max, home.label.value) == (12.34, 20.0, "12.3 of 20 GB")
+    assert (home.bar.bar_now, home.bar.bar_max, home.label.value) == (12.34, 20.0, "12.3 of 20 GB")
     assert "Home" in home.title.value and "/home/ola" in home.title.value
     scratch = overview.rows["scratch"]
     assert scratch.label.value == "120.0 of 500 GB used on the shared file system"
@@ -99,8 +138,91 @@ def test_storage_shows_one_bar_per_area_with_used_of_quota() -> None:
 def test_a_nearly_full_home_is_red_and_an_overfull_one_stays_on_the_bar() -> None:
     overview = StorageOverview(FakeStorageSource([StorageUsage(HOME, True, 25.0, 20.0, "area")]))
     bar = overview.rows["home"].bar
-    assert (bar.value, bar.bar_style) == (20.0, "danger")
+    assert (aria(bar)["aria-valuenow"], bar.bar_style) == ("20", "danger")
+    assert 'style="width: 100%; height: 100%; background: #c62828"' in bar.value
     assert overview.rows["home"].label.value == "25.0 of 20 GB — over the quota"
+    assert aria(bar)["aria-valuetext"] == "25.0 of 20 GB used, 125 %, over the quota"
+
+
+def test_a_storage_bar_is_a_progressbar_that_says_its_numbers_in_words() -> None:
+    overview = StorageOverview(
+        FakeStorageSource(
+            [
+                StorageUsage(HOME, True, 12.34, 20.0, "area", "du"),
+                StorageUsage(SCRATCH, True, 460.0, 500.0, "file system", "df"),
+            ]
+        )
+    )
+    assert aria(overview.rows["home"].bar) == {
+        "role": "progressbar",
+        "aria-label": "Home (/home/ola): storage used",
+        "aria-valuenow": "12.3",
+        "aria-valuemin": "0",
+        "aria-valuemax": "20",
+        "aria-valuetext": "12.3 of 20 GB used, 62 %",
+    }
+    scratch = overview.rows["scratch"]
+    assert aria(scratch.bar)["aria-valuetext"] == (
+        "460.0 of 500 GB used on the shared file system, 92 %, nearly full"
+    )
+    assert scratch.label.value == "460.0 of 500 GB used on the shared file system — nearly full"
+    assert no_bare_progress(overview)
+
+
+def test_the_bar_html_is_exact() -> None:
+    assert bar_html(12.34, 20.0, name="Home: storage used", words="12.3 of 20 GB <used>") == (
+        '<div class="naic-bar" role="progressbar" aria-label="Home: storage used" '
+        'aria-valuenow="12.3" aria-valuemin="0" aria-valuemax="20" '
+        'aria-valuetext="12.3 of 20 GB &lt;used&gt;" title="12.3 of 20 GB &lt;used&gt;" '
+        'style="display: inline-block; box-sizing: border-box; width: 200px; height: 14px; '
+        "margin: 0 8px 0 0; vertical-align: middle; background: #e8e8e8; border: 1px solid "
+        '#6e6e6e; border-radius: 3px; overflow: hidden"><div class="naic-bar-fill" '
+        'style="width: 62%; height: 100%; background: #1565c0"></div></div>'
+    )
+    # Not known: an indeterminate bar, no aria-valuenow, the words still there.
+    unknown = bar_html(None, 100, name="GPU 0 utilisation", words="not reported")
+    assert "aria-valuenow" not in unknown and 'aria-valuetext="not reported"' in unknown
+
+
+# The session's facts with the site's help links (as the catalogue's site names them).
+def helped_facts() -> SessionFacts:
+    return dataclasses.replace(
+        saga_facts(),
+        docs_url="https://documentation.sigma2.no/",
+        support_url="mailto:support@nris.no",
+        job_id="4242",
+    )
+
+
+def test_storage_and_gpus_link_the_sites_documentation_and_a_report_with_the_facts() -> None:
+    for widget, css in (
+        (StorageOverview(FakeStorageSource([]), facts=helped_facts()), "naic-storage-help"),
+        (GPUMonitor(FakeGPUSource([]), facts=helped_facts()), "naic-gpu-help"),
+    ):
+        [line] = by_class(widget, css)
+        assert text(line) == "Site documentation · Report a problem"
+        (docs, _), (report, _) = links(line)
+        assert docs == "https://documentation.sigma2.no/"
+        mail = urlsplit(report.replace("&amp;", "&"))
+        assert (mail.scheme, mail.path) == ("mailto", "support@nris.no")
+        query = parse_qs(mail.query)
+        assert query["subject"] == ["naic-hub: a problem in a session at Saga (Sigma2)"]
+        assert query["body"] == [
+            "Site: Saga (Sigma2)\nResource: NVIDIA A100 (1 × a100 GPU, 8 CPUs, 32 GB memory)\n"
+            "Job: 4242\n\nWhat happened:\n"
+        ]
+        assert 'style="text-decoration: underline"' in line.value  # not by colour alone
+
+
+def test_no_help_line_without_links_or_outside_a_session() -> None:
+    plain = dataclasses.replace(helped_facts(), docs_url=None, support_url=None)
+    docs_only = dataclasses.replace(helped_facts(), support_url=None)
+    assert not by_class(StorageOverview(FakeStorageSource([]), facts=plain), "naic-storage-help")
+    assert not by_class(
+        GPUMonitor(FakeGPUSource([]), facts=SessionFacts.from_env({})), "naic-gpu-help"
+    )
+    [line] = by_class(GPUMonitor(FakeGPUSource([]), facts=docs_only), "naic-gpu-help")
+    assert text(line) == "Site documentation"
 
 
 def test_storage_refresh_shows_new_numbers() -> None:
@@ -247,14 +369,46 @@ def test_no_gpu_in_this_session() -> None:
 def test_each_gpu_has_utilisation_and_memory_bars() -> None:
     monitor = GPUMonitor(FakeGPUSource([a100(0, 37.0, 12288.0), a100(1, None, 0.0)]))
     first, second = monitor.rows
-    assert (first.util_bar.value, first.util_label.value) == (37.0, "37 %")
-    assert (first.memory_bar.value, first.memory_label.value) == (12288.0, "12.0 of 80.0 GB")
+    assert (first.util_bar.bar_now, first.util_label.value) == (37.0, "37 %")
+    assert (first.memory_bar.bar_now, first.memory_label.value) == (12288.0, "12.0 of 80.0 GB")
     assert "GPU 0" in first.title.value and "A100" in first.title.value
     assert second.util_label.value == "not reported"
     assert "No GPU" not in text(monitor)
     # The figure explained where it is shown; not without GPUs.
     assert "the share of the last sample period in which at least one kernel ran" in text(monitor)
     assert "sample period" not in text(GPUMonitor(FakeGPUSource([])))
+
+
+def test_gpu_bars_are_progressbars_and_full_memory_is_said_in_words() -> None:
+    monitor = GPUMonitor(FakeGPUSource([a100(0, 37.0, 77824.0), a100(1, None, 0.0)]))
+    first, second = monitor.rows
+    assert aria(first.util_bar) == {
+        "role": "progressbar",
+        "aria-label": "GPU 0 utilisation",
+        "aria-valuenow": "37",
+        "aria-valuemin": "0",
+        "aria-valuemax": "100",
+        "aria-valuetext": "37 %",
+    }
+    assert aria(first.memory_bar) == {
+        "role": "progressbar",
+        "aria-label": "GPU 0 memory",
+        "aria-valuenow": "77824",
+        "aria-valuemin": "0",
+        "aria-valuemax": "81920",
+        "aria-valuetext": "76.0 of 80.0 GB used, 95 %, nearly full",
+    }
+    assert first.memory_label.value == "76.0 of 80.0 GB — nearly full"
+    assert first.memory_bar.bar_style == "danger"
+    # Utilisation not reported: an indeterminate bar that says so.
+    assert aria(second.util_bar) == {
+        "role": "progressbar",
+        "aria-label": "GPU 1 utilisation",
+        "aria-valuemin": "0",
+        "aria-valuemax": "100",
+        "aria-valuetext": "not reported",
+    }
+    assert no_bare_progress(monitor)
 
 
 def test_the_plot_draws_recent_utilisation_as_svg() -> None:
@@ -305,11 +459,32 @@ def test_budgets_show_used_of_budget_per_project() -> None:
     )
     widget = ProjectBudget(FakeHubSource(budgets))
     row = widget.rows["nn1234k"]
-    assert (row.bar.value, row.bar.max) == (12.5, 1000.0)
+    assert (row.bar.bar_now, row.bar.bar_max) == (12.5, 1000.0)
+    assert aria(row.bar) == {
+        "role": "progressbar",
+        "aria-label": "GPU-hours of project Deep learning for weather (nn1234k)",
+        "aria-valuenow": "12.5",
+        "aria-valuemin": "0",
+        "aria-valuemax": "1000",
+        "aria-valuetext": "12.5 of 1000 GPU-hours used, 1 %",
+    }
     assert row.label.value == "12.5 of 1000 GPU-hours used · 987.5 left · resets 1 Jan 2027"
     assert row.mine.value == "2.0 GPU-hours of it are yours"
     free = widget.rows["open"]
     assert text(free) == "Open science open | 3.0 GPU-hours used; no budget limit"
+
+
+def test_a_nearly_spent_or_spent_budget_says_so_in_words() -> None:
+    nearly = ProjectUsage("nn1234k", "Weather", 100.0, 93.0, 7.0)
+    spent = ProjectUsage("nn5678k", "Climate", 100.0, 104.0, -4.0)
+    widget = ProjectBudget(FakeHubSource(Budgets(True, (nearly, spent))))
+    row, over = widget.rows["nn1234k"], widget.rows["nn5678k"]
+    assert row.label.value == "93.0 of 100 GPU-hours used — nearly used up · 7.0 left"
+    assert aria(row.bar)["aria-valuetext"] == "93.0 of 100 GPU-hours used, 93 %, nearly used up"
+    assert over.label.value == "104.0 of 100 GPU-hours used — used up · -4.0 left"
+    assert (aria(over.bar)["aria-valuenow"], over.bar.bar_style) == ("100", "danger")
+    assert aria(over.bar)["aria-valuetext"] == "104.0 of 100 GPU-hours used, 104 %, used up"
+    assert no_bare_progress(widget)
 
 
 def test_budgets_not_available_yet() -> None:
@@ -385,6 +560,18 @@ def test_dashboard_links_go_through_the_hub_when_there_is_one() -> None:
     assert proxied_dashboard("http://127.0.0.1:8787/status", {}) == "http://127.0.0.1:8787/status"
 
 
+# --- own environments --------------------------------------------------------------------------
+
+
+def test_the_environment_forms_fields_are_labelled_not_only_by_placeholders() -> None:
+    form = OwnEnvironments(lambda: [], lambda *_: Path("/x"), modules=[])
+    assert [form.name.description, form.module.description, form.packages.description] == [
+        "Name",
+        "On",
+        "Packages",
+    ]
+
+
 # --- onboarding ---------------------------------------------------------------------------------
 
 
@@ -396,25 +583,28 @@ def test_the_checklist_remembers_across_instances(tmp_path: Path) -> None:
         "Storage and data (01-storage-and-data.ipynb)",
         "Compute and GPUs (02-compute-and-gpus.ipynb)",
         "Scale out with Dask (03-scale-out-with-dask.ipynb)",
+        "From notebook to batch job (04-from-notebook-to-batch-job.ipynb)",
+        "Data in and out (05-data-in-and-out.ipynb)",
     ]
-    assert first.summary.value == "0 of 4 done" and not state.exists()
+    assert first.summary.value == "0 of 6 done" and not state.exists()
     first.boxes["00-start-here"].value = True
     first.mark("02-compute-and-gpus")
     assert json.loads(state.read_text()) == {
         "done": {"00-start-here": True, "02-compute-and-gpus": True}
     }
     second = OnboardingChecklist(state)
-    assert [b.value for b in second.boxes.values()] == [True, False, True, False]
-    assert second.summary.value == "2 of 4 done"
+    assert [b.value for b in second.boxes.values()] == [True, False, True, False, False, False]
+    assert second.summary.value == "2 of 6 done"
     assert [p.name for p in state.parent.iterdir()] == ["onboarding.json"]  # no temp files left
 
 
 def test_a_notebook_marks_itself_done_and_all_done_is_celebrated(tmp_path: Path) -> None:
     state = tmp_path / "onboarding.json"
-    for name in ("00-start-here", "01-storage-and-data", "02-compute-and-gpus"):
+    for name, _ in NOTEBOOKS[:-1]:
         mark_done(name, path=state)
     checklist = OnboardingChecklist(state)
-    checklist.boxes["03-scale-out-with-dask"].value = True
+    assert checklist.summary.value == "5 of 6 done"
+    checklist.boxes["05-data-in-and-out"].value = True
     assert checklist.summary.value == "All done: you know your way around."
 
 
@@ -422,7 +612,7 @@ def test_a_broken_state_file_counts_as_nothing_done(tmp_path: Path) -> None:
     state = tmp_path / "onboarding.json"
     state.write_text("{half a file")
     checklist = OnboardingChecklist(state)
-    assert checklist.summary.value == "0 of 4 done"
+    assert checklist.summary.value == "0 of 6 done"
     checklist.mark("00-start-here")
     assert json.loads(state.read_text()) == {"done": {"00-start-here": True}}
 

@@ -44,6 +44,7 @@ from naic.spawners.slurm_text import (
     job_name,
     login_node_error,
     minutes_from_slurm,
+    reason_from_log,
     reservation_end,
     submit_error,
     time_from_slurm,
@@ -183,8 +184,8 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         return self.job_id
 
     async def _sbatch(self, account: pwd.struct_passwd, text: str, env: dict | None) -> str:
-        """Submit `text` as the user: the job id, or the sentence why not (HTTPError).
-        `env`: sbatch's environment for `--export=ALL`; None: the script exports its own."""
+        """Submit `text` as the user: the job id, or the sentence why not (HTTPError). `env`:
+        sbatch's environment for `--export=ALL`; None: the script exports its own."""
         title = self.catalogue.sites[self.site].title
         argv = script.sbatch_argv(
             as_root=not self._as_user(),
@@ -205,9 +206,8 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
     async def notebook_job(
         self, req: SessionRequest, notebook: str, *, submit: bool
     ) -> tuple[str, str, str | None]:
-        """A notebook of this session as a batch job (`naic.spawners.batch`): its script,
-        the user's home there and, with `submit`, the job id sbatch gave it. The job starts
-        from the user's login environment, with none of the session's variables."""
+        """A notebook as a batch job (`naic.spawners.batch`): its script, the user's home
+        there and, with `submit`, its job id. None of the session's variables reach it."""
         try:
             account = await self._site_account()
         except ssh.SSHError as exc:
@@ -217,9 +217,15 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         return text, account.pw_dir, job_id
 
     async def _start_failed(self) -> StartFailed:
-        """The job ended before its server answered: why, from the last lines of its log
-        (read as the user: the log is in their home, and may be a link they made)."""
-        why = self.end_reason or "its job ended"
+        """The job ended before its server answered: why, from the last lines of its log."""
+        log, tail = await self._log_tail()
+        why = failure_from_log(tail) or self.end_reason or "its job ended"
+        self.log.warning("Job %s ended before its server answered: %s", self.job_id, why)
+        self.clear_state()
+        return StartFailed(why, log, self.catalogue.sites[self.site].title)
+
+    async def _log_tail(self) -> tuple[str, str]:
+        """The job log's path and last lines ("" if unreadable), read as the user (a link?)."""
         log = ""
         try:
             account = await self._site_account()
@@ -227,15 +233,10 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
             tail = await self.site_runtime.run(
                 ["tail", "-n", "20", log], as_user=account.pw_name, timeout=15
             )
-            if tail.code == 0:
-                why = failure_from_log(tail.out) or why
+            return log, tail.out if tail.code == 0 else ""
         except (RuntimeError, OSError) as exc:
-            self.log.warning("Could not read the log of %s's job %s: %s", self.user.name,
-                             self.job_id, exc)  # fmt: skip
-        self.log.warning("%s's job %s ended before its server answered: %s", self.user.name,
-                         self.job_id, why)  # fmt: skip
-        self.clear_state()
-        return StartFailed(why, log, self.catalogue.sites[self.site].title)
+            self.log.warning("Could not read the log of job %s: %s", self.job_id, exc)
+            return log, ""
 
     async def query_job_status(self) -> batchspawner.JobStatus:
         return await self._status(self.status_max_age)
@@ -265,6 +266,8 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
             if found.code == 0:
                 self.end_reason = end_reason_from_sacct(found.out)
                 self._sacct_end = end_from_sacct(found.out)
+        if self.end_reason == END_REASONS["FAILED"]:  # killed for its memory, says the log?
+            self.end_reason = reason_from_log((await self._log_tail())[1]) or self.end_reason
         return batchspawner.JobStatus.NOTFOUND
 
     async def stop(self, now: bool = False) -> None:

@@ -93,6 +93,17 @@ def reservation_end(text: str) -> datetime | None:
 FAIL_PREFIX = "naic-hub: "
 
 
+#: What slurmstepd writes into a job's log when it kills the job for its memory (sampling,
+#: OverMemoryKill) or the kernel's OOM killer struck in its cgroup.
+_MEMORY_KILLED = re.compile(r"Exceeded job memory limit|exceeded memory limit|oom[-_ ]kill", re.I)
+
+
+def reason_from_log(text: str) -> str:
+    """Pure: an end reason the job's log tells and its state does not (a FAILED job that
+    slurmstepd killed for its memory is "out of memory"); "" when the log tells none."""
+    return END_REASONS["OUT_OF_MEMORY"] if _MEMORY_KILLED.search(text) else ""
+
+
 def failure_from_log(text: str) -> str:
     """Pure: why a session's job ended before its server answered, from its log's last
     lines: the script's own sentence (`naic-hub: …`) if it gave one, else the last line."""

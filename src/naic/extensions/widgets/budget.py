@@ -7,14 +7,35 @@ from datetime import datetime
 import ipywidgets as w
 
 from naic.extensions.sources.hubclient import HubClient, HubSource, ProjectUsage
-from naic.extensions.widgets._parts import RowsPanel, bar_style, escape, labelled, number, show
+from naic.extensions.widgets._parts import (
+    Bar,
+    RowsPanel,
+    bar_style,
+    escape,
+    fullness,
+    labelled,
+    number,
+    percent,
+    show,
+)
+
+
+def warning(p: ProjectUsage) -> str:
+    """The bar's red in words: "nearly used up" from 90 %, "used up" from 100 %."""
+    if p.gpu_hours is None:
+        return ""
+    if p.gpu_hours and p.used >= p.gpu_hours:
+        return "used up"
+    return fullness(p.used, p.gpu_hours, nearly="nearly used up", over="used up")
 
 
 def budget_text(p: ProjectUsage) -> str:
-    """`12.5 of 100 GPU-hours used · 87.5 left · resets 1 Jan 2027`."""
+    """`12.5 of 100 GPU-hours used · 87.5 left · resets 1 Jan 2027`, and "— nearly used up"
+    or "— used up" where the bar is red."""
     if p.gpu_hours is None:
         return f"{p.used:.1f} GPU-hours used; no budget limit"
-    parts = [f"{p.used:.1f} of {number(p.gpu_hours)} GPU-hours used"]
+    used = f"{p.used:.1f} of {number(p.gpu_hours)} GPU-hours used"
+    parts = [f"{used} — {warning(p)}" if warning(p) else used]
     if p.left is not None:
         parts.append(f"{p.left:.1f} left")
     if p.resets:
@@ -26,6 +47,13 @@ def budget_text(p: ProjectUsage) -> str:
     return " · ".join(parts)
 
 
+def bar_words(p: ProjectUsage) -> str:
+    """What a screen reader says of the bar: `12.5 of 1000 GPU-hours used, 1 %`."""
+    budget = p.gpu_hours or 0.0
+    words = f"{p.used:.1f} of {number(budget)} GPU-hours used, {percent(p.used, budget)} %"
+    return f"{words}, {warning(p)}" if warning(p) else words
+
+
 class BudgetRow(w.VBox):
     def __init__(self, p: ProjectUsage):
         self.project = p
@@ -33,15 +61,9 @@ class BudgetRow(w.VBox):
             w.HTML(f"<b>{escape(p.title)}</b> <code>{escape(p.name)}</code>"), "naic-budget-title"
         )
         budget = p.gpu_hours or 0.0
-        self.bar = labelled(
-            w.FloatProgress(
-                value=min(p.used, budget) if budget else 0.0,
-                min=0.0,
-                max=budget or 1.0,
-                bar_style=bar_style(p.used, budget),
-            ),
-            "naic-budget-bar",
-        )
+        self.bar = Bar("naic-budget-bar", f"GPU-hours of project {p.title} ({p.name})")
+        if p.gpu_hours is not None:
+            self.bar.set(p.used, budget, bar_words(p), bar_style(p.used, budget))
         self.label = labelled(w.Label(budget_text(p)), "naic-budget-label")
         mine = "" if p.mine is None else f"{p.mine:.1f} GPU-hours of it are yours"
         self.mine = labelled(w.Label(mine), "naic-budget-mine")

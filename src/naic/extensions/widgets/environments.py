@@ -66,13 +66,19 @@ class OwnEnvironments(w.VBox):
         self.add_class("naic-envs")
         self.lister, self.creator = lister, creator
         mods = module_choices(dict(os.environ)) if modules is None else modules
-        self.name = labelled(w.Text(placeholder="a name, e.g. thesis"), "naic-envs-name")
+        # Each field has a label (its description), not only a placeholder: screen readers.
+        self.name = labelled(
+            w.Text(description="Name", placeholder="a name, e.g. thesis"), "naic-envs-name"
+        )
         self.module = labelled(
             w.Dropdown(options=[("no module", ""), *((m, m) for m in mods)], description="On"),
             "naic-envs-module",
         )
         self.packages = labelled(
-            w.Text(placeholder="packages for pip, e.g. seaborn transformers==4.40"),
+            w.Text(
+                description="Packages",
+                placeholder="packages for pip, e.g. seaborn transformers==4.40",
+            ),
             "naic-envs-packages",
         )
         self.create_button = labelled(

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 import ipywidgets as w
 
+from naic.extensions.session import SessionFacts
 from naic.extensions.sources.gpu import GPUSample, GPUSampler, GPUSource, NVMLSource, Reading
-from naic.extensions.widgets._parts import bar_style, close_tree, escape, labelled, show
+from naic.extensions.widgets._parts import (
+    Bar,
+    bar_style,
+    close_tree,
+    escape,
+    fullness,
+    labelled,
+    percent,
+    session_help_html,
+    show,
+    this_session,
+)
 
 NO_GPU = "No GPU in this session."
 #: Line colours of the plot, one per GPU (repeating).
@@ -45,9 +57,9 @@ def utilization_svg(readings: list[Reading], *, width: int = 320, height: int = 
 class GPURow(w.VBox):
     def __init__(self) -> None:
         self.title = labelled(w.HTML(), "naic-gpu-title")
-        self.util_bar = labelled(w.FloatProgress(min=0, max=100), "naic-gpu-util-bar")
+        self.util_bar = Bar("naic-gpu-util-bar")
         self.util_label = labelled(w.Label(), "naic-gpu-util-label")
-        self.memory_bar = labelled(w.FloatProgress(min=0, max=1), "naic-gpu-memory-bar")
+        self.memory_bar = Bar("naic-gpu-memory-bar")
         self.memory_label = labelled(w.Label(), "naic-gpu-memory-label")
         super().__init__(
             [
@@ -60,18 +72,21 @@ class GPURow(w.VBox):
 
     def update(self, gpu: GPUSample) -> None:
         self.title.value = f"<b>GPU {gpu.index}</b> · {escape(gpu.name)}"
-        if gpu.utilization_pct is None:
-            self.util_bar.value = 0
-            self.util_label.value = "not reported"
-        else:
-            self.util_bar.value = gpu.utilization_pct
-            self.util_label.value = f"{gpu.utilization_pct:.0f} %"
+        util = gpu.utilization_pct
+        self.util_label.value = "not reported" if util is None else f"{util:.0f} %"
+        # Unknown: an indeterminate bar (no aria-valuenow), "not reported" in words.
+        self.util_bar.set(util, 100, self.util_label.value, name=f"GPU {gpu.index} utilisation")
         total = max(gpu.memory_total_mb, 1.0)
-        self.memory_bar.max = total
-        self.memory_bar.value = min(gpu.memory_used_mb, total)
-        self.memory_bar.bar_style = bar_style(gpu.memory_used_mb, total)
-        self.memory_label.value = (
-            f"{gpu.memory_used_mb / 1024:.1f} of {gpu.memory_total_mb / 1024:.1f} GB"
+        used = f"{gpu.memory_used_mb / 1024:.1f} of {gpu.memory_total_mb / 1024:.1f} GB"
+        full = fullness(gpu.memory_used_mb, total, nearly="nearly full", over="full")
+        self.memory_label.value = f"{used} — {full}" if full else used
+        words = f"{used} used, {percent(gpu.memory_used_mb, total)} %"
+        self.memory_bar.set(
+            gpu.memory_used_mb,
+            total,
+            f"{words}, {full}" if full else words,
+            bar_style(gpu.memory_used_mb, total),
+            name=f"GPU {gpu.index} memory",
         )
 
 
@@ -95,6 +110,7 @@ class GPUMonitor(w.VBox):
         sampler: GPUSampler | None = None,
         interval_s: float = 2.0,
         history: int = 60,
+        facts: SessionFacts | None = None,
     ):
         super().__init__()
         self.add_class("naic-gpus")
@@ -112,6 +128,12 @@ class GPUMonitor(w.VBox):
             w.Button(description="Start live view", icon="play"), "naic-gpu-live"
         )
         self.live_button.on_click(lambda _: self.stop() if self.live else self.start())
+        #: The site's documentation and where to report a problem (`facts`: this session's).
+        self.help = labelled(
+            w.HTML(session_help_html(facts if facts is not None else this_session())),
+            "naic-gpu-help",
+        )
+        show(self.help, bool(self.help.value))
         self.children = [
             w.HTML("<h3>GPUs</h3>"),
             self.message,
@@ -119,6 +141,7 @@ class GPUMonitor(w.VBox):
             self.plot,
             self.explain,
             self.live_button,
+            self.help,
         ]
         self.refresh()
 

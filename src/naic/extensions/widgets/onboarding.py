@@ -25,6 +25,8 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("01-storage-and-data", "Storage and data"),
     ("02-compute-and-gpus", "Compute and GPUs"),
     ("03-scale-out-with-dask", "Scale out with Dask"),
+    ("04-from-notebook-to-batch-job", "From notebook to batch job"),
+    ("05-data-in-and-out", "Data in and out"),
 )
 
 

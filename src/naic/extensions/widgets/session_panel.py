@@ -10,7 +10,6 @@ import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
-from urllib.parse import quote
 
 import ipywidgets as w
 
@@ -21,7 +20,7 @@ from naic.extensions.session import (
     session_notices,
 )
 from naic.extensions.sources.hubclient import HubClient, HubError, HubSource
-from naic.extensions.widgets._parts import escape, labelled, show, visible
+from naic.extensions.widgets._parts import escape, labelled, session_help_html, show, visible
 from naic.extensions.widgets.batch_job import BatchJob
 
 log = logging.getLogger(__name__)
@@ -31,25 +30,13 @@ STOP_QUESTION = (
 
 
 def help_links(facts) -> str:
-    """Pure: the site's documentation and "report a problem" links, and the hub's help page
+    """Pure: the hub's help page and the site's documentation and "report a problem" links
     (HTML; "" outside a session)."""
     if not facts.is_naic:
         return ""
     base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
-    links = [f"<a href='{escape(base)}hub/naic/help' target='_blank'>When things go wrong</a>"]
-    if facts.docs_url:
-        links.append(f"<a href='{escape(facts.docs_url)}' target='_blank'>Site documentation</a>")
-    if facts.support_url:
-        report = facts.support_url
-        if report.startswith("mailto:"):  # prefilled with what support asks first
-            body = (
-                f"Site: {facts.site_title}\nResource: {facts.resource_title}, "
-                f"{facts.resources_text()}\nJob: {facts.job_id or '-'}\n\nWhat happened:\n"
-            )
-            report += "?subject=" + quote(f"naic-hub: a problem at {facts.site_title}")
-            report += "&body=" + quote(body)
-        links.append(f"<a href='{escape(report)}' target='_blank'>Report a problem</a>")
-    return "Help: " + " · ".join(links)
+    page = f"<a href='{escape(base)}hub/naic/help' target='_blank'>When things go wrong</a>"
+    return "Help: " + " · ".join(x for x in (page, session_help_html(facts)) if x)
 
 
 class SessionPanel(w.VBox):

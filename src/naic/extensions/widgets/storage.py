@@ -9,7 +9,19 @@ import ipywidgets as w
 from naic.extensions import envs
 from naic.extensions.session import SessionFacts
 from naic.extensions.sources.storage import LocalStorageSource, StorageSource, StorageUsage
-from naic.extensions.widgets._parts import RowsPanel, bar_style, escape, labelled, number, show
+from naic.extensions.widgets._parts import (
+    Bar,
+    RowsPanel,
+    bar_style,
+    escape,
+    fullness,
+    labelled,
+    number,
+    percent,
+    session_help_html,
+    show,
+    this_session,
+)
 from naic.extensions.widgets.environments import environments_html
 
 
@@ -29,11 +41,24 @@ def usage_text(u: StorageUsage) -> str:
     if u.limit_gb is None:
         return f"{used} GB used, no quota"
     # In words too, not only the bar's colour.
-    full = u.used_gb / u.limit_gb if u.limit_gb else 0.0
-    words = " — over the quota" if full > 1 else " — nearly full" if full >= 0.9 else ""
+    words = warning(u)
+    words = f" — {words}" if words else ""
     if u.scope == "file system":
         return f"{used} of {number(u.limit_gb)} GB used on the shared file system{words}"
     return f"{used} of {number(u.limit_gb)} GB{words}"
+
+
+def warning(u: StorageUsage) -> str:
+    """The bar's red in words: "nearly full" from 90 %, "over the quota" above it."""
+    return fullness(u.used_gb or 0.0, u.limit_gb, nearly="nearly full", over="over the quota")
+
+
+def bar_words(u: StorageUsage) -> str:
+    """What a screen reader says of the bar: `12.3 of 20 GB used, 62 %, nearly full`."""
+    used, limit = u.used_gb or 0.0, u.limit_gb or 0.0
+    where = " on the shared file system" if u.scope == "file system" else ""
+    words = f"{used:.1f} of {number(limit)} GB used{where}, {percent(used, limit)} %"
+    return f"{words}, {warning(u)}" if warning(u) else words
 
 
 def notes_text(u: StorageUsage) -> str:
@@ -55,15 +80,9 @@ class StorageRow(w.VBox):
         )
         limit = usage.limit_gb or 0.0
         used = usage.used_gb or 0.0
-        self.bar = labelled(
-            w.FloatProgress(
-                value=min(used, limit) if limit else 0.0,
-                min=0.0,
-                max=limit or 1.0,
-                bar_style=bar_style(used, limit),
-            ),
-            "naic-storage-bar",
-        )
+        self.bar = Bar("naic-storage-bar", f"{area.title} ({area.path}): storage used")
+        if usage.available and limit:
+            self.bar.set(used, limit, bar_words(usage), bar_style(used, limit))
         self.label = labelled(w.Label(usage_text(usage)), "naic-storage-label")
         self.notes = labelled(w.Label(notes_text(usage)), "naic-storage-notes")
         show(self.bar, usage.available and bool(usage.limit_gb))
@@ -75,16 +94,29 @@ class StorageRow(w.VBox):
 
 
 class StorageOverview(RowsPanel):
-    """Usage against quota for each storage area of this session, and the user's own
-    environments (what they hold and where)."""
+    """Usage against quota for each storage area of this session, the user's own
+    environments (what they hold and where), and the site's help links (`facts`: this
+    session's by default)."""
 
     def __init__(
         self,
         source: StorageSource | None = None,
         environments: Callable[[], list[dict]] = envs.listed,
+        facts: SessionFacts | None = None,
     ):
         self.environments = environments
-        super().__init__(source, default_storage_source, css="naic-storage", heading="Storage")
+        self.help = labelled(
+            w.HTML(session_help_html(facts if facts is not None else this_session())),
+            "naic-storage-help",
+        )
+        show(self.help, bool(self.help.value))
+        super().__init__(
+            source,
+            default_storage_source,
+            css="naic-storage",
+            heading="Storage",
+            footer=[self.help],
+        )
 
     def read(self) -> tuple[dict[str, w.Widget], str]:
         rows: dict[str, w.Widget] = {u.area.name: StorageRow(u) for u in self.source.usage()}

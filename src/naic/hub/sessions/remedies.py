@@ -31,6 +31,8 @@ REMEDIES: list[tuple[str, str, str]] = [
      "or module is missing, tell the site's support."),
     ("failed to start or crashed", "Crashed", "Its log says why; a crash in your own code "
      "shows there too."),
+    ("stopped answering", "Machine lost", "The machine it ran on stopped answering: nothing "
+     "you did. Start again; report it if it happens again."),
     ("not used for", "GPUs idle", "Its GPUs sat idle, and idle GPUs go back to others. Stop "
      "sessions you no longer use; run long unattended work as a batch job."),
     ("without activity", "No activity", "Nothing happened in it for a while. Your files are "
