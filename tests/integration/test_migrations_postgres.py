@@ -65,7 +65,7 @@ def test_a_url_of_the_shape_the_role_renders_works(url, tmp_path) -> None:
 def test_the_baseline_makes_the_schema_of_4bc6e89(url, postgres_url) -> None:
     old = create_database(postgres_url)
     old_schema(old)
-    assert migrate.upgrade(url) == (None, baseline.REVISION)
+    assert migrate.upgrade(url, baseline.REVISION) == (None, baseline.REVISION)
     assert set(schema(url)) == ALL_TABLES
     assert schema(url) == schema(old)
 
@@ -78,7 +78,7 @@ def test_the_newest_revision_is_the_tables_the_code_declares(url) -> None:
 def test_upgrading_a_4bc6e89_database_keeps_every_row(url) -> None:
     old_schema(url)
     fill(url)
-    assert read_all(url) == expected()
+    assert read_all(url) == expected(baseline.REVISION)
     assert migrate.upgrade(url) == (None, migrate.head())
     assert read_all(url) == expected()
     assert migrate.upgrade(url) == (migrate.head(), migrate.head())

@@ -44,14 +44,15 @@ def other_url(tmp_path: Path) -> str:
 # --- the migrations -----------------------------------------------------------------------
 
 
-def test_there_is_one_revision_today_the_baseline() -> None:
-    """Today's tables equal 4bc6e89's (git diff 4bc6e89 -- '*tables.py' changes no column)."""
-    assert migrate.revisions() == [baseline.REVISION] == [migrate.head()]
+def test_the_revisions_are_the_baseline_and_the_workshop_environment() -> None:
+    """4bc6e89's tables, then 0002: a workshop's environment (naic_workshops.environment)."""
+    assert migrate.revisions() == [baseline.REVISION, "0002"]
+    assert migrate.head() == "0002"
 
 
 def test_the_baseline_makes_the_schema_of_4bc6e89(url, tmp_path) -> None:
     old_schema(other_url(tmp_path))
-    assert migrate.upgrade(url) == (None, baseline.REVISION)
+    assert migrate.upgrade(url, baseline.REVISION) == (None, baseline.REVISION)
     assert set(schema(url)) == ALL_TABLES
     assert schema(url) == schema(other_url(tmp_path))
 
@@ -65,7 +66,7 @@ def test_the_newest_revision_is_the_tables_the_code_declares(url) -> None:
 def test_upgrading_a_4bc6e89_database_keeps_every_row(url) -> None:
     old_schema(url)
     fill(url)
-    assert read_all(url) == expected()
+    assert read_all(url) == expected(baseline.REVISION)
     assert migrate.standing(url) == migrate.Standing(None, migrate.head(), True, True)
     assert migrate.upgrade(url) == (None, migrate.head())
     assert read_all(url) == expected()

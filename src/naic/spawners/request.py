@@ -41,6 +41,7 @@ class WorkshopPreset:
     project: str | None
     reservation: str | None
     material: str = ""
+    environment: str | None = None  # the instructor's choice; None: the resource's first
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class UserFacts:
     groups: frozenset[str] = frozenset()
     granted: frozenset[str] = frozenset()
     workshops: tuple[WorkshopPreset, ...] = ()
+    #: Every session but a workshop's needs a project of one's own (set by the hub for an
+    #: institutional login who is no admin: one in no project came in for a workshop, or to
+    #: follow an access request).
+    needs_project: bool = False
 
 
 def projects_of(cat: Catalogue, user: UserFacts) -> list[str]:
@@ -172,12 +177,25 @@ def _workshop_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -
         cpus=res.cpus.initial,
         memory_gb=res.memory_gb.initial,
         hours=preset.hours,
-        environment=cat.environments_for(preset.site, preset.resource)[0],
+        environment=_workshop_environment(preset, cat),
         project=preset.project,
         reservation=preset.reservation,
         workshop=preset.name,
         material=preset.material or None,
     )
+
+
+def _workshop_environment(preset: WorkshopPreset, cat: Catalogue) -> str:
+    offered = cat.environments_for(preset.site, preset.resource)
+    if preset.environment is None:
+        return offered[0]
+    if preset.environment not in offered:
+        raise RequestError(
+            "workshop",
+            f"This workshop's environment {_show(preset.environment)} is no longer offered; "
+            "tell its instructor.",
+        )
+    return preset.environment
 
 
 _INT = re.compile(r"-?[0-9]{1,100}")
@@ -276,6 +294,12 @@ def _project(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts, site: Site
     yours = f"your projects are: {', '.join(mine)}" if mine else "you are in no project yet"
     value = raw.get("project", _MISSING)
     if value is _MISSING:
+        if user.needs_project and not mine:
+            raise RequestError(
+                "project",
+                "You are in no project yet, so you may start only your workshop's session; "
+                "ask for access to a project on the hub's Access page.",
+            )
         if site.backend != "slurm" or not cat.projects:
             return None
         if not mine:

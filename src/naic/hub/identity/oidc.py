@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -83,6 +84,10 @@ from naic.hub.identity.oidc_setup import (
 )
 from naic.hub.identity.register import Register
 from naic.hub.usage.ledger import IdentityTaken
+from naic.hub.workshops import api as workshop_api
+from naic.hub.workshops import entry
+from naic.hub.workshops.base import store_for
+from naic.hub.workshops.rules import code_key
 from naic.spawners.request import UserFacts, projects_of
 
 __all__ = [
@@ -130,7 +135,7 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
         existing = handler.find_user(model["name"])
         model["groups"] = self._groups(model["auth_state"]["groups"], existing)
         try:
-            self._admit(handler.settings, model)
+            self._admit(handler.settings, model, next_url=_next_url(handler))
         except NeedsAccess:
             if self.groups_api and model["auth_state"]["api_groups"] is None:
                 # Not "ask for access": the groups the API did not give may be their way in.
@@ -289,8 +294,9 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
         kept = {g.name for g in getattr(existing, "groups", []) or []} & self.hub_groups
         return sorted((set(idp_groups) - self.hub_groups) | kept)
 
-    def _admit(self, settings: Mapping[str, Any], model: dict) -> None:
-        """Who may log in; raises Refusal (name taken) or NeedsAccess (no project)."""
+    def _admit(self, settings: Mapping[str, Any], model: dict, next_url: str = "") -> None:
+        """Who may log in; raises Refusal (name taken) or NeedsAccess (no project). A
+        workshop's student needs no project (`naic.hub.workshops.entry`)."""
         name, state = model["name"], model["auth_state"]
         identity = state["identity"]
         ledger = access.ledger(settings)
@@ -309,11 +315,26 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
                 projects_of(cat, facts) or ledger.granted_projects(name) or ledger.has_pending(name)
             )
         if not admitted:
+            admitted = self._workshop_student(settings, name, next_url)
+        if not admitted:
             raise NeedsAccess(identity, name)
         try:
             ledger.bind_identity(name, identity)
         except IdentityTaken:
             raise refusal("bound_elsewhere", name=name, identity=identity) from None
+
+    def _workshop_student(self, settings: Mapping[str, Any], name: str, next_url: str) -> bool:
+        """In no project, but seated in an open workshop or bringing a code that works."""
+        code = entry.code_in(next_url, settings.get("base_url", "/") + "hub/")
+        if code and workshop_api.rate_limited(name):
+            return False  # the join would refuse it too; a login is no way round the limit
+        secret = settings.get("cookie_secret")
+        key = code_key(secret) if secret else None
+        store = store_for(settings["naic"]["ledger_url"], key)
+        ws = entry.workshop_entry(store, name, code if key else None, datetime.now(UTC))
+        if ws is not None:
+            self.log.info("OIDC login of %s: in no project, let in for workshop %s", name, ws)
+        return ws is not None
 
     # -- refresh -------------------------------------------------------------------------
 
@@ -355,3 +376,11 @@ class NaicOIDCAuthenticator(NaicOIDCSettings):
             params.pop("client_id", None)
             params.pop("client_secret", None)
         return params
+
+
+def _next_url(handler) -> str:
+    """Where the login goes next (the OAuth state's `next`), or "" when it cannot say."""
+    try:
+        return handler.get_next_url() or ""
+    except Exception:
+        return ""

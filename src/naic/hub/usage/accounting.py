@@ -42,21 +42,26 @@ def ledger_for(url: str) -> Ledger:
     return Ledger(url)
 
 
-def facts_for(name: str, groups: frozenset[str], ledger: Ledger) -> UserFacts:
+def facts_for(
+    name: str, groups: frozenset[str], ledger: Ledger, *, admin: bool = False
+) -> UserFacts:
     """Who a hub user is for projects: bound identity, IdP groups, granted projects. A user
     with an institutional identity is known by it alone (a bare name in `members` could be
-    anybody's); without one (dev login), the hub name is the identity."""
+    anybody's); without one (dev login), the hub name is the identity. Such a user who is
+    not an admin needs a project for every session but a workshop's (`needs_project`)."""
     identity = ledger.identity_of(name)
     return UserFacts(
         name=name,
         identities=frozenset({identity or name}),
         groups=groups,
         granted=frozenset(ledger.granted_projects(name)),
+        needs_project=identity is not None and not admin,
     )
 
 
 def user_facts(user, ledger: Ledger) -> UserFacts:
-    return facts_for(user.name, frozenset(g.name for g in user.groups), ledger)
+    groups = frozenset(g.name for g in user.groups)
+    return facts_for(user.name, groups, ledger, admin=bool(getattr(user, "admin", False)))
 
 
 #: GPU-hours per user that Slurm's accounting counted for one project this period.

@@ -43,12 +43,14 @@ from tornado import web
 
 from naic.hub.catalogue import Catalogue
 from naic.hub.usage import accounting
+from naic.hub.workshops import staff, staff_api
 from naic.hub.workshops.base import (
     _WorkshopHandler,
     first_error,
     slurm,
     workshop_json,
 )
+from naic.hub.workshops.budget import seats_budget
 from naic.hub.workshops.resets import HubSide, reset_due_guests
 from naic.hub.workshops.rules import (
     Reservation,
@@ -98,9 +100,17 @@ class WorkshopsHandler(_WorkshopHandler):
 
     async def post(self) -> None:
         self._instructor()
-        ws, code = await create_workshop(self, self.store, self.json_body())
+        body = self.json_body()
+        # {"staff": {"co-instructor": [...], "ta": [...]}} (naic.hub.workshops.staff)
+        team = body.pop("staff", None) if isinstance(body, dict) else None
+        if team is not None and not isinstance(team, dict):
+            raise web.HTTPError(400, '`staff` must map "co-instructor" and "ta" to user names.')
+        ws, code = await create_workshop(self, self.store, body)
+        out = workshop_json(ws, self.hub.base_url, code)
+        if team:
+            out["staff"] = staff_api.change_staff(self, ws.name, team, None)
         self.set_status(202 if ws.awaiting_approval else 201)
-        self.finish(json.dumps(workshop_json(ws, self.hub.base_url, code)))
+        self.finish(json.dumps(out))
 
 
 async def _nodes(partition: str | None, cat: Catalogue, site: str) -> int:
@@ -132,6 +142,13 @@ async def create_workshop(handler, store: WorkshopStore, body: dict) -> tuple[Wo
     refusal = project_refusal(spec.project, mine, admin=admin)
     if refusal:
         raise web.HTTPError(403, refusal)
+    try:  # every seat's GPU-hours must fit the project's budget (naic.hub.workshops.budget)
+        fits, sentence = await seats_budget(cat, handler.naic_ledger, spec, datetime.now(UTC))
+    except RuntimeError as exc:
+        msg = f"The budget of project {spec.project} cannot be checked now: {exc}"
+        raise web.HTTPError(503, msg) from None
+    if not fits:
+        raise web.HTTPError(403, sentence)
     # Is the cluster able to hold it at all (said now, also to one who will wait)?
     await _reservation(spec, cat)
     reasons = (
@@ -201,6 +218,7 @@ def spec_of(ws: Workshop) -> WorkshopSpec:
         hours=ws.hours,
         material=ws.material,
         project=ws.project,
+        environment=ws.environment,
     )
 
 
@@ -320,6 +338,7 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
         store.join(ws.name, user)
     except ValueError as exc:
         raise web.HTTPError(403, str(exc)) from None
+    staff.seat(handler.db, ws.name, user)  # the workshop's group (naic.hub.workshops.staff)
     if ws.reservation and not ws.project:  # a reservation by users: this one may use it
         # IGNORE_JOBS: Slurm refuses any change to a reservation whose nodes run other jobs.
         argv = ["scontrol", "update", f"ReservationName={ws.reservation}", f"Users+={user}"]
@@ -327,6 +346,7 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
             await slurm(handler.naic_catalogue, ws.site, [*argv, "Flags=IGNORE_JOBS"])
         except RuntimeError as exc:
             store.leave(ws.name, user)  # a seat without the reservation is no seat
+            staff.unseat(handler.db, ws.name, user)
             handler.log.warning("Could not add %s to %s: %s", user, ws.reservation, exc)
             raise web.HTTPError(
                 503,

@@ -18,6 +18,7 @@ from tornado import web
 
 from naic.hub.catalogue import Catalogue
 from naic.hub.usage import accounting, metrics
+from naic.hub.workshops import staff
 from naic.hub.workshops.rules import code_key
 from naic.hub.workshops.store import Workshop, WorkshopStore
 from naic.spawners.request import WorkshopPreset
@@ -34,24 +35,34 @@ def store_for(url: str, code_key: bytes | None = None) -> WorkshopStore:
 
 
 def presets_for(url: str, user: str, now: datetime) -> tuple[WorkshopPreset, ...]:
-    """The workshop sessions `user` may start now (naic.spawners.request's UserFacts)."""
+    """The workshop sessions `user` may start now (naic.spawners.request's UserFacts): a
+    seat's while its window is open; and for an instructor, before the window opens, their
+    own workshop's preset ("try as a student"), outside the reservation, which holds nothing
+    yet (naic.hub.workshops.check)."""
     out = []
     for ws in store_for(url).open_seats_of(user):
         left_h = (ws.ends_at - now).total_seconds() / 3600
-        out.append(
-            WorkshopPreset(
-                name=ws.name,
-                title=ws.title,
-                site=ws.site,
-                resource=ws.resource,
-                gpus=ws.gpus,
-                hours=max(min(ws.hours, left_h), 1 / 60),
-                project=ws.project,
-                reservation=ws.reservation,
-                material=ws.material,
-            )
-        )
+        out.append(preset_of(ws, max(min(ws.hours, left_h), 1 / 60), ws.reservation))
+    seated = {p.name for p in out}
+    for ws in store_for(url).active_of(user):
+        if ws.name not in seated and now < ws.starts_at and ws.awaiting_approval is None:
+            out.append(preset_of(ws, ws.hours, None))
     return tuple(out)
+
+
+def preset_of(ws: Workshop, hours: float, reservation: str | None) -> WorkshopPreset:
+    return WorkshopPreset(
+        name=ws.name,
+        title=ws.title,
+        site=ws.site,
+        resource=ws.resource,
+        gpus=ws.gpus,
+        hours=hours,
+        project=ws.project,
+        reservation=reservation,
+        material=ws.material,
+        environment=ws.environment,
+    )
 
 
 def first_error(exc: ValidationError) -> str:
@@ -77,6 +88,7 @@ def workshop_json(ws: Workshop, base_url: str, code: str | None = None) -> dict:
         "hours": ws.hours,
         "project": ws.project,
         "material": ws.material,
+        "environment": ws.environment,
         "code": code,
         "join_url": url_path_join(base_url, join),
         "reservation": ws.reservation,
@@ -121,8 +133,15 @@ class _Workshops(accounting._NaicHandlerMixin):
         if not accounting.may(self, SCOPE):
             raise web.HTTPError(403, "Only instructors and admins manage workshops.")
 
-    def _mine(self, name: str) -> Workshop:
-        """The workshop `name`, if the caller may manage it (or 403/404 with the sentence)."""
+    def _mine(self, name: str, *, ta: bool = False) -> Workshop:
+        """The workshop `name`, if the caller may manage it (or 403/404 with the sentence):
+        its instructor, a co-instructor, an admin; with `ta`, its TAs too (to look)."""
+        if self.current_user is not None:
+            role = staff.role_of(self.db, name, self.current_user.name)
+            if role == "co-instructor" or (ta and role == "ta"):
+                ws = self.store.get(name)
+                if ws is not None:
+                    return ws
         self._instructor()
         ws = self.store.get(name)
         if ws is None:

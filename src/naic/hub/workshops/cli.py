@@ -1,4 +1,5 @@
-"""`naic workshop create|list|show|accounts|code|end`: an instructor's commands, over REST.
+"""`naic workshop create|staff|list|show|accounts|code|check|try|end`: an instructor's commands,
+over REST.
 
 The hub checks every permission (naic.hub.workshops.api); this only turns arguments into a
 request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -42,6 +44,17 @@ def add_parser(sub) -> None:
     c.add_argument("--material", default="", help="a git URL or a folder on the hub")
     c.add_argument("--project", default=None, help="the project the sessions are charged to")
     c.add_argument("--title", default="", help="what students see (default: the name)")
+    c.add_argument(
+        "--environment", default=None, help="a catalogue environment of the resource (its first)"
+    )
+    for flag, dest in (("--co-instructor", "co_instructors"), ("--ta", "tas")):
+        c.add_argument(flag, dest=dest, action="append", default=[], metavar="NAME",
+                       help=f"a {flag[2:]} (repeatable): {STAFF_HELP[dest]}")  # fmt: skip
+    st = act.add_parser("staff", help="add or remove co-instructors and teaching assistants")
+    st.add_argument("name")
+    for verb in ("add", "remove"):
+        for role in ("co-instructor", "ta"):
+            st.add_argument(f"--{verb}-{role}", action="append", default=[], metavar="NAME")
     act.add_parser("list", help="your workshops")
     s = act.add_parser("show", help="a workshop's students and their sessions")
     s.add_argument("name")
@@ -53,6 +66,13 @@ def add_parser(sub) -> None:
         "code", help="a new join code (the hub keeps only a hash: a code is shown once)"
     )
     n.add_argument("name")
+    k = act.add_parser(
+        "check", help="before the day: budget, reservation, and every notebook run on the cluster"
+    )
+    k.add_argument("name")
+    k.add_argument("--wait", type=float, default=3600, help="give up after this many seconds")
+    tr = act.add_parser("try", help="start the session a student gets, for you, before the window")
+    tr.add_argument("name")
     e = act.add_parser("end", help="stop every session, release the reservation, report")
     e.add_argument("name")
     e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
@@ -65,6 +85,32 @@ def local_time(text: str, field: str) -> str:
     except ValueError:
         raise CLIError(f"--{field} {text!r} is not a time like 2027-01-20T09:00.") from None
     return (t if t.tzinfo else t.astimezone()).isoformat()
+
+
+STAFF_HELP = {
+    "co_instructors": "the instructor's rights on this workshop",
+    "tas": "sees the dashboard, may open the students' workshop sessions",
+}
+
+
+def staff_change(args: argparse.Namespace) -> dict:
+    """`naic workshop staff`'s options as the API's {"add": {role: [...]}, "remove": …}."""
+    return {
+        verb: {
+            role: getattr(args, f"{verb}_{role.replace('-', '_')}")
+            for role in ("co-instructor", "ta")
+            if getattr(args, f"{verb}_{role.replace('-', '_')}")
+        }
+        for verb in ("add", "remove")
+    }
+
+
+def describe_staff(got: dict) -> str:
+    lines = [f"Co-instructors: {', '.join(got['co-instructor']) or 'none'}",
+             f"TAs:            {', '.join(got['ta']) or 'none'}"]  # fmt: skip
+    for a in got.get("access", []):
+        lines.append(f"  {a['at']}  {a['staff']} opened {a['student']}'s session")
+    return "\n".join(lines)
 
 
 def spec_of(args: argparse.Namespace) -> dict:
@@ -81,6 +127,11 @@ def spec_of(args: argparse.Namespace) -> dict:
     }
     if args.project:
         spec["project"] = args.project
+    if getattr(args, "environment", None):
+        spec["environment"] = args.environment
+    team = {"co-instructor": getattr(args, "co_instructors", []), "ta": getattr(args, "tas", [])}
+    if any(team.values()):
+        spec["staff"] = team
     return spec
 
 
@@ -130,8 +181,31 @@ def describe(w: dict) -> str:
         state = " (awaiting approval)"
     return (
         f"{w['name']}{state}: {w['title']} — {w['seats']} seats, "
-        f"{start:%Y-%m-%d %H:%M}–{end:%H:%M %Z} on {w['resource']} ({gpus}{w['hours']:g} h)"
+        f"{start:%Y-%m-%d %H:%M}–{end:%H:%M %Z} on {w['resource']} ({gpus}{w['hours']:g} h"
+        + (f", environment {w['environment']}" if w.get("environment") else "")
+        + ")"
     )
+
+
+def check(args: argparse.Namespace, every_s: float = 2.0) -> int:
+    """`naic workshop check`: start the hub's check, print its lines as they come; 0 only if
+    every check passed."""
+    path = f"workshops/{quote(args.name, safe='')}/check"
+    got, shown = call(args, "POST", path), 0
+    deadline = time.monotonic() + args.wait
+    while True:
+        for line in got["lines"]:
+            print(line, flush=True)
+        shown = got["next"]
+        if got["done"]:
+            break
+        if time.monotonic() > deadline:
+            print(f"FAIL check: no answer within {args.wait:g} s; it goes on in the hub")
+            return 1
+        time.sleep(every_s)
+        got = call(args, "GET", f"{path}?since={shown}")
+    print(f"{args.name}: {'FAILED' if got['failed'] else 'every check passed'}")
+    return 1 if got["failed"] else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,6 +226,17 @@ def run(args: argparse.Namespace) -> int:
             base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
             print(f"Join code:   {w['code']}  (the old one no longer works)")
             print(f"Join link:   {base}{w['join_url']}")
+        elif args.action == "check":
+            return check(args)
+        elif args.action == "try":
+            call(args, "POST", f"workshops/{quote(args.name, safe='')}/try")
+            base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
+            print(f"Your session {args.name} is starting: {base}/hub/home")
+        elif args.action == "staff":
+            path = f"workshops/{quote(args.name, safe='')}/staff"
+            change = staff_change(args)
+            got = call(args, "POST", path, change) if any(change.values()) else None
+            print(describe_staff(call(args, "GET", path) if got is None else got))
         elif args.action == "list":
             for w in call(args, "GET", "workshops"):
                 print(describe(w))

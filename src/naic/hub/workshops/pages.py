@@ -11,11 +11,13 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from naic.hub.workshops import staff, staff_api
 from naic.hub.workshops.api import approve, create_workshop, redeem
 from naic.hub.workshops.base import (
     _Workshops,
     workshop_json,
 )
+from naic.hub.workshops.check import try_as_student
 from naic.hub.workshops.rules import (
     FAILURE_WINDOW_S,
     FAILURES_PER_ACCOUNT,
@@ -123,6 +125,7 @@ FORM_FIELDS = (
     "hours",
     "material",
     "project",
+    "environment",
 )
 
 
@@ -139,7 +142,8 @@ class DashboardPage(_Workshops, BaseHandler):
 
     @web.authenticated
     async def get(self, name: str | None = None) -> None:
-        ws = self._check(name)
+        # TAs look too (naic.hub.workshops.staff); every change below is the managers'.
+        ws = self._check(name) if name is None else self._mine(name, ta=True)
         await (self._list() if ws is None else self._show(ws))
 
     async def _show(self, ws: Workshop, code: str = "") -> None:
@@ -156,6 +160,10 @@ class DashboardPage(_Workshops, BaseHandler):
             code=code,
             join_url=join,
             now=datetime.now(UTC),
+            staff={r: staff.members(self.db, ws.name, r) for r in staff.ROLES},
+            access=staff.access_log(self.db, ws.name)[:50],
+            is_ta=staff.role_of(self.db, ws.name, self.current_user.name) == "ta",
+            open_base=url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}/open"),
         )
         self.finish(html)
 
@@ -165,11 +173,27 @@ class DashboardPage(_Workshops, BaseHandler):
         if ws is None:
             await self._create()
             return
+        verb = self.get_body_argument("staff_action", "")
+        if verb in ("add", "remove"):
+            who = self.get_body_argument("staff_user", "").strip().lower()
+            role = self.get_body_argument("staff_role", "ta")
+            change = {role: [who]}
+            staff_api.change_staff(
+                self, ws.name, *((change, None) if verb == "add" else (None, change))
+            )
+            self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+            return
         if self.get_body_argument("approve", ""):
             if not self.may_administer():
                 raise web.HTTPError(403, "Only admins approve workshops.")
             await approve(self, self.store, ws.name)
             self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+            return
+        if self.get_body_argument("try", ""):
+            try_as_student(self, ws)  # the same rule as the API's
+            me = self.current_user.escaped_name
+            spawn = url_path_join(self.hub.base_url, "spawn", me, ws.name)
+            self.redirect(f"{spawn}?workshop={ws.name}")
             return
         if self.get_body_argument("new_code", ""):
             code = new_code()
@@ -207,6 +231,7 @@ class DashboardPage(_Workshops, BaseHandler):
             now=datetime.now(UTC),
             resources=resources,
             projects=list(cat.projects),
+            environments=list(cat.environments),
             form=form or {},
             error=error,
         )

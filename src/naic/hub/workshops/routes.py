@@ -9,9 +9,11 @@ from naic.hub.workshops.api import (
     WorkshopsHandler,
 )
 from naic.hub.workshops.base import SCOPE
+from naic.hub.workshops.check import CheckHandler, TryHandler
 from naic.hub.workshops.pages import DashboardPage, GuestLoginPage, JoinPage
 from naic.hub.workshops.resets import AccountsHandler
 from naic.hub.workshops.rules import INSTRUCTORS_GROUP
+from naic.hub.workshops.staff_api import OpenHandler, StaffHandler
 
 HANDLERS = [
     (r"/naic/workshops/join", JoinPage),
@@ -19,6 +21,10 @@ HANDLERS = [
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/accounts", AccountsHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/code", CodeHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/approve", ApproveHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/check", CheckHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/try", TryHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/staff", StaffHandler),
+    (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})/open/([a-z0-9][a-z0-9._@-]{0,99})", OpenHandler),
     (r"/naic/workshops", DashboardPage),
     (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
     (r"/api/naic/workshops", WorkshopsHandler),

@@ -83,6 +83,8 @@ class WorkshopSpec(BaseModel):
     hours: float = Field(gt=0, allow_inf_nan=False)
     material: str = Field("", max_length=500, description="a git URL or a folder on the hub")
     project: str | None = Field(None, pattern=NAME_PATTERN)
+    #: One of the catalogue's environments offered for the resource (None: its first).
+    environment: str | None = Field(None, pattern=NAME_PATTERN)
 
     @field_validator("name")
     @classmethod
@@ -145,6 +147,12 @@ def catalogue_problems(spec: WorkshopSpec, cat: Catalogue) -> list[str]:
         problems.append(f"`hours` must be at most {res.max_hours:g} on {res.title}.")
     if spec.project is not None and spec.project not in cat.projects:
         problems.append(f"`project` {spec.project!r} is not in the catalogue.")
+    offered = cat.environments_for(site_name, res_name)
+    if spec.environment is not None and spec.environment not in offered:
+        problems.append(
+            f"`environment` {spec.environment!r} is not offered on {res.title}; choose one of: "
+            f"{', '.join(offered)}."
+        )
     return problems
 
 

@@ -101,6 +101,7 @@ class WorkshopStore(Guests):
             hours=spec.hours,
             project=spec.project,
             material=spec.material,
+            environment=spec.environment,
             code=self._digest(code),
             created_at=self._clock(),
         )

@@ -40,6 +40,8 @@ workshops_table = sa.Table(
     # Why it waits for an admin (the catalogue's `workshops` policy); None: it does not.
     sa.Column("awaiting_approval", sa.String(1000)),
     sa.Column("approved_by", sa.String(255)),
+    # The catalogue environment its sessions run (None: the resource's first); migration 0002.
+    sa.Column("environment", sa.String(40)),
 )
 
 seats_table = sa.Table(
@@ -93,6 +95,7 @@ class Workshop:
     ended_at: datetime | None
     awaiting_approval: str | None = None
     approved_by: str | None = None
+    environment: str | None = None
 
     def is_open(self, now: datetime) -> bool:
         return self.ended_at is None and self.starts_at <= now < self.ends_at
