@@ -64,7 +64,7 @@ def test_a_session_on_a_login_node_runs_over_one_ssh_connection(
     # Nothing secret on the login node's command lines: the variables are in the script.
     gid = pwd.getpwnam("bob").pw_gid
     argv = ["sbatch", "--parsable", "--uid=bob", f"--gid={gid}"]
-    assert f"Submitting bob's session to remote: {argv}" in remote_hub.log_text()
+    assert f"Submitting a job of bob to remote: {argv}" in remote_hub.log_text()
     batch_script = subprocess.run(
         ["scontrol", "write", "batch_script", job, "-"], capture_output=True, text=True
     ).stdout
