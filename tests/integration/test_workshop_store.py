@@ -206,3 +206,17 @@ def test_an_older_hubs_join_codes_in_clear_are_hashed_at_start(db_url):
         store.close()
     finally:
         engine.dispose()
+
+
+def test_an_edit_moves_seats_and_window_and_the_accounts_follow_the_end(
+    store: WorkshopStore, clock: Clock
+):
+    store.create(spec(seats=4), instructor="ingrid", code="ABCDE-FGHJK")
+    store.issue_guests("ml-intro", ["guest01"], 1)
+    later = T0 + timedelta(hours=10)
+    ws = store.edit("ml-intro", seats=6, starts_at=T0 + timedelta(hours=2), ends_at=later)
+    assert (ws.seats, ws.starts_at, ws.ends_at) == (6, T0 + timedelta(hours=2), later)
+    clock.now = T0 + timedelta(hours=9)  # past the old end: the account is not due yet
+    assert store.guests_due() == []
+    clock.now = later
+    assert [g.username for g in store.guests_due()] == ["guest01"]

@@ -10,6 +10,8 @@
     POST   /hub/api/naic/workshops/{name}/accounts  {"count": N}: temporary accounts
     POST   /hub/api/naic/workshops/{name}/code  a new join code (the old one stops working)
     POST   /hub/api/naic/workshops/{name}/approve  (admins) reserve one above the policy
+    PATCH  /hub/api/naic/workshops/{name}      edit seats and window; DELETE …/students/{user}
+                                               removes a student (naic.hub.workshops.edit_api)
 
 Join codes are shown once, when made: the database keeps only their keyed hash (the key
 comes from the hub's cookie secret, which is not in the database), so a copy of it gives no
@@ -51,6 +53,7 @@ from naic.hub.workshops.base import (
     workshop_json,
 )
 from naic.hub.workshops.budget import seats_budget
+from naic.hub.workshops.edits import removed_refusal
 from naic.hub.workshops.resets import HubSide, reset_due_guests
 from naic.hub.workshops.rules import (
     Reservation,
@@ -288,7 +291,10 @@ class WorkshopHandler(_WorkshopHandler):
                 argv = ["scontrol", "delete", f"ReservationName={ws.reservation}"]
                 await slurm(self.naic_catalogue, ws.site, argv)
             except RuntimeError as exc:
-                if "Invalid reservation" not in str(exc):
+                # Gone already (Slurm 22.05 says "Requested reservation is invalid").
+                if not any(
+                    w in str(exc) for w in ("Invalid reservation", "reservation is invalid")
+                ):
                     msg = f"Slurm did not release the reservation: {exc}"
                     raise web.HTTPError(503, msg) from None
         ws = self.store.end(name)
@@ -334,6 +340,8 @@ async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Worksho
     ws = store.by_code(normalise_code(code))
     if ws is None:
         raise web.HTTPError(404, "That code belongs to no workshop; check it and try again.")
+    if user in staff.removed(handler.db, ws.name):  # naic.hub.workshops.edit_api
+        raise web.HTTPError(403, removed_refusal(ws.title))
     try:
         store.join(ws.name, user)
     except ValueError as exc:

@@ -1,5 +1,5 @@
-"""`naic workshop create|staff|list|show|accounts|code|check|try|end`: an instructor's commands,
-over REST.
+"""`naic workshop create|edit|remove|staff|list|show|accounts|code|check|try|end`: an
+instructor's commands, over REST.
 
 The hub checks every permission (naic.hub.workshops.api); this only turns arguments into a
 request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
@@ -73,6 +73,14 @@ def add_parser(sub) -> None:
     k.add_argument("--wait", type=float, default=3600, help="give up after this many seconds")
     tr = act.add_parser("try", help="start the session a student gets, for you, before the window")
     tr.add_argument("name")
+    ed = act.add_parser("edit", help="change the seats or move the window (and its reservation)")
+    ed.add_argument("name")
+    ed.add_argument("--seats", type=int, default=None, help="not below the students seated")
+    ed.add_argument("--start", default=None, help="as for create: local time, or with a zone")
+    ed.add_argument("--end", default=None, help="as for create: local time, or with a zone")
+    rm = act.add_parser("remove", help="remove a student: session stopped, seat freed")
+    rm.add_argument("name")
+    rm.add_argument("student")
     e = act.add_parser("end", help="stop every session, release the reservation, report")
     e.add_argument("name")
     e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
@@ -135,6 +143,17 @@ def spec_of(args: argparse.Namespace) -> dict:
     return spec
 
 
+def edit_of(args: argparse.Namespace) -> dict:
+    """`naic workshop edit`'s options as the API's PATCH body (times as create reads them)."""
+    body: dict = {} if args.seats is None else {"seats": args.seats}
+    for key in ("start", "end"):
+        if getattr(args, key) is not None:
+            body[key] = local_time(getattr(args, key), key)
+    if not body:
+        raise CLIError("say what to change: --seats, --start or --end.")
+    return body
+
+
 def call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
     hub = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
     token = args.token or os.environ.get("NAIC_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
@@ -179,9 +198,10 @@ def describe(w: dict) -> str:
     state = " (ended)" if w.get("ended") else ""
     if w.get("state") == "awaiting approval":
         state = " (awaiting approval)"
+    until = f"{end:%H:%M %Z}" if start.date() == end.date() else f"{end:%Y-%m-%d %H:%M %Z}"
     return (
         f"{w['name']}{state}: {w['title']} — {w['seats']} seats, "
-        f"{start:%Y-%m-%d %H:%M}–{end:%H:%M %Z} on {w['resource']} ({gpus}{w['hours']:g} h"
+        f"{start:%Y-%m-%d %H:%M}–{until} on {w['resource']} ({gpus}{w['hours']:g} h"
         + (f", environment {w['environment']}" if w.get("environment") else "")
         + ")"
     )
@@ -237,6 +257,13 @@ def run(args: argparse.Namespace) -> int:
             change = staff_change(args)
             got = call(args, "POST", path, change) if any(change.values()) else None
             print(describe_staff(call(args, "GET", path) if got is None else got))
+        elif args.action == "edit":
+            w = call(args, "PATCH", f"workshops/{quote(args.name, safe='')}", edit_of(args))
+            print(w["message"])
+            print(describe(w))
+        elif args.action == "remove":
+            path = f"workshops/{quote(args.name, safe='')}/students/{quote(args.student, safe='')}"
+            print(call(args, "DELETE", path)["message"])
         elif args.action == "list":
             for w in call(args, "GET", "workshops"):
                 print(describe(w))

@@ -18,6 +18,7 @@ from naic.hub.workshops.base import (
     workshop_json,
 )
 from naic.hub.workshops.check import try_as_student
+from naic.hub.workshops.edit_api import edit_workshop, remove_student
 from naic.hub.workshops.rules import (
     FAILURE_WINDOW_S,
     FAILURES_PER_ACCOUNT,
@@ -146,8 +147,9 @@ class DashboardPage(_Workshops, BaseHandler):
         ws = self._check(name) if name is None else self._mine(name, ta=True)
         await (self._list() if ws is None else self._show(ws))
 
-    async def _show(self, ws: Workshop, code: str = "") -> None:
-        """The dashboard; `code` only right after it was made (the hub keeps its hash)."""
+    async def _show(self, ws: Workshop, code: str = "", notice: str = "", error: str = "") -> None:
+        """The dashboard; `code` only right after it was made (the hub keeps its hash);
+        `notice`, `error`: what the last edit did, or why it was refused."""
         students = []
         for seat in self.store.seats(ws.name):
             state, progress = self.student_session(ws, seat.username)
@@ -164,6 +166,8 @@ class DashboardPage(_Workshops, BaseHandler):
             access=staff.access_log(self.db, ws.name)[:50],
             is_ta=staff.role_of(self.db, ws.name, self.current_user.name) == "ta",
             open_base=url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}/open"),
+            notice=notice,
+            error=error,
         )
         self.finish(html)
 
@@ -195,6 +199,9 @@ class DashboardPage(_Workshops, BaseHandler):
             spawn = url_path_join(self.hub.base_url, "spawn", me, ws.name)
             self.redirect(f"{spawn}?workshop={ws.name}")
             return
+        if self.get_body_argument("edit", "") or self.get_body_argument("remove", ""):
+            await self._edit(ws)
+            return
         if self.get_body_argument("new_code", ""):
             code = new_code()
             self.store.set_code(ws.name, code)
@@ -215,6 +222,30 @@ class DashboardPage(_Workshops, BaseHandler):
                     stops.append(self.stop_single_user(user, ws.name))
         await asyncio.gather(*stops, return_exceptions=True)
         self.redirect(url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}"))
+
+    async def _edit(self, ws: Workshop) -> None:
+        """The Edit form (seats, start and end in UTC, as the create form) or a student's
+        Remove button: the API's rules, and its sentence on the page."""
+        try:
+            student = self.get_body_argument("remove", "")
+            if student:
+                sentence = await remove_student(self, self.store, ws, student)
+            else:
+                shown = {"seats": str(ws.seats), "start": f"{ws.starts_at:%Y-%m-%dT%H:%M}",
+                         "end": f"{ws.ends_at:%Y-%m-%dT%H:%M}"}  # fmt: skip
+                body = {}
+                for key, was in shown.items():  # only what the instructor changed
+                    value = self.get_body_argument(key, "").strip()
+                    if value and value != was:
+                        body[key] = value if key == "seats" else f"{value}+00:00"
+                ws, sentence = await edit_workshop(
+                    self, self.store, ws, body or {"seats": ws.seats}
+                )
+        except web.HTTPError as exc:
+            self.set_status(exc.status_code)
+            await self._show(self.store.get(ws.name), error=exc.log_message)
+            return
+        await self._show(self.store.get(ws.name), notice=sentence)
 
     async def _list(self, form: dict | None = None, error: str = "") -> None:
         mine = None if self.may_administer() else self.current_user.name

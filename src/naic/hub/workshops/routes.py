@@ -1,15 +1,10 @@
 """What the workshops room adds to the hub: its API and pages (below the hub's prefix,
 `/hub/`), its scope and the instructor role."""
 
-from naic.hub.workshops.api import (
-    ApproveHandler,
-    CodeHandler,
-    JoinHandler,
-    WorkshopHandler,
-    WorkshopsHandler,
-)
+from naic.hub.workshops.api import ApproveHandler, CodeHandler, JoinHandler, WorkshopsHandler
 from naic.hub.workshops.base import SCOPE
 from naic.hub.workshops.check import CheckHandler, TryHandler
+from naic.hub.workshops.edit_api import EditableWorkshopHandler, StudentHandler
 from naic.hub.workshops.pages import DashboardPage, GuestLoginPage, JoinPage
 from naic.hub.workshops.resets import AccountsHandler
 from naic.hub.workshops.rules import INSTRUCTORS_GROUP
@@ -24,12 +19,16 @@ HANDLERS = [
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/check", CheckHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/try", TryHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/staff", StaffHandler),
+    (
+        r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/students/([a-z0-9][a-z0-9._@-]{0,99})",
+        StudentHandler,
+    ),
     (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})/open/([a-z0-9][a-z0-9._@-]{0,99})", OpenHandler),
     (r"/naic/workshops", DashboardPage),
     (r"/naic/workshops/([a-z][a-z0-9_-]{0,39})", DashboardPage),
     (r"/api/naic/workshops", WorkshopsHandler),
     (r"/api/naic/workshops/join", JoinHandler),
-    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})", WorkshopHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})", EditableWorkshopHandler),
 ]
 SCOPES = {
     SCOPE: {

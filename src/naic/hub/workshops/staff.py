@@ -1,7 +1,8 @@
 """A workshop's co-instructors and teaching assistants, kept as JupyterHub groups (in the
 hub's database, shown on its admin page), and the TAs' way into students' sessions.
 
-- `workshop-{name}`: the seated students (each joins when seated, leaves when removed).
+- `workshop-{name}`: the seated students (each joins when seated, leaves when removed; its
+  properties keep who was removed, by whom, when, and the staff's access log).
 - `workshop-{name}-co-instructors`: the instructor's rights on this workshop (dashboard,
   stop, end, accounts, codes, staff).
 - `workshop-{name}-tas`: the dashboard, and the students' workshop sessions only.
@@ -86,6 +87,25 @@ def unseat(db, workshop: str, username: str) -> None:
         for share in list(spawner.shares):
             db.delete(share)
         db.commit()
+
+
+def mark_removed(db, workshop: str, student: str, by: str, at: datetime | None = None) -> dict:
+    """Record that the staff member `by` removed `student` (the workshop group's
+    properties): the student cannot take a seat again with the code."""
+    group = _group(db, group_name(workshop))
+    entry = {"by": by, "at": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    props = dict(group.properties or {})
+    props["removed"] = {**props.get("removed", {}), student: entry}
+    group.properties = props
+    flag_modified(group, "properties")
+    db.commit()
+    return entry
+
+
+def removed(db, workshop: str) -> dict[str, dict]:
+    """The students removed from the workshop: {student: {by, at}}."""
+    group = _group(db, group_name(workshop), create=False)
+    return dict((group.properties or {}).get("removed", {})) if group else {}
 
 
 def grant(db, workshop: str, student: str, staff: str) -> str:

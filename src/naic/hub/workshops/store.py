@@ -124,6 +124,14 @@ class WorkshopStore(Guests):
             )
         return self.get(name)
 
+    def set_awaiting(self, name: str, why: str) -> None:
+        """A new reason a workshop awaiting approval waits (it was edited)."""
+        w = workshops_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update().where(w.name == name).values(awaiting_approval=why)
+            )
+
     def active_of(self, instructor: str) -> list[Workshop]:
         """The instructor's workshops not ended and whose window has not passed."""
         w = workshops_table.c
@@ -136,6 +144,24 @@ class WorkshopStore(Guests):
             conn.execute(
                 workshops_table.update().where(w.name == name).values(reservation=reservation)
             )
+
+    def edit(self, name: str, *, seats: int, starts_at: datetime, ends_at: datetime) -> Workshop:
+        """An instructor's edit (naic.hub.workshops.edits), in one transaction: the seats and
+        the window; the temporary accounts issued for the workshop and not yet expired
+        follow its end."""
+        w, g = workshops_table.c, guests_table.c
+        with self._engine.begin() as conn:
+            conn.execute(
+                workshops_table.update()
+                .where(w.name == name)
+                .values(seats=seats, starts_at=starts_at, ends_at=ends_at)
+            )
+            conn.execute(
+                guests_table.update()
+                .where(g.workshop == name, g.expires_at > self._clock())
+                .values(expires_at=ends_at)
+            )
+        return self.get(name)
 
     def delete(self, name: str) -> None:
         """Undo a create that could not be completed (its reservation failed)."""
@@ -204,7 +230,7 @@ class WorkshopStore(Guests):
         raise ValueError("Many students are joining at this moment; please try again.")
 
     def leave(self, name: str, user: str) -> None:
-        """Give a seat back (a join that could not be completed)."""
+        """Give a seat back (a join that could not be completed, a student removed)."""
         s = seats_table.c
         with self._engine.begin() as conn:
             conn.execute(seats_table.delete().where(s.workshop == name, s.username == user))
