@@ -380,3 +380,12 @@ class Clock:
 def uid_gid(user: str) -> tuple[int, int]:
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
+
+
+def make_instructors(hub: Hub, *names: str) -> None:
+    """Create `names` on the hub and put them in the instructors group."""
+    with hub.api() as api:
+        for name in names:
+            api.post(f"/users/{name}")
+        resp = api.post("/groups/instructors/users", json={"users": list(names)})
+        assert resp.is_success, resp.text

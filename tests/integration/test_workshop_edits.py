@@ -20,6 +20,7 @@ from tests.hub_process import Hub, log_in, stop_hub
 from tests.integration.helpers import (
     client,
     jobs_of,
+    make_instructors,
     ready,
     start,
     start_testcluster_hub,
@@ -48,11 +49,7 @@ def edit_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
         }
 
     hub = start_testcluster_hub(hub_dir, course, "--admin", "ops")
-    with hub.api() as api:
-        for name in ("ingrid", "ivar"):
-            api.post(f"/users/{name}")
-        resp = api.post("/groups/instructors/users", json={"users": ["ingrid", "ivar"]})
-        assert resp.is_success, resp.text
+    make_instructors(hub, "ingrid", "ivar")
     try:
         yield hub
     finally:

@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     COURSE,
     FAST_POLLS,
     course_repository,
+    make_instructors,
     token_of,
     wait_until,
 )
@@ -60,9 +61,7 @@ def np_hub(slurm_cluster, hub_dir: Path, oidc_provider: Provider) -> Iterator[Hu
         mp.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
         hub = start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"),
                         port=port)  # fmt: skip
-    with hub.api() as api:
-        api.post("/users/ingrid")
-        assert api.post("/groups/instructors/users", json={"users": ["ingrid"]}).is_success
+    make_instructors(hub, "ingrid")
     try:
         yield hub
     finally:

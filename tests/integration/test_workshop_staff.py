@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     COURSE,
     client,
     course_repository,
+    make_instructors,
     ready,
     start,
     start_testcluster_hub,
@@ -45,9 +46,7 @@ def staff_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
 
     course_repository()
     hub = start_testcluster_hub(hub_dir, course, "--admin", "ops")
-    with hub.api() as api:
-        api.post("/users/ingrid")
-        assert api.post("/groups/instructors/users", json={"users": ["ingrid"]}).is_success
+    make_instructors(hub, "ingrid")
     try:
         yield hub
     finally:
