@@ -101,6 +101,8 @@ def fetch_material(material: str, target: Path) -> str:
     folder that is one) is pulled with nbgitpuller, whose merge keeps the student's side of
     every change. Returns what it did."""
     folder = Path(material)
+    if material.startswith("/") and not folder.is_dir():
+        raise FileNotFoundError(f"the course's folder {material} is not there")
     repository = (folder / ".git").exists() or (folder / "HEAD").is_file()  # bare or not
     if material.startswith("/") and not repository:
         n = len(copy_missing(folder, target))

@@ -5,13 +5,16 @@ A thread in the single-user server (started by naic.extensions.server) posts, ev
 report (a brief burst counts as use), with the server's own token. A session without GPUs
 posts an empty report: nothing GPU-related, only the question "any notices for me?". A
 workshop session adds how far the student got in the material's notebooks (code cells run,
-as saved). The hub's answer carries the culler's warnings, which `naic/api/notices` shows.
+as saved) and which update of the material it has; when the hub's answer names a newer
+update (the instructor pressed "Update material"), it pulls it (a student's edits win) and
+says so at once. The answer carries the culler's warnings, which `naic/api/notices` shows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +67,19 @@ def notebook_progress(folder: Path, cache: dict | None = None) -> dict[str, list
     return out
 
 
+def material_version(folder: Path) -> str | None:
+    """The material's commit a workshop folder holds (short; the upstream's, which a
+    student's own commits do not change), or None for a plain folder's copy."""
+    for rev in ("@{upstream}", "HEAD"):
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--verify", "-q", rev],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()[:7]
+    return None
+
+
 class ActivityReporter:
     """Reports every `interval_s`; `report_once` is the unit tests' entry (any clock)."""
 
@@ -74,9 +90,11 @@ class ActivityReporter:
         *,
         clock: Callable[[], float] = time.time,
         workshop_dir: Path | None = None,
+        material: str | None = None,
     ):
         self.hub, self.sampler, self.clock = hub, sampler, clock
-        self.workshop_dir = workshop_dir
+        self.workshop_dir, self.material = workshop_dir, material
+        self.pulled: dict[str, Any] | None = None  # the material update this session has
         self._progress_cache: dict = {}
         self.interval_s = FIRST_INTERVAL_S
         self.notices: list[dict[str, Any]] = []
@@ -102,11 +120,38 @@ class ActivityReporter:
         report = self.report()
         if self.workshop_dir is not None and self.workshop_dir.is_dir():
             report["progress"] = notebook_progress(self.workshop_dir, self._progress_cache)
+            if self.material:
+                if self.pulled is None:  # what the launcher brought
+                    self.pulled = {"update": 0, "version": material_version(self.workshop_dir)}
+                report["material"] = self.pulled
         answer = self.hub.activity(report)
+        wanted = answer.get("material_update", 0)
+        if self.pulled is not None and wanted > self.pulled["update"]:
+            self.pull(wanted)
+            answer = self.hub.activity({"material": self.pulled})  # the dashboard learns now
         self.notices = answer["notices"]
         self.interval_s = max(1.0, float(answer["report_every_s"]))
         if self.sampler is not None:  # at least one sample per report
             self.sampler.interval_s = min(self.sampler.interval_s, self.interval_s)
+
+    def pull(self, update: int) -> None:
+        """Bring the material's update `update` into the workshop folder (nbgitpuller: the
+        student's edits win over the course's); a failure is reported, not retried until the
+        instructor asks again."""
+        from naic.extensions.launch import fetch_material
+
+        error = None
+        try:
+            log.info("naic: %s", fetch_material(self.material, self.workshop_dir))
+        except Exception as exc:  # a session keeps running on the material it has
+            error = " ".join(str(exc).split())[:300] or type(exc).__name__
+            log.warning("Material update %d not pulled: %s", update, error)
+        self.pulled = {
+            "update": update,
+            "version": material_version(self.workshop_dir),
+            "error": error,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+        }
 
     def start(self, first_after_s: float = 2.0) -> None:
         self._thread = threading.Thread(

@@ -83,7 +83,10 @@ class NaicState:
         workshop = workshop_material(dict(os.environ))
         home = Path(os.environ.get("HOME") or Path.cwd())
         self.reporter = ActivityReporter(
-            self.hub(), sampler, workshop_dir=home / workshop[0] if workshop else None
+            self.hub(),
+            sampler,
+            workshop_dir=home / workshop[0] if workshop else None,
+            material=workshop[1] if workshop else None,
         )
         self.reporter.start()
 

@@ -26,6 +26,7 @@ class Session:
     gpu_activity: dict = field(default_factory=dict)  # last report: reported_at, busy_at
     notices: dict = field(default_factory=dict)  # the culler's warnings: kind → {text, …}
     notebook_progress: dict = field(default_factory=dict)  # a workshop's: name → [run, cells]
+    material: dict = field(default_factory=dict)  # a workshop's: update, version pulled
     running_since: str = ""  # when its server answered (UTC ISO)
     seen_alive: bool = False  # this hub process saw it running (not saved)
 

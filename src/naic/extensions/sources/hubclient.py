@@ -184,7 +184,8 @@ class HubSource:
 
     def activity(self, report: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a GPU activity report (None: only ask); the hub answers this session's
-        notices and how often to report: {"notices": [...], "report_every_s": s}."""
+        notices and how often to report: {"notices": [...], "report_every_s": s}, and in a
+        workshop session the material update to have ("material_update": n)."""
         if not (self.api and self.user):
             raise HubError("This session does not run under a hub.")
         body = None if report is None else json.dumps(report).encode()
@@ -197,7 +198,10 @@ class HubSource:
             raise HubError(f"The hub did not take the activity report (HTTP {status}).")
         try:
             answer = json.loads(data)
-            return {"notices": list(answer["notices"]), "report_every_s": answer["report_every_s"]}
+            out = {"notices": list(answer["notices"]), "report_every_s": answer["report_every_s"]}
+            if "material_update" in answer:  # a workshop session's (naic.extensions.reporter)
+                out["material_update"] = int(answer["material_update"])
+            return out
         except (ValueError, KeyError, TypeError):
             raise HubError("The hub's answer to the activity report is not readable.") from None
 

@@ -33,6 +33,7 @@ from tornado import web
 from naic.hub import catalogue
 from naic.hub.sessions.culler import REASONS
 from naic.hub.usage import accounting, metrics
+from naic.hub.workshops import material
 
 SCOPE = "custom:naic:cull"
 MAX_GPUS = 64
@@ -59,7 +60,7 @@ def parse_report(body: bytes) -> tuple[list[float | None], float, dict[str, list
         data = json.loads(body or b"{}")
     except ValueError:
         raise ValueError(f"{usage}; the body is not JSON.") from None
-    if not isinstance(data, dict) or set(data) - {"gpus", "window_s", "progress"}:
+    if not isinstance(data, dict) or set(data) - {"gpus", "window_s", "progress", "material"}:
         raise ValueError(f"{usage}.")
     progress = _progress(data.get("progress"))
     gpus = data.get("gpus") or []
@@ -160,6 +161,14 @@ class ActivityHandler(_SessionHandler):
         if progress is not None and progress != router.session.notebook_progress:
             router.session.notebook_progress = progress
             self._save(router)
+        if router.request.workshop:
+            try:
+                pulled = material.parse_material(json.loads(self.request.body).get("material"))
+            except ValueError as exc:
+                raise web.HTTPError(400, str(exc)) from None
+            if pulled is not None and pulled != router.session.material:
+                router.session.material = pulled
+                self._save(router)
         if utils:
             self._record(router, utils, window)
         self._answer(router)
@@ -196,6 +205,9 @@ class ActivityHandler(_SessionHandler):
             for kind, n in sorted(router.session.notices.items())
         ]
         body = {"notices": notices, "report_every_s": report_every_s(self._policy(router))}
+        if router.request.workshop:  # the material update to pull (0: none yet)
+            body["material_update"] = material.update_of(self.db, router.request.workshop)["number"]
+            body["report_every_s"] = min(body["report_every_s"], material.REPORT_EVERY_S)
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(body))
 

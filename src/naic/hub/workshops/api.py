@@ -271,7 +271,13 @@ class WorkshopHandler(_WorkshopHandler):
         for seat in self.store.seats(name):
             state, progress = self.student_session(ws, seat.username)
             body["students"].append(
-                {"user": seat.username, "seat": seat.seat, "session": state, "notebooks": progress}
+                {
+                    "user": seat.username,
+                    "seat": seat.seat,
+                    "session": state,
+                    "notebooks": progress,
+                    "material": self.material_of(name, seat.username),
+                }
             )
         self.finish(json.dumps(body))
 

@@ -124,6 +124,15 @@ class _Workshops(accounting._NaicHandlerMixin):
         state = metrics.session_state(sp) or (sp.last_end or {}).get("reason", "ended")
         return state, sp.session.notebook_progress if hasattr(sp, "session") else {}
 
+    def material_of(self, workshop: str, username: str) -> dict:
+        """What the student's workshop session last said of its material (naic.hub.workshops.
+        material): {update, version, error, at}; {} before it said."""
+        user = self.find_user(username)
+        if user is None or workshop not in user.orm_user.orm_spawners:
+            return {}
+        sp = user.spawners[workshop]
+        return dict(sp.session.material) if hasattr(sp, "session") else {}
+
     def may_administer(self) -> bool:
         return accounting.may(self, "admin:users")
 

@@ -11,7 +11,7 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from naic.hub.workshops import staff, staff_api
+from naic.hub.workshops import material, staff, staff_api
 from naic.hub.workshops.api import approve, create_workshop, redeem
 from naic.hub.workshops.base import (
     _Workshops,
@@ -151,9 +151,13 @@ class DashboardPage(_Workshops, BaseHandler):
         """The dashboard; `code` only right after it was made (the hub keeps its hash);
         `notice`, `error`: what the last edit did, or why it was refused."""
         students = []
+        update = material.update_of(self.db, ws.name)
         for seat in self.store.seats(ws.name):
             state, progress = self.student_session(ws, seat.username)
-            students.append({"seat": seat, "state": state, "progress": progress})
+            pulled = material.version_words(update, self.material_of(ws.name, seat.username))
+            students.append(
+                {"seat": seat, "state": state, "progress": progress, "material": pulled}
+            )
         join = workshop_json(ws, self.hub.base_url, code)["join_url"]
         html = await self.render_template(
             "workshop.html",
@@ -168,6 +172,8 @@ class DashboardPage(_Workshops, BaseHandler):
             open_base=url_path_join(self.hub.base_url, f"naic/workshops/{ws.name}/open"),
             notice=notice,
             error=error,
+            update=update,
+            update_every=int(material.REPORT_EVERY_S),
         )
         self.finish(html)
 
@@ -201,6 +207,16 @@ class DashboardPage(_Workshops, BaseHandler):
             return
         if self.get_body_argument("edit", "") or self.get_body_argument("remove", ""):
             await self._edit(ws)
+            return
+        if self.get_body_argument("update_material", ""):
+            try:
+                entry = await material.ask_for_update(self, ws)
+            except web.HTTPError as exc:
+                self.set_status(exc.status_code)
+                await self._show(ws, error=exc.log_message)
+                return
+            sentence = f"Update {entry['number']} asked: running sessions pull it within "
+            await self._show(ws, notice=f"{sentence}{int(material.REPORT_EVERY_S)} s.")
             return
         if self.get_body_argument("new_code", ""):
             code = new_code()

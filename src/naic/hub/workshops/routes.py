@@ -5,6 +5,7 @@ from naic.hub.workshops.api import ApproveHandler, CodeHandler, JoinHandler, Wor
 from naic.hub.workshops.base import SCOPE
 from naic.hub.workshops.check import CheckHandler, TryHandler
 from naic.hub.workshops.edit_api import EditableWorkshopHandler, StudentHandler
+from naic.hub.workshops.material import MaterialHandler
 from naic.hub.workshops.pages import DashboardPage, GuestLoginPage, JoinPage
 from naic.hub.workshops.resets import AccountsHandler
 from naic.hub.workshops.rules import INSTRUCTORS_GROUP
@@ -19,6 +20,7 @@ HANDLERS = [
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/check", CheckHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/try", TryHandler),
     (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/staff", StaffHandler),
+    (r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/material", MaterialHandler),
     (
         r"/api/naic/workshops/([a-z][a-z0-9_-]{0,39})/students/([a-z0-9][a-z0-9._@-]{0,99})",
         StudentHandler,
