@@ -195,3 +195,28 @@ def test_an_older_server_keeps_it_quiet_and_dropped_notices_are_withdrawn(
         assert not errors, errors
     finally:
         context.close()
+
+
+WORKSHOP_END = (
+    "Machine learning on GPUs, day… ends at 16:00 UTC on 2026-12-04: your files (~/ml-intro) "
+    "are deleted then. Download them."
+)
+
+
+@pytest.mark.integration
+def test_a_workshops_end_notice_offers_the_folder_download(lab: Lab, browser: Browser) -> None:
+    end = {**notice("workshop-end", WORKSHOP_END), "kind": "workshop-end"}
+    end["link"] = {"label": "Download my folder", "url": f"{BASE_URL}naic/api/workshop/archive"}
+    lab.answer([end], extend=(200, GRANTED))
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    try:
+        open_lab(page, lab)
+        shown = toast(page, WORKSHOP_END)
+        expect(shown).to_be_visible(timeout=30_000)
+        expect(shown.get_by_role("button", name=ASK)).to_have_count(0)
+        with context.expect_page() as opened:
+            shown.get_by_role("button", name="Download my folder").click()
+        assert opened.value.url.split("?")[0].endswith(f"{BASE_URL}naic/api/workshop/archive")
+    finally:
+        context.close()

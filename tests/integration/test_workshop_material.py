@@ -6,9 +6,12 @@ the others get the course's change, and the dashboard shows which commit each on
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,7 +90,7 @@ def test_an_update_reaches_three_running_sessions_and_keeps_a_students_edits(
         hub, ingrid, "create", NAME, "--seats", "3",
         "--start", (now - timedelta(minutes=5)).isoformat(),
         "--end", (now + timedelta(hours=2)).isoformat(),
-        "--resource", "testcluster:cpu", "--hours", "1",
+        "--resource", "testcluster:cpu", "--hours", "0.5",
         "--project", "course", "--material", str(COURSE),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -154,3 +157,50 @@ def test_an_update_reaches_three_running_sessions_and_keeps_a_students_edits(
 
     # A student cannot press it.
     assert students[STUDENTS[0]].post(f"/hub/api/naic/workshops/{NAME}/material").status_code == 403
+
+    # The last hour: each session shows the end, with a link to download the folder.
+    end = (datetime.now(UTC) + timedelta(minutes=30)).replace(second=0, microsecond=0)
+    moved = api.patch(f"/hub/api/naic/workshops/{NAME}", json={"end": end.isoformat()})
+    assert moved.status_code == 200, moved.text
+    first_student = students[STUDENTS[0]]
+    base = f"/user/{STUDENTS[0]}/{NAME}/"
+
+    def end_notice() -> dict | None:
+        got = first_student.get(base + "naic/api/notices").json()["notices"]
+        return next((n for n in got if n["id"] == "workshop-end"), None)
+
+    wait_until(lambda: end_notice() is not None, 60, "the end notice")
+    notice = end_notice()
+    assert notice["text"] == (
+        f"{NAME} ends at {end:%H:%M} UTC on {end:%Y-%m-%d}. ~/{NAME} stays in your home; "
+        "download a copy if you wish."
+    )
+    assert notice["link"] == {
+        "label": "Download my folder",
+        "url": base + "naic/api/workshop/archive",
+    }
+    got = first_student.get(notice["link"]["url"])
+    assert got.status_code == 200, got.text
+    assert got.headers["content-disposition"].startswith(f'attachment; filename="{NAME}-')
+    with zipfile.ZipFile(io.BytesIO(got.content)) as z:
+        names = set(z.namelist())
+        assert {f"{NAME}/01-intro.ipynb", f"{NAME}/02-more.ipynb"} <= names
+        assert not any("/.git/" in n for n in names)
+        assert json.loads(z.read(f"{NAME}/01-intro.ipynb"))["cells"][0]["execution_count"] == 1
+    other = students[STUDENTS[1]].get(notice["link"]["url"])  # another student's folder
+    assert other.status_code == 403
+
+    # The report: sessions, GPU-hours, cells run, the material's version, per student.
+    report = api.get(f"/hub/api/naic/workshops/{NAME}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    rows = {r["user"]: r for r in csv.DictReader(io.StringIO(report.text))}
+    assert sorted(rows) == list(STUDENTS)
+    assert rows[STUDENTS[0]]["cells_run"] == "1" and rows[STUDENTS[0]]["cells"] == "3"
+    assert {r["material"] for r in rows.values()} == {second}
+    assert {r["sessions"] for r in rows.values()} == {"1"}
+    assert {r["gpu_hours"] for r in rows.values()} == {"0.000"}  # CPU sessions
+    # The dashboard's link gives the same report to the logged-in instructor.
+    assert f"/hub/naic/workshops/{NAME}/report.csv" in web.get(f"/hub/naic/workshops/{NAME}").text
+    linked = web.get(f"/hub/naic/workshops/{NAME}/report.csv")
+    assert linked.status_code == 200 and linked.text.splitlines()[0] == report.text.splitlines()[0]
+    assert students[STUDENTS[1]].get(f"/hub/api/naic/workshops/{NAME}/report").status_code == 403

@@ -18,6 +18,7 @@ from naic.hub.usage import backup, migrate
 from naic.hub.usage.migrations import baseline
 from tests.ledger_migration import (
     ALL_TABLES,
+    BASELINE_TABLES,
     drift,
     drop_naic,
     expected,
@@ -44,16 +45,18 @@ def other_url(tmp_path: Path) -> str:
 # --- the migrations -----------------------------------------------------------------------
 
 
-def test_the_revisions_are_the_baseline_and_the_workshop_environment() -> None:
-    """4bc6e89's tables, then 0002: a workshop's environment (naic_workshops.environment)."""
-    assert migrate.revisions() == [baseline.REVISION, "0002"]
-    assert migrate.head() == "0002"
+def test_the_revisions_are_the_baseline_the_environment_assignments_and_shared() -> None:
+    """4bc6e89's tables, then 0002: a workshop's environment (naic_workshops.environment),
+    then 0003: workshop assignments (naic_assignments, naic_submissions), then 0004: a
+    workshop's shared course folder (naic_workshops.shared)."""
+    assert migrate.revisions() == [baseline.REVISION, "0002", "0003", "0004"]
+    assert migrate.head() == "0004"
 
 
 def test_the_baseline_makes_the_schema_of_4bc6e89(url, tmp_path) -> None:
     old_schema(other_url(tmp_path))
     assert migrate.upgrade(url, baseline.REVISION) == (None, baseline.REVISION)
-    assert set(schema(url)) == ALL_TABLES
+    assert set(schema(url)) == BASELINE_TABLES
     assert schema(url) == schema(other_url(tmp_path))
 
 

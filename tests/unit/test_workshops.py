@@ -198,7 +198,7 @@ def test_redemption_attempts_are_limited_per_user() -> None:
     assert rate_limited("kari", now=1000.0) is False
 
 
-def test_the_cli_reads_local_times_as_local() -> None:
+def test_the_cli_reads_times_without_a_zone_as_utc_as_the_web_form_does() -> None:
     args = argparse.Namespace(
         name="ml-intro",
         title="",
@@ -213,7 +213,9 @@ def test_the_cli_reads_local_times_as_local() -> None:
     )
     body = spec_of(args)
     assert body["start"] == "2027-01-20T09:00:00+00:00"
-    assert datetime.fromisoformat(body["end"]).tzinfo is not None
+    assert body["end"] == "2027-01-20T16:00:00+00:00"
+    args.end = "2027-01-20T17:00+01:00"
+    assert spec_of(args)["end"] == "2027-01-20T17:00:00+01:00"
     assert "project" not in body
 
 

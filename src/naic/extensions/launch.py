@@ -1,4 +1,5 @@
-"""Session launcher: material into the home, the port reported, then the server, in one process.
+"""Session launcher: material into the home (and a workshop's shared folder linked), the port
+reported, then the server, in one process.
 
 Runs as the user (after the spawner dropped privileges), so a user's own symlinks or
 files can never trick the hub into writing elsewhere. Existing files are never replaced:
@@ -68,6 +69,34 @@ def workshop_material(environ: dict[str, str]) -> tuple[str, str] | None:
     except ValueError:
         return None
     return (ws["name"], ws["material"]) if ws.get("name") and ws.get("material") else None
+
+
+def workshop_shared(environ: dict[str, str]) -> tuple[str, str] | None:
+    """(workshop name, shared folder) from NAIC_SESSION, for a workshop with a shared folder."""
+    try:
+        ws = json.loads(environ.get("NAIC_SESSION") or "{}").get("workshop") or {}
+    except ValueError:
+        return None
+    return (ws["name"], ws["shared"]) if ws.get("name") and ws.get("shared") else None
+
+
+def link_shared(shared: str, folder: Path) -> str:
+    """Link `folder`/shared to the workshop's shared course folder; a student's own file or
+    folder of that name is never replaced. Read-only is the folder's own permissions: they
+    are not changed here. Returns what it did, or why it did not, in a sentence."""
+    link = folder / "shared"
+    if link.is_symlink() and os.readlink(link) == shared:
+        return f"{link} links the course's shared folder {shared}"
+    if link.exists() or link.is_symlink():
+        return (
+            f"the course's shared folder {shared} is not linked: you already have {link} "
+            "(rename it to get the link at the next start)"
+        )
+    if not Path(shared).is_dir():
+        return f"the course's shared folder {shared} is not there on this node; ask the instructor"
+    folder.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(shared, target_is_directory=True)
+    return f"{link} links the course's shared folder {shared}"
 
 
 @contextlib.contextmanager
@@ -255,6 +284,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"naic: the workshop material did not arrive ({exc}); ask the instructor.",
                 file=sys.stderr,
             )
+    shared = workshop_shared(dict(os.environ))
+    if shared:  # after the material, so a folder of the course's own is never replaced
+        try:
+            print(f"naic: {link_shared(shared[1], home / shared[0])}", file=sys.stderr)
+        except OSError as exc:  # the session starts without it
+            print(f"naic: the course's shared folder is not linked ({exc})", file=sys.stderr)
     quiet_lab_defaults(home)
     if args.report_port:
         port = report_port(os.environ)  # type: ignore[arg-type]

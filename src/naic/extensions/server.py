@@ -6,6 +6,7 @@
     GET {base_url}naic/api/notices   what the session warns about now (its end is near, the
                                      hub's culler will stop it), for JupyterLab's toasts
     POST {base_url}naic/api/extend   ask the hub for more time (the session's own token)
+    GET {base_url}naic/api/workshop/archive   a workshop's folder as a zip (naic.extensions.archive)
 
 Authenticated like the rest of the server (a token or the hub's login cookie), and
 authorized on the resource `naic`, which an Authorizer can allow or deny like `kernels`.
@@ -219,6 +220,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from naic.extensions.archive import WorkshopArchiveHandler
+
     web_app = serverapp.web_app
     base = web_app.settings["base_url"]
     web_app.settings["naic_state"] = NaicState()
@@ -230,6 +233,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, "naic/api/storage"), StorageHandler),
             (url_path_join(base, "naic/api/notices"), NoticesHandler),
             (url_path_join(base, "naic/api/extend"), ExtendHandler),
+            (url_path_join(base, "naic/api/workshop/archive"), WorkshopArchiveHandler),
         ],
     )
     state = web_app.settings["naic_state"]

@@ -21,6 +21,9 @@ from naic.hub.catalogue import NAME_PATTERN, SAFE_WORD, Catalogue, Resource, Sit
 
 #: A workshop's material: a git URL or an absolute folder, nothing a shell would read.
 MATERIAL_PATTERN = r"^(https?://|file://|git@|/)[^\s;|&$`\\]+$"
+#: A workshop's shared course folder: an absolute path of printable characters, nothing a
+#: shell would read (`..` is refused where it is set, naic.hub.workshops.rules).
+SHARED_PATTERN = r"^/[^\x00-\x20\x7f;|&$`\\'\"<>*?!#~(){}\[\]]+$"
 #: The keys a user may send in `user_options`, in the order the form shows them.
 OPTIONS = ("site", "resource", "gpus", "cpus", "memory_gb", "hours", "environment", "project")
 _THE_OPTIONS = f"the options are: {', '.join(OPTIONS)}."
@@ -42,6 +45,7 @@ class WorkshopPreset:
     reservation: str | None
     material: str = ""
     environment: str | None = None  # the instructor's choice; None: the resource's first
+    shared: str | None = None  # the read-only course folder on the site; None: none
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class SessionRequest(BaseModel):
     workshop: str | None = Field(None, pattern=NAME_PATTERN)
     #: Set by the hub only: the workshop's material (a git URL or a folder) for the home.
     material: str | None = Field(None, pattern=MATERIAL_PATTERN)
+    #: Set by the hub only: the workshop's shared course folder, linked as ~/<workshop>/shared.
+    shared: str | None = Field(None, pattern=SHARED_PATTERN)
 
     @property
     def time_minutes(self) -> int:
@@ -182,6 +188,7 @@ def _workshop_request(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts) -
         reservation=preset.reservation,
         workshop=preset.name,
         material=preset.material or None,
+        shared=preset.shared or None,
     )
 
 

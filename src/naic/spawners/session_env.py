@@ -124,7 +124,13 @@ def session_facts(
         # Where to read more and ask for help (the hub's help page is /hub/naic/help).
         "help": {"docs_url": site.docs_url, "support_url": site.support_url},
         **(
-            {"workshop": {"name": req.workshop, "material": req.material or ""}}
+            {
+                "workshop": {
+                    "name": req.workshop,
+                    "material": req.material or "",
+                    "shared": req.shared or "",
+                }
+            }
             if req.workshop
             else {}
         ),

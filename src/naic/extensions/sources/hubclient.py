@@ -244,6 +244,30 @@ class HubSource:
             path += f"?server={quote(self.server_name, safe='')}"
         return self._json("GET", path, None, "say how the batch job is")
 
+    def _assignments_path(self, workshop: str, *rest: str) -> str:
+        parts = [quote(p, safe="") for p in (workshop, "assignments", *rest)]
+        return "naic/workshops/" + "/".join(parts)
+
+    def assignments(self, workshop: str) -> dict[str, Any]:
+        """The workshop's assignments as the caller may see them (naic.hub.workshops.
+        assignment_api): a student's released ones, or the staff's with submissions."""
+        return self._json("GET", self._assignments_path(workshop), None, "list the assignments")
+
+    def assignment(self, workshop: str, name: str) -> dict[str, Any]:
+        """A released assignment: {"name", "released_at", "archive": base64 zip}."""
+        path = self._assignments_path(workshop, name)
+        return self._json("GET", path, None, f"hand out {name}")
+
+    def submit_assignment(self, workshop: str, name: str, archive_b64: str) -> dict[str, Any]:
+        """This user's submission of `name` (a resubmission replaces it)."""
+        path = self._assignments_path(workshop, name, "submission")
+        return self._json("PUT", path, {"archive": archive_b64}, f"take {name}")
+
+    def submissions(self, workshop: str, name: str) -> dict[str, Any]:
+        """Every student's latest submission of `name` (the workshop's staff only)."""
+        path = self._assignments_path(workshop, name, "submissions")
+        return self._json("GET", path, None, f"collect {name}")
+
     def _json(self, method: str, path: str, body: Any, what: str) -> dict[str, Any]:
         """A JSON call to the hub: its answer, or HubError with the hub's own sentence."""
         if not (self.api and self.user):

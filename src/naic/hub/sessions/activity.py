@@ -33,7 +33,8 @@ from tornado import web
 from naic.hub import catalogue
 from naic.hub.sessions.culler import REASONS
 from naic.hub.usage import accounting, metrics
-from naic.hub.workshops import material
+from naic.hub.workshops import ending, material
+from naic.hub.workshops.base import store_for
 
 SCOPE = "custom:naic:cull"
 MAX_GPUS = 64
@@ -205,11 +206,28 @@ class ActivityHandler(_SessionHandler):
             for kind, n in sorted(router.session.notices.items())
         ]
         body = {"notices": notices, "report_every_s": report_every_s(self._policy(router))}
-        if router.request.workshop:  # the material update to pull (0: none yet)
+        if router.request.workshop:  # the material update to pull (0: none yet), the end
             body["material_update"] = material.update_of(self.db, router.request.workshop)["number"]
             body["report_every_s"] = min(body["report_every_s"], material.REPORT_EVERY_S)
+            body["notices"] += self._workshop_end(router)
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(body))
+
+    def _workshop_end(self, router) -> list[dict]:
+        """The workshop's end notice, in its last hour (naic.hub.workshops.ending)."""
+        store = store_for(self.settings["naic"]["ledger_url"])
+        ws = store.get(router.request.workshop)
+        if ws is None:
+            return []
+        notice = ending.end_notice(
+            title=ws.title,
+            name=ws.name,
+            ends_at=ws.ends_at,
+            guest=router.user.name in store.guests(ws.name),
+            now=datetime.now(UTC),
+            session_url=router.server.base_url if router.server else "",
+        )
+        return [notice] if notice else []
 
 
 class SessionsHandler(_SessionHandler):

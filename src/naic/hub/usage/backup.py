@@ -3,9 +3,10 @@ as one JSON file, restored into SQLite or PostgreSQL alike.
 
 `backup(url, dest_dir)` writes ``naic-ledger-<UTC time>.json`` (mode 0600): the schema
 revision (naic.hub.usage.migrate) and every row of every naic_* table, datetimes as ISO 8601
-in UTC with their zone. `restore(url, file)` puts them into a database without naic_* rows:
-it creates the tables by the migrations at the file's revision, inserts every row and moves
-PostgreSQL's sequences past them, all in one transaction, or refuses with one sentence.
+in UTC with their zone, binary columns (assignments' zips) in base64. `restore(url, file)`
+puts them into a database without naic_* rows: it creates the tables by the migrations at
+the file's revision, inserts every row and moves PostgreSQL's sequences past them, all in
+one transaction, or refuses with one sentence.
 `upgrade_with_backup` is what ``naic up``, ``naic db upgrade`` and the Ansible role run.
 
 JupyterHub's own tables (users, tokens, servers) are not in it: back them up with the
@@ -14,6 +15,7 @@ database (``pg_dump``, or a copy of the SQLite file while the hub is stopped).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ class Upgraded:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | memoryview):  # an assignment's zip: base64 text
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, datetime):  # SQLite gives stored UTC back without a zone
         aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return aware.isoformat()
@@ -153,6 +157,8 @@ def _typed(table: sa.Table, row: dict, file: Path) -> dict:
             raise BackupError(f"{file}: table {table.name} has no column {name} here.")
         if value is not None and isinstance(column.type, sa.DateTime):
             value = datetime.fromisoformat(value).astimezone(UTC)
+        elif value is not None and isinstance(column.type, sa.LargeBinary):
+            value = base64.b64decode(value)
         out[name] = value
     return out
 

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import csv
 import dataclasses
-import io
 import json
 import time
 from datetime import UTC, datetime
@@ -45,7 +43,7 @@ from tornado import web
 
 from naic.hub.catalogue import Catalogue
 from naic.hub.usage import accounting
-from naic.hub.workshops import staff, staff_api
+from naic.hub.workshops import ending, staff, staff_api
 from naic.hub.workshops.base import (
     _WorkshopHandler,
     first_error,
@@ -222,6 +220,7 @@ def spec_of(ws: Workshop) -> WorkshopSpec:
         material=ws.material,
         project=ws.project,
         environment=ws.environment,
+        shared=ws.shared,
     )
 
 
@@ -307,26 +306,8 @@ class WorkshopHandler(_WorkshopHandler):
         if self.store.expire_guests(name):
             await reset_due_guests(HubSide(self), self.store, self.naic_catalogue, self.log)
         self.log.info("Workshop %s ended by %s", name, self.current_user.name)
-        self.finish(
-            json.dumps({**workshop_json(ws, self.hub.base_url), "report": self._report(ws)})
-        )
-
-    def _report(self, ws: Workshop) -> str:
-        """CSV: who, sessions, GPU-hours (from the ledger's records of workshop sessions)."""
-        ledger = self.naic_ledger
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["user", "seat", "joined", "sessions", "gpu_hours"])
-        for seat in self.store.seats(ws.name):
-            runs = [
-                s
-                for s in ledger.sessions(user=seat.username, since=ws.starts_at)
-                if s.server == ws.name and s.started_at < (ws.ended_at or ws.ends_at)
-            ]
-            hours = sum(s.gpu_hours for s in runs)
-            joined = seat.joined_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-            writer.writerow([seat.username, seat.seat, joined, len(runs), f"{hours:.3f}"])
-        return out.getvalue()
+        report = ending.report_csv(self, ws)
+        self.finish(json.dumps({**workshop_json(ws, self.hub.base_url), "report": report}))
 
 
 async def redeem(handler, store: WorkshopStore, user: str, code: str) -> Workshop:

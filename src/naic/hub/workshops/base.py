@@ -62,6 +62,7 @@ def preset_of(ws: Workshop, hours: float, reservation: str | None) -> WorkshopPr
         reservation=reservation,
         material=ws.material,
         environment=ws.environment,
+        shared=ws.shared,
     )
 
 
@@ -89,6 +90,7 @@ def workshop_json(ws: Workshop, base_url: str, code: str | None = None) -> dict:
         "project": ws.project,
         "material": ws.material,
         "environment": ws.environment,
+        "shared": ws.shared,
         "code": code,
         "join_url": url_path_join(base_url, join),
         "reservation": ws.reservation,

@@ -10,7 +10,8 @@ A check says, one line each (`PASS what: why` / `FAIL what: why`, `… ` for pro
 whether every seat's GPU-hours fit the project's budget (naic.hub.workshops.budget);
 whether Slurm holds the reservation the workshop needs (its window, nodes or cores and
 accounts) and, for a project's reservation, accepts a job of the instructor in it (`sbatch
---test-only`); and whether the material's notebooks run: one Slurm batch job of the
+--test-only`); whether the shared course folder is there on the site and read-only for
+students (`stat`); and whether the material's notebooks run: one Slurm batch job of the
 instructor, with the workshop's preset session (resource, GPUs, hours, environment,
 project; outside the reservation, which may not have begun), fetches the material as
 sessions do and runs every notebook with nbclient (naic.hub.workshops.checks). A notebook
@@ -130,6 +131,17 @@ async def check_reservation(run: CheckRun, ws: Workshop, cat: Catalogue, site: S
     )  # fmt: skip
 
 
+async def check_shared(run: CheckRun, ws: Workshop, site: Site) -> None:
+    if not ws.shared:
+        return
+    shown = await site.run(["stat", "-L", "-c", "%a %U %F", ws.shared], timeout=30)
+    if shown.code:
+        why = " ".join((shown.err or shown.out).split())[:300] or "not found"
+        return run.result(False, "shared folder", f"{ws.shared} is not there on the site: {why}")
+    ok, why = checks.shared_verdict(ws.shared, shown.out)
+    run.result(ok, "shared folder", why)
+
+
 async def check_notebooks(run: CheckRun, ws: Workshop, cat: Catalogue, site: Site) -> None:
     if not ws.material:
         return run.result(True, "material", "the workshop has no material to run")
@@ -190,6 +202,7 @@ async def check_workshop(run: CheckRun, ws: Workshop, cat: Catalogue, ledger: Le
         run.say(f"… checking {ws.name}: {ws.seats} seats on {ws.site}:{ws.resource}")
         site = site_for(cat, ws.site)
         await check_budget(run, ws, cat, ledger)
+        await check_shared(run, ws, site)
         await check_reservation(run, ws, cat, site)
         await check_notebooks(run, ws, cat, site)
     except (RuntimeError, LookupError, PermissionError, ValueError, RequestError) as exc:

@@ -47,6 +47,24 @@ def job_command(material: str, name: str) -> list[str]:
     return ["bash", "-c", JOB_SCRIPT, "naic-check", material, check_folder(name)]
 
 
+def shared_verdict(path: str, stat_out: str) -> tuple[bool, str]:
+    """Pure: whether `stat -L -c '%a %U %F' PATH`'s answer is a fit shared course folder
+    (a folder no group or other can write: students could change it for everyone)."""
+    words = stat_out.strip().split(maxsplit=2)
+    try:
+        mode, owner, kind = int(words[0], 8), words[1], words[2]
+    except (IndexError, ValueError):
+        return False, f"{path} could not be read on the site ({stat_out.strip()[:200]})"
+    if kind != "directory":
+        return False, f"{path} is a {kind}, not a folder"
+    if mode & 0o022:
+        return False, (
+            f"{path} (mode {mode & 0o7777:o}, owner {owner}) is writable by group or others: "
+            "students could change it for everyone; make it read-only (e.g. chmod go-w)"
+        )
+    return True, f"{path} is there, read-only for students (mode {mode & 0o7777:o}, owner {owner})"
+
+
 def notebook_results(log: str) -> list[tuple[str, bool]]:
     """Pure: (notebook, whether every cell ran) for each notebook the job's log reports."""
     out = []

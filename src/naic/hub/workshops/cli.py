@@ -1,5 +1,5 @@
-"""`naic workshop create|edit|remove|staff|list|show|accounts|code|check|try|end`: an
-instructor's commands, over REST.
+"""`naic workshop create|edit|remove|staff|list|show|accounts|code|check|try|release|collect|
+update-material|report|end`: an instructor's commands, over REST.
 
 The hub checks every permission (naic.hub.workshops.api); this only turns arguments into a
 request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOKEN`, or
@@ -9,6 +9,7 @@ request and the answer into lines a person reads. Token: `--token`, or `NAIC_TOK
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import io
 import json
@@ -17,9 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
+
+from naic.extensions.assignments import AssignmentError, collect_into, pack
 
 DEFAULT_HUB = "http://127.0.0.1:8000/"
 
@@ -36,8 +39,8 @@ def add_parser(sub) -> None:
     c = act.add_parser("create", help="create a workshop and print its join code")
     c.add_argument("name", help="short name, e.g. ml-intro")
     c.add_argument("--seats", type=int, required=True)
-    c.add_argument("--start", required=True, help="e.g. 2027-01-20T09:00 (local time) or …Z")
-    c.add_argument("--end", required=True, help="e.g. 2027-01-20T16:00")
+    c.add_argument("--start", required=True, help="e.g. 2027-01-20T09:00 (UTC, as the web form)")
+    c.add_argument("--end", required=True, help="e.g. 2027-01-20T16:00 (or …+01:00: a zone)")
     c.add_argument("--resource", required=True, help="site:resource, e.g. saga:a100")
     c.add_argument("--gpus", type=int, default=0)
     c.add_argument("--hours", type=float, required=True, help="each session's time limit")
@@ -46,6 +49,9 @@ def add_parser(sub) -> None:
     c.add_argument("--title", default="", help="what students see (default: the name)")
     c.add_argument(
         "--environment", default=None, help="a catalogue environment of the resource (its first)"
+    )
+    c.add_argument(
+        "--shared", default=None, help="a read-only folder on the site, linked as ~/NAME/shared"
     )
     for flag, dest in (("--co-instructor", "co_instructors"), ("--ta", "tas")):
         c.add_argument(flag, dest=dest, action="append", default=[], metavar="NAME",
@@ -76,23 +82,38 @@ def add_parser(sub) -> None:
     ed = act.add_parser("edit", help="change the seats or move the window (and its reservation)")
     ed.add_argument("name")
     ed.add_argument("--seats", type=int, default=None, help="not below the students seated")
-    ed.add_argument("--start", default=None, help="as for create: local time, or with a zone")
-    ed.add_argument("--end", default=None, help="as for create: local time, or with a zone")
+    ed.add_argument("--start", default=None, help="as for create: UTC, or with a zone")
+    ed.add_argument("--end", default=None, help="as for create: UTC, or with a zone")
     rm = act.add_parser("remove", help="remove a student: session stopped, seat freed")
     rm.add_argument("name")
     rm.add_argument("student")
+    r = act.add_parser("release", help="hand out an assignment: a folder, zipped (again: replace)")
+    r.add_argument("name")
+    r.add_argument("assignment", help="its short name, e.g. a1")
+    r.add_argument("--from", dest="source", type=Path, required=True, help="the folder")
+    co = act.add_parser("collect", help="every student's latest submission, a folder each")
+    co.add_argument("name")
+    co.add_argument("assignment")
+    co.add_argument("--to", type=Path, default=None, help="default ./NAME-submissions/ASSIGNMENT")
+    co.add_argument("--overwrite", action="store_true", help="replace files collected before")
+    u = act.add_parser("update-material", help="running sessions pull the course's latest material")
+    u.add_argument("name")
+    rp = act.add_parser("report", help="per student: sessions, GPU-hours, cells run (CSV)")
+    rp.add_argument("name")
+    rp.add_argument("--to", type=Path, default=None, help="write the CSV here")
     e = act.add_parser("end", help="stop every session, release the reservation, report")
     e.add_argument("name")
     e.add_argument("--report", type=Path, default=None, help="write the CSV report here")
 
 
 def local_time(text: str, field: str) -> str:
-    """ISO 8601 with a zone; a time without one is this machine's local time."""
+    """ISO 8601 with a zone; a time without one is UTC, as on the web form (the hub shows
+    every workshop time in UTC, here and on its pages)."""
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise CLIError(f"--{field} {text!r} is not a time like 2027-01-20T09:00.") from None
-    return (t if t.tzinfo else t.astimezone()).isoformat()
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
 
 
 STAFF_HELP = {
@@ -137,6 +158,8 @@ def spec_of(args: argparse.Namespace) -> dict:
         spec["project"] = args.project
     if getattr(args, "environment", None):
         spec["environment"] = args.environment
+    if getattr(args, "shared", None):
+        spec["shared"] = args.shared
     team = {"co-instructor": getattr(args, "co_instructors", []), "ta": getattr(args, "tas", [])}
     if any(team.values()):
         spec["staff"] = team
@@ -192,17 +215,18 @@ def accounts_csv(got: dict) -> str:
 
 
 def describe(w: dict) -> str:
-    start = datetime.fromisoformat(w["start"]).astimezone()
-    end = datetime.fromisoformat(w["end"]).astimezone()
+    start = datetime.fromisoformat(w["start"]).astimezone(UTC)
+    end = datetime.fromisoformat(w["end"]).astimezone(UTC)
     gpus = f"{w['gpus']} GPU{'s' * (w['gpus'] != 1)}, " if w["gpus"] else ""
     state = " (ended)" if w.get("ended") else ""
     if w.get("state") == "awaiting approval":
         state = " (awaiting approval)"
-    until = f"{end:%H:%M %Z}" if start.date() == end.date() else f"{end:%Y-%m-%d %H:%M %Z}"
+    until = f"{end:%H:%M} UTC" if start.date() == end.date() else f"{end:%Y-%m-%d %H:%M} UTC"
     return (
         f"{w['name']}{state}: {w['title']} — {w['seats']} seats, "
         f"{start:%Y-%m-%d %H:%M}–{until} on {w['resource']} ({gpus}{w['hours']:g} h"
         + (f", environment {w['environment']}" if w.get("environment") else "")
+        + (f", shared {w['shared']}" if w.get("shared") else "")
         + ")"
     )
 
@@ -228,9 +252,39 @@ def check(args: argparse.Namespace, every_s: float = 2.0) -> int:
     return 1 if got["failed"] else 0
 
 
+def release(args: argparse.Namespace) -> None:
+    data, files, skipped = pack(args.source)
+    body = {"name": args.assignment, "archive": base64.b64encode(data).decode("ascii")}
+    got = call(args, "POST", f"workshops/{quote(args.name, safe='')}/assignments", body)
+    again = " again (it replaces the earlier one; submissions stay)" if got["replaced"] else ""
+    print(f"Released {args.assignment} to {args.name}{again}: {len(files)} files, "
+          f"{len(data) / 1000:.1f} kB packed")  # fmt: skip
+    for name in files:
+        print(f"  {name}")
+    for name in skipped:
+        print(f"  left out: {name}")
+
+
+def collect(args: argparse.Namespace) -> None:
+    path = f"workshops/{quote(args.name, safe='')}/assignments/{quote(args.assignment)}"
+    got = call(args, "GET", f"{path}/submissions")["submissions"]
+    if not got:
+        print(f"No submissions of {args.assignment} yet.")
+        return
+    dest = args.to or Path(f"{args.name}-submissions") / args.assignment
+    for line in collect_into(got, dest, args.overwrite):
+        print(line)
+    print(f"Collected {len(got)} submissions of {args.assignment} into {dest}")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.action == "create":
+        if args.action in ("release", "collect"):
+            try:
+                (release if args.action == "release" else collect)(args)
+            except OSError as exc:
+                raise CLIError(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+        elif args.action == "create":
             w = call(args, "POST", "workshops", spec_of(args))
             base = (args.hub or os.environ.get("NAIC_HUB_URL") or DEFAULT_HUB).rstrip("/")
             print(describe(w))
@@ -272,8 +326,22 @@ def run(args: argparse.Namespace) -> int:
             print(describe(w))
             for s in w["students"]:
                 done = " ".join(f"{nb}:{r}/{n}" for nb, (r, n) in s.get("notebooks", {}).items())
-                print(f"  {s['seat']:>3}  {s['user']:<24} {s['session']:<12} {done}".rstrip())
+                version = (s.get("material") or {}).get("version") or ""
+                line = f"  {s['seat']:>3}  {s['user']:<24} {s['session']:<12} {version:<8} {done}"
+                print(line.rstrip())
             print(f"{len(w['students'])} of {w['seats']} seats taken")
+        elif args.action == "update-material":
+            got = call(args, "POST", f"workshops/{quote(args.name, safe='')}/material")
+            commit = f" (commit {got['version']})" if got["version"] else ""
+            print(f"Update {got['number']}{commit} asked: running sessions pull it within 20 s; "
+                  f"`naic workshop show {args.name}` shows who has it.")  # fmt: skip
+        elif args.action == "report":
+            got = call(args, "GET", f"workshops/{quote(args.name, safe='')}/report?format=json")
+            if args.to:
+                args.to.write_text(got["report"])
+                print(f"Report of {args.name} in {args.to}")
+            else:
+                sys.stdout.write(got["report"])
         elif args.action == "accounts":
             got = call(
                 args,
@@ -299,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"Workshop {w['name']} ended; report:")
                 sys.stdout.write(w["report"])
-    except CLIError as exc:
+    except (CLIError, AssignmentError) as exc:
         print(f"naic workshop {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0

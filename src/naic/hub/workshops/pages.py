@@ -13,6 +13,7 @@ from tornado import web
 
 from naic.hub.workshops import material, staff, staff_api
 from naic.hub.workshops.api import approve, create_workshop, redeem
+from naic.hub.workshops.assignment_api import assignments_for
 from naic.hub.workshops.base import (
     _Workshops,
     workshop_json,
@@ -127,6 +128,7 @@ FORM_FIELDS = (
     "material",
     "project",
     "environment",
+    "shared",
 )
 
 
@@ -174,8 +176,18 @@ class DashboardPage(_Workshops, BaseHandler):
             error=error,
             update=update,
             update_every=int(material.REPORT_EVERY_S),
+            assignments=self._assignments(ws),
         )
         self.finish(html)
+
+    def _assignments(self, ws: Workshop) -> list[dict]:
+        """Each released assignment and who submitted it (naic.hub.workshops.assignments)."""
+        store = assignments_for(self.settings["naic"]["ledger_url"])
+        handed = store.submissions(ws.name)
+        return [
+            {"a": a, "submitted": sorted(s.username for s in handed if s.assignment == a.name)}
+            for a in store.assignments(ws.name)
+        ]
 
     @web.authenticated
     async def post(self, name: str | None = None) -> None:

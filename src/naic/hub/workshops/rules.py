@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from naic.hub.catalogue import NAME_PATTERN, Catalogue, WorkshopPolicy
-from naic.spawners.request import MATERIAL_PATTERN
+from naic.spawners.request import MATERIAL_PATTERN, SHARED_PATTERN
 from naic.spawners.site import account_from_getent, switch_user
 
 #: JupyterHub group whose members get the instructor role.
@@ -85,6 +85,9 @@ class WorkshopSpec(BaseModel):
     project: str | None = Field(None, pattern=NAME_PATTERN)
     #: One of the catalogue's environments offered for the resource (None: its first).
     environment: str | None = Field(None, pattern=NAME_PATTERN)
+    #: A read-only course folder on the site (one copy of the data), linked into each
+    #: student's ~/<workshop> as `shared` (None: none).
+    shared: str | None = Field(None, description="an absolute folder on the workshop's site")
 
     @field_validator("name")
     @classmethod
@@ -116,6 +119,11 @@ class WorkshopSpec(BaseModel):
                 "`material` must be an http(s):// or git@ URL of a git repository, or an "
                 "absolute folder path, without spaces or shell characters"
             )
+        if self.shared is not None and not shared_ok(self.shared):
+            raise ValueError(
+                "`shared` must be an absolute folder path on the workshop's site, at most 500 "
+                "characters, without `..`, spaces or shell characters"
+            )
         return self
 
     @property
@@ -125,6 +133,16 @@ class WorkshopSpec(BaseModel):
     @property
     def resource_name(self) -> str:
         return self.resource.split(":", 1)[-1]
+
+
+def shared_ok(path: str) -> bool:
+    """Pure: whether `path` may be a workshop's shared folder (absolute, no `..`, printable,
+    nothing a shell reads, at most 500 characters)."""
+    return (
+        len(path) <= 500
+        and re.fullmatch(SHARED_PATTERN, path) is not None
+        and ".." not in path.split("/")
+    )
 
 
 def catalogue_problems(spec: WorkshopSpec, cat: Catalogue) -> list[str]:

@@ -102,6 +102,7 @@ class WorkshopStore(Guests):
             project=spec.project,
             material=spec.material,
             environment=spec.environment,
+            shared=spec.shared,
             code=self._digest(code),
             created_at=self._clock(),
         )

@@ -42,6 +42,8 @@ workshops_table = sa.Table(
     sa.Column("approved_by", sa.String(255)),
     # The catalogue environment its sessions run (None: the resource's first); migration 0002.
     sa.Column("environment", sa.String(40)),
+    # A read-only course folder on the site, linked into each student's ~/<workshop>; 0004.
+    sa.Column("shared", sa.String(500)),
 )
 
 seats_table = sa.Table(
@@ -68,6 +70,29 @@ guests_table = sa.Table(
     # When the account was last reset (its hub tokens, jobs, home) after its window passed.
     sa.Column("reset_at", UTCDateTime),
 )
+#: Workshop assignments (naic.hub.workshops.assignments; migration 0003): what the staff
+#: released, a zip of the assignment's folder; one row per name, a release again replaces it.
+assignments_table = sa.Table(
+    "naic_assignments",
+    metadata,
+    sa.Column("workshop", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("released_at", UTCDateTime, nullable=False),
+    sa.Column("released_by", sa.String(255), nullable=False),
+    sa.Column("archive", sa.LargeBinary, nullable=False),
+)
+
+#: Each student's latest submission of an assignment (a zip); a resubmission replaces it.
+submissions_table = sa.Table(
+    "naic_submissions",
+    metadata,
+    sa.Column("workshop", sa.String(40), primary_key=True),
+    sa.Column("assignment", sa.String(40), primary_key=True),
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("archive", sa.LargeBinary, nullable=False),
+)
+
 #: Columns added after the table first shipped: a hub's existing table gets them at start.
 ADDED_COLUMNS = {
     guests_table.name: ("password_used_at", "reset_at"),
@@ -96,6 +121,7 @@ class Workshop:
     awaiting_approval: str | None = None
     approved_by: str | None = None
     environment: str | None = None
+    shared: str | None = None
 
     def is_open(self, now: datetime) -> bool:
         return self.ended_at is None and self.starts_at <= now < self.ends_at

@@ -32,6 +32,8 @@ interface INotice {
   text: string;
   level?: string;
   can_extend?: boolean;
+  /** A link the notice offers (a workshop's end: "Download my folder"). */
+  link?: { label?: unknown; url?: unknown };
 }
 
 interface INoticesReply {
@@ -157,6 +159,17 @@ function activate(app: JupyterFrontEnd): void {
             }
           ]
         : [];
+      const link = notice.link;
+      if (link && typeof link.label === 'string' && typeof link.url === 'string') {
+        const url = link.url;
+        actions.push({
+          label: link.label,
+          callback: () => {
+            window.open(url, '_blank', 'noopener');
+          },
+          displayType: 'link'
+        });
+      }
       const id = Notification.emit(notice.text, noticeType(notice.level), {
         autoClose: false,
         actions
