@@ -361,7 +361,16 @@ def test_data_in_and_out_fills_in_the_students_own_names_and_paths(runs: dict, w
     assert f"  rsync -avP {remote}:{home}/results/ ./results/\n" in text
     assert "Scratch deletes files not used for 21 days" in text
     assert "rclone is not installed in this session" in text or "rclone is installed here" in text
-    assert f"  rclone copy --progress {scratch}/results mys3:my-bucket/results\n" in text
+    assert f"  naic-data put {scratch}/results mys3:my-bucket/results\n" in text
+    # The site's datasets: listed as the user may see them, one staged to scratch there.
+    assert re.search(r"^- iris: Iris flowers \(150 rows\) \(Test cluster .*; yours to read\)$",
+                     text, re.M), text  # fmt: skip
+    if where == "slurm":  # alice is in project demo
+        assert re.search(r"^- imagenet-mini: .*; yours to read\)$", text, re.M), text
+        staged = f"{scratch}/datasets/iris"
+        assert f"Your copy of iris: {staged} (in code: staged_path('iris') = {staged})" in text
+    else:
+        assert "None of them lives at this session's site; they are at Test cluster" in text
     # The caches, measured, and how to move them to scratch.
     assert re.search(
         r"^pip's downloads \(PIP_CACHE_DIR\): (none yet|[\d.]+ k?[MGT]?B) in /", text, re.M

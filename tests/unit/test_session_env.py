@@ -43,7 +43,7 @@ SAGA_JSON = (
     '"gpu_type":"a100","cpus":8,"memory_gb":32,"hours":1.5,"environment":"pytorch",'
     '"environment_title":"PyTorch + CUDA",'
     '"activate":{"venv":null,"modules":["PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"]},'
-    '"partition":"accel","slurm_account":"nn1234k",'
+    '"partition":"accel","transfer_partition":"accel","slurm_account":"nn1234k",'
     '"project":{"name":"nn1234k","title":"Deep learning for weather"},'
     '"started_at":"2026-03-02T09:00:00Z","ends_at":"2026-03-02T10:30:00Z",'
     '"time_left_notice_minutes":30.0,"storage":['

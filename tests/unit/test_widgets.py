@@ -200,8 +200,12 @@ def test_storage_and_gpus_link_the_sites_documentation_and_a_report_with_the_fac
         (GPUMonitor(FakeGPUSource([]), facts=helped_facts()), "naic-gpu-help"),
     ):
         [line] = by_class(widget, css)
-        assert text(line) == "Site documentation · Report a problem"
-        (docs, _), (report, _) = links(line)
+        found = links(line)
+        if css == "naic-storage-help":  # the storage overview names the hub's datasets first
+            assert text(line).startswith("Datasets (copy one here: naic-data stage NAME) · ")
+            assert found.pop(0)[0] == "/hub/naic/datasets"
+        assert text(line).endswith("Site documentation · Report a problem")
+        (docs, _), (report, _) = found
         assert docs == "https://documentation.sigma2.no/"
         mail = urlsplit(report.replace("&amp;", "&"))
         assert (mail.scheme, mail.path) == ("mailto", "support@nris.no")
@@ -217,7 +221,10 @@ def test_storage_and_gpus_link_the_sites_documentation_and_a_report_with_the_fac
 def test_no_help_line_without_links_or_outside_a_session() -> None:
     plain = dataclasses.replace(helped_facts(), docs_url=None, support_url=None)
     docs_only = dataclasses.replace(helped_facts(), support_url=None)
-    assert not by_class(StorageOverview(FakeStorageSource([]), facts=plain), "naic-storage-help")
+    [line] = by_class(StorageOverview(FakeStorageSource([]), facts=plain), "naic-storage-help")
+    assert text(line) == "Datasets (copy one here: naic-data stage NAME)"  # the hub's own
+    outside = SessionFacts.from_env({})
+    assert not by_class(StorageOverview(FakeStorageSource([]), facts=outside), "naic-storage-help")
     assert not by_class(
         GPUMonitor(FakeGPUSource([]), facts=SessionFacts.from_env({})), "naic-gpu-help"
     )

@@ -299,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         kernels_dir = Path(tempfile.mkdtemp(prefix="naic-kernels-"))
         atexit.register(shutil.rmtree, kernels_dir, ignore_errors=True)
         extra = kernels.install_session_kernels(os.environ, kernels_dir)  # type: ignore[arg-type]
+    if os.environ.get("SLURM_JOB_ID"):  # datasets staged on the node's own disk go with it
+        from naic.extensions.data import clean_node_local
+
+        atexit.register(clean_node_local, os.environ["SLURM_JOB_ID"])
     run_server(command or [SINGLEUSER], extra)
 
 

@@ -39,6 +39,7 @@ class StorageArea:
     quota_gb: float | None = None
     read_only: bool = False
     purge_days: int | None = None
+    node_local: bool = False  # each node's own disk: staged copies go when the session ends
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class SessionFacts:
                     quota_gb=a.get("quota_gb"),
                     read_only=bool(a.get("read_only", False)),
                     purge_days=a.get("purge_days"),
+                    node_local=bool(a.get("node_local", False)),
                 )
                 for a in data.get("storage", [])
             ),

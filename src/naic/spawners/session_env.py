@@ -11,7 +11,7 @@ environment a scheduler passes along:
      "gpus": 1, "gpu_type": "a100", "cpus": 8, "memory_gb": 32, "hours": 4.0,
      "environment": "pytorch", "environment_title": "PyTorch + CUDA",
      "activate": {"venv": null, "modules": ["PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"]},
-     "partition": "accel", "slurm_account": "nn1234k",
+     "partition": "accel", "transfer_partition": "accel", "slurm_account": "nn1234k",
      "project": {"name": "nn1234k", "title": "Deep learning for weather"},
      "started_at": "2026-03-02T09:00:00Z", "ends_at": "2026-03-02T13:00:00Z",
      "storage": [{"name": "home", "title": "Home", "path": "/home/ola", "quota_gb": 20.0,
@@ -86,6 +86,7 @@ def session_facts(
                 "quota_gb": area.quota_gb,
                 "read_only": area.read_only,
                 "purge_days": area.purge_days,
+                **({"node_local": True} if area.node_local else {}),
             }
         )
     return {
@@ -114,6 +115,7 @@ def session_facts(
             }
         ),
         "partition": res.partition,
+        "transfer_partition": site.transfer_partition or res.partition,
         "slurm_account": req.slurm_account(cat),
         "project": project,
         "started_at": iso_utc(start),

@@ -286,6 +286,15 @@ class HubSource:
             raise HubError(said or f"The hub could not {what} (HTTP {status}).")
         return answer
 
+    def datasets(self) -> dict[str, Any]:
+        """The catalogue's datasets as this user sees them (naic.hub.data.datasets)."""
+        return self._json("GET", "naic/datasets", None, "list the datasets")
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        """One dataset the user may read (its path, manifest); HubError with the hub's
+        sentence for one they may not."""
+        return self._json("GET", f"naic/datasets/{quote(name, safe='')}", None, f"find {name}")
+
     def stop_server(self) -> None:
         """Ask the hub to stop this session (the named server, if it is one)."""
         if not (self.api and self.user):

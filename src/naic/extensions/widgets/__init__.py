@@ -10,6 +10,7 @@ Each takes its data source in the constructor (the real one by default, see the 
 
 from naic.extensions.widgets.budget import ProjectBudget
 from naic.extensions.widgets.dask_launcher import DaskLauncher
+from naic.extensions.widgets.data_staging import DataStaging
 from naic.extensions.widgets.environments import OwnEnvironments
 from naic.extensions.widgets.gpu_monitor import GPUMonitor
 from naic.extensions.widgets.onboarding import OnboardingChecklist, mark_done
@@ -18,6 +19,7 @@ from naic.extensions.widgets.storage import StorageOverview
 
 __all__ = [
     "DaskLauncher",
+    "DataStaging",
     "GPUMonitor",
     "OnboardingChecklist",
     "OwnEnvironments",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import ipywidgets as w
@@ -93,6 +94,18 @@ class StorageRow(w.VBox):
             self.add_class("naic-storage-unavailable")
 
 
+def datasets_link(facts: SessionFacts) -> str:
+    """Pure: the hub's datasets page (naic.hub.data), "" outside a hub's session."""
+    if not facts.is_naic:
+        return ""
+    base = escape(os.environ.get("JUPYTERHUB_BASE_URL", "/"))
+    return (
+        f'<a href="{base}hub/naic/datasets" target="_blank" rel="noopener" '
+        'style="text-decoration: underline">Datasets</a> (copy one here: '
+        "<code>naic-data stage NAME</code>)"
+    )
+
+
 class StorageOverview(RowsPanel):
     """Usage against quota for each storage area of this session, the user's own
     environments (what they hold and where), and the site's help links (`facts`: this
@@ -105,10 +118,9 @@ class StorageOverview(RowsPanel):
         facts: SessionFacts | None = None,
     ):
         self.environments = environments
-        self.help = labelled(
-            w.HTML(session_help_html(facts if facts is not None else this_session())),
-            "naic-storage-help",
-        )
+        facts = facts if facts is not None else this_session()
+        links = " · ".join(x for x in (datasets_link(facts), session_help_html(facts)) if x)
+        self.help = labelled(w.HTML(links), "naic-storage-help")
         show(self.help, bool(self.help.value))
         super().__init__(
             source,

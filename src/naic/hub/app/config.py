@@ -20,6 +20,7 @@ from traitlets.config import Config
 
 from naic.hub import catalogue
 from naic.hub.app import listen
+from naic.hub.data import routes as data_routes
 from naic.hub.identity import oidc
 from naic.hub.identity import routes as identity_routes
 from naic.hub.identity.auth import DevAuthenticator, ensure_secret_file, make_private
@@ -37,7 +38,7 @@ CONFIG_FILE = Path(__file__).parents[1] / "jupyterhub_config.py"
 TEMPLATES = Path(__file__).parents[1] / "templates"
 
 #: The hub's rooms, each declaring its handlers, scopes and roles (`<room>/routes.py`).
-AREAS = (identity_routes, usage_routes, session_routes, workshop_routes)
+AREAS = (identity_routes, usage_routes, session_routes, workshop_routes, data_routes)
 
 
 def default_data_dir() -> Path:

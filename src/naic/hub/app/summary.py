@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from naic.hub.catalogue import Amount, Catalogue, Environment, Project, Resource, Site
+from naic.hub.data.datasets import size_words, who_reads
 
 
 def _amount(a: Amount, unit: str, plural: str = "") -> str:
@@ -68,6 +69,12 @@ def render_summary(cat: Catalogue, file: str) -> str:
         for k, p in cat.projects.items()
     ]
     lines += [f"Projects ({len(projects)}):", *projects] if projects else ["Projects: none"]
+    if cat.datasets:  # listed only where there are some: older summaries stay as they were
+        lines.append(f"Datasets ({len(cat.datasets)}):")
+        for k, d in cat.datasets.items():
+            size = f", {size_words(d.size_gb)}" if d.size_gb else ""
+            checked = ", manifest " + d.manifest if d.manifest else ""
+            lines.append(f"  {k:<16} {d.path} at {d.site}{size}{checked}; for {who_reads(d)}")
     if cat.identity:
         i = cat.identity
         lines.append(f"Login: {i.title} ({i.issuer}), identity from {i.identity_claim}")

@@ -12,6 +12,7 @@ Import from here (`from naic.hub.catalogue import Catalogue, load`); the modules
 - `projects`: software environments, storage areas and projects
 - `identity`: institutional login (OIDC) and where user names come from
 - `workshops`: guest accounts and the workshop policy
+- `datasets`: the datasets sites offer, and who may read them
 - `model`: `Catalogue`, the top-level model
 - `problems`: `Problem`, `CatalogueError` and the wording of validation errors
 - `checks`: rules that span sections (`cross_check`)
@@ -29,6 +30,7 @@ from naic.hub.catalogue.base import (
     VENV_PATH,
 )
 from naic.hub.catalogue.checks import cross_check
+from naic.hub.catalogue.datasets import Dataset, Readers
 from naic.hub.catalogue.identity import DOMAIN, Identity, LdapRegister, UsernameRule
 from naic.hub.catalogue.load import DEFAULT_CATALOGUE, load, load_cached, parse
 from naic.hub.catalogue.model import Catalogue
@@ -64,6 +66,7 @@ __all__ = [
     "Catalogue",
     "CatalogueError",
     "Culling",
+    "Dataset",
     "Environment",
     "Gpu",
     "GuestAccounts",
@@ -72,6 +75,7 @@ __all__ = [
     "LdapRegister",
     "Problem",
     "Project",
+    "Readers",
     "Resource",
     "Site",
     "Storage",

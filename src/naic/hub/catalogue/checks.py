@@ -56,6 +56,20 @@ def cross_check(cat: Catalogue) -> list[Problem]:
                             "`session_env` (the venv with naic-hub[session] its servers run from)",
                         )
                     )
+    out.extend(_datasets(cat))
+    return out
+
+
+def _datasets(cat: Catalogue) -> list[Problem]:
+    out = []
+    for name, ds in cat.datasets.items():
+        at = f"datasets.{name}"
+        if ds.site not in cat.sites:
+            out.append(Problem(f"{at}.site", _unknown("site", set(cat.sites)), ds.site, True))
+        for i, project in enumerate(ds.readers.projects):
+            if project not in cat.projects:
+                why = _unknown("project", set(cat.projects))
+                out.append(Problem(f"{at}.readers.projects[{i}]", why, project, True))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from naic.hub.catalogue.base import Model
+from naic.hub.catalogue.datasets import Dataset
 from naic.hub.catalogue.identity import Identity
 from naic.hub.catalogue.projects import Environment, Project, Storage
 from naic.hub.catalogue.sites import Site
@@ -17,6 +18,8 @@ class Catalogue(Model):
     environments: dict[str, Environment] = {}
     storage: dict[str, Storage] = {}
     projects: dict[str, Project] = {}
+    #: Datasets the sites offer (naic.hub.catalogue.datasets), by name.
+    datasets: dict[str, Dataset] = {}
     #: Institutional login; without it the hub uses its dev login (`naic up`).
     identity: Identity | None = None
     #: Accounts that instructors may hand out for a workshop (none: no temporary accounts).

@@ -60,6 +60,11 @@ class Storage(Model):
     quota_gb: float | None = Field(None, gt=0)
     purge_days: int | None = Field(None, ge=1)
     read_only: bool = False
+    node_local: bool = Field(
+        False,
+        description="each node's own disk (the job's local scratch): copies of datasets "
+        "staged there are removed when the session ends",
+    )
 
     @field_validator("path")
     @classmethod

@@ -210,6 +210,12 @@ class Site(Model):
         "one the default) and need no naic-hub. Unset: the server runs from the chosen "
         "environment, which must contain naic-hub",
     )
+    transfer_partition: str | None = Field(
+        None,
+        pattern=SAFE_WORD,
+        description="a Slurm partition for data transfers (`naic-data stage --job`); "
+        "unset: the session's own partition",
+    )
     resources: dict[str, Resource] = Field(min_length=1)
 
     @model_validator(mode="after")
