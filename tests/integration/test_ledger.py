@@ -42,6 +42,8 @@ def test_the_ledger_keeps_to_its_own_tables_in_the_hubs_database(db_url, request
             "naic_workshops",
             "naic_workshop_seats",
             "naic_guest_accounts",
+            "naic_assignments",
+            "naic_submissions",
             "naic_alembic_version",
         }
         with engine.connect() as conn:
