@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
         "hub uses the institutional login and refuses to start when jupyterhub_config.d/ sets "
         "naic-dev. For plain `jupyterhub -f src/naic/hub/jupyterhub_config.py`: NAIC_DEV_LOGIN=1",
     )
+    up.add_argument(
+        "--db-url",
+        default=None,
+        metavar="URL",
+        help="JupyterHub's own database, and naic's tables in it: PostgreSQL for a hub of many "
+        "users, e.g. postgresql://naic@db.example.org/naic (default: SQLite in the data dir). "
+        "Kept in DATA_DIR/jupyterhub_config.d/00-db-url.py (0600) for later starts and "
+        "`naic db`. NAIC_DB_URL says the same without a command line others can see",
+    )
     doctor_options.add_parser(sub)
     workshop_cli.add_parser(sub)
     db_cli.add_parser(sub)
@@ -94,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return slurm_accounts.run(args)
     from naic.hub.app.up import run_up
 
-    return run_up(args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip, args.dev_login)
+    db_url = args.db_url or os.environ.get("NAIC_DB_URL") or None
+    return run_up(
+        args.catalogue, args.port, args.data_dir, args.admin, args.hub_ip, args.dev_login, db_url
+    )
 
 
 if __name__ == "__main__":

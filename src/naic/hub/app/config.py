@@ -8,6 +8,7 @@ Config code only sets values; operators change anything else in `jupyterhub_conf
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -267,6 +268,52 @@ def dev_login_problem(c: Config, cat: catalogue.Catalogue, s: Settings) -> str |
         "`naic up --dev-login` (plain jupyterhub: NAIC_DEV_LOGIN=1) to use the dev login on "
         "purpose."
     )
+
+
+DB_URL_FILE = "00-db-url.py"
+
+
+def normal_db_url(url: str) -> str:
+    """Pure: a database URL JupyterHub and naic can both use, or ValueError with why not:
+    PostgreSQL through psycopg 3 (the driver naic-hub installs), or SQLite."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"{shown_url(url)!r} is not a database URL") from None
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "sqlite":
+        return url
+    raise ValueError(f"the hub runs on PostgreSQL or SQLite, not {parsed.get_backend_name()}")
+
+
+def shown_url(url: str) -> str:
+    """Pure: the URL with any password hidden, for logs and messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
+
+
+def write_db_url(s: Settings, url: str) -> Path:
+    """`naic up --db-url`: the hub's database for this and later starts (and `naic db`), in
+    a config file of the data dir that only the hub's account reads."""
+    path = s.config_d / DB_URL_FILE
+    text = (
+        "# Written by `naic up --db-url`: JupyterHub's database and naic's tables in it.\n"
+        f"c.JupyterHub.db_url = {normal_db_url(url)!r}\n"
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+    return path
 
 
 def _load_config_d(c: Config, folder: Path) -> None:

@@ -15,6 +15,8 @@ from naic.hub.app.config import (
     default_data_dir,
     find_proxy,
     prepare_data_dir,
+    shown_url,
+    write_db_url,
 )
 from naic.hub.app.db import upgrade_at_start
 from naic.hub.app.doctor.runner import up_checks
@@ -48,6 +50,7 @@ def run_up(
     admins: list[str],
     hub_ip: str = "127.0.0.1",
     dev_login: bool = False,
+    db_url: str | None = None,
 ) -> int:
     s = Settings(
         catalogue=(cat_path or catalogue.DEFAULT_CATALOGUE).absolute(),
@@ -76,6 +79,13 @@ def run_up(
         return 1
 
     password, created = prepare_data_dir(s)
+    if db_url is not None:
+        try:
+            where = write_db_url(s, db_url)
+        except ValueError as exc:
+            print(f"naic up: --db-url: {exc}", file=sys.stderr)
+            return 1
+        print(f"naic-hub: the hub's database is {shown_url(db_url)} (kept in {where})")
     # What `naic doctor --quick` checks: a taken port or a leftover proxy stops the start
     # with its sentence (instead of JupyterHub's traceback); anything else is a warning.
     refusal, warnings = up_checks(s, cat)
