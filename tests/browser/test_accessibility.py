@@ -1,7 +1,8 @@
 """Accessibility of the hub's pages in Debian's Chromium, checked with axe-core (npm): the
 login page, the home page (also with its note on how the last session ended, its remedy and
-the site's help links), the spawn form and the help page have no serious or critical
-violations (moderate ones, such as JupyterHub's pages lacking a <main> landmark, are printed)."""
+the site's help links), the spawn form, the help page and the datasets page have no serious
+or critical violations (moderate ones, such as JupyterHub's pages lacking a <main> landmark,
+are printed)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page
 
+from naic.hub.catalogue import DEFAULT_CATALOGUE
 from tests.browser.helpers import log_in
 from tests.hub_process import Hub, start_hub, stop_hub
 from tests.integration.helpers import start_testcluster_hub
@@ -117,3 +120,29 @@ def test_the_home_page_after_a_cancelled_session_has_no_serious_violations(
         assert violations(page) == []
     finally:
         context.close()
+
+
+def test_the_datasets_page_has_no_serious_violations(browser: Browser, hub_dir: Path) -> None:
+    """The embedded catalogue with two datasets: one everyone reads, one for a group."""
+    raw = yaml.safe_load(DEFAULT_CATALOGUE.read_text())
+    site = next(iter(raw["sites"]))
+    common = {"site": site, "licence": "CC BY 4.0", "size_gb": 0.2}
+    raw["datasets"] = {
+        "iris": {**common, "title": "Iris", "path": "/data/iris", "readers": {"everyone": True},
+                 "description": "Fisher's iris measurements."},
+        "scans": {**common, "title": "Scans", "path": "/data/scans",
+                  "readers": {"groups": ["radiology"]}},
+    }  # fmt: skip
+    (hub_dir / "catalogue.yaml").write_text(yaml.safe_dump(raw))
+    hub = start_hub(hub_dir / "data", "--catalogue", str(hub_dir / "catalogue.yaml"))
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        log_in(page, hub, "alice")
+        page.goto(hub.url + "hub/naic/datasets")
+        assert page.locator("tr[data-dataset=iris]").inner_text().count("/data/iris") == 1
+        assert "not yours to read" in page.locator("tr[data-dataset=scans]").inner_text()
+        assert violations(page) == []
+    finally:
+        context.close()
+        stop_hub(hub)
