@@ -32,20 +32,21 @@ lint: setup-test
 	$(BIN)/ruff format --check .
 
 # Installs what a fresh Debian lacks (checked by command: node may come with its own npm);
-# as a normal user it names the packages instead.
+# as a normal user it names the packages instead. rclone (naic-data's copies in sessions on
+# this machine) is installed as root, and only named to a normal user: the hub runs without.
 system-packages:
 	@missing=""; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
-	command -v rclone >/dev/null || missing="$$missing rclone"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	  else \
-	    echo "naic-hub needs these Debian packages:$$missing"; \
-	    echo "install them with: sudo apt-get install$$missing"; exit 1; \
-	  fi; \
+	extra=""; command -v rclone >/dev/null || extra=" rclone"; \
+	if [ -n "$$missing$$extra" ] && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing$$extra; \
+	elif [ -n "$$missing" ]; then \
+	  echo "naic-hub needs these Debian packages:$$missing"; \
+	  echo "install them with: sudo apt-get install$$missing$$extra"; exit 1; \
+	elif [ -n "$$extra" ]; then \
+	  echo "note: naic-data in sessions on this machine needs rclone: sudo apt-get install rclone"; \
 	fi
 
 # The browser tests drive Debian's Chromium through Playwright (`playwright install`
