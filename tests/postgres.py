@@ -17,6 +17,7 @@ Imports nothing from ``naic``.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import itertools
 import os
@@ -89,11 +90,19 @@ def postgres_url() -> Iterator[str]:
             "postgres user with runuser. Run pytest as root, or deselect them with "
             "-m 'not integration'."
         )
-    bin_dir = postgres_bin_dir()
     try:
-        owner = pwd.getpwnam(PG_USER)
+        pwd.getpwnam(PG_USER)
     except KeyError:
         pytest.fail(f"There is no OS user {PG_USER}: is Debian's postgresql package installed?")
+    with postgres_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """The throw-away server itself (as root), for the fixture and the benchmarks."""
+    bin_dir = postgres_bin_dir()
+    owner = pwd.getpwnam(PG_USER)
 
     # Not pytest's tmp_path: that is root's and private; the server must own its directory.
     root = Path(tempfile.mkdtemp(prefix="naic-postgres-"))

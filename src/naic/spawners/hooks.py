@@ -29,9 +29,11 @@ class Session:
     material: dict = field(default_factory=dict)  # a workshop's: update, version pulled
     running_since: str = ""  # when its server answered (UTC ISO)
     seen_alive: bool = False  # this hub process saw it running (not saved)
+    seen_written: float = 0.0  # when (monotonic) its last heartbeat was written (not saved)
 
     def saved(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v and k != "seen_alive"}
+        unsaved = ("seen_alive", "seen_written")
+        return {k: v for k, v in self.__dict__.items() if v and k not in unsaved}
 
     @classmethod
     def restored(cls, data: dict) -> Session:

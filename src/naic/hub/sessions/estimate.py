@@ -9,11 +9,20 @@ so a bad value gets the same 400 sentence as a bad spawn. The site's backend ans
      "message": "Expected start in about 20 min, behind 3 jobs"}
 
 A scheduler that does not answer gives 503 with a sentence, never a guess.
+
+One user's answer for one request is reused for `FRESH_S` seconds, and an ask in flight is
+shared (`AnswerCache`): the form asks on every change, each ask costs the site an
+`sbatch --test-only` or more, and with hundreds of users those asks were what loaded the
+hub's machine (benchmarks/hub_load.py). A failed ask is not kept. An operator changes the
+time with `NAIC_ESTIMATE_FRESH_S` in the hub's environment (seconds; 0: never reused).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable, Hashable
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import has_scope
@@ -23,6 +32,44 @@ from naic.spawners.request import RequestError, options_from_form, parse_request
 
 #: Where the handler is mounted, below the hub's prefix (`/hub/`).
 ESTIMATE_PATH = r"/api/naic/estimate"
+#: How long an answer is reused by default: a queue moves little in that time.
+FRESH_S = 10.0
+
+
+class AnswerCache:
+    """Answers by key, fresh for `fresh_s`; callers of a key being asked wait for that ask."""
+
+    def __init__(
+        self,
+        fresh_s: float = FRESH_S,
+        size: int = 5000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fresh_s, self.size, self.clock = fresh_s, size, clock
+        self._asks: dict[Hashable, tuple[float, asyncio.Future]] = {}
+
+    async def get(self, key: Hashable, ask: Callable[[], Awaitable]):
+        now = self.clock()
+        kept = self._asks.get(key)
+        if kept is None or (kept[1].done() and now - kept[0] >= self.fresh_s):
+            if len(self._asks) >= self.size:
+                self._forget_old(now)
+            kept = (now, asyncio.ensure_future(ask()))
+            self._asks[key] = kept
+            kept[1].add_done_callback(lambda f: self._drop_failed(key, f))
+        return await asyncio.shield(kept[1])
+
+    def _drop_failed(self, key: Hashable, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            if self._asks.get(key, (0, None))[1] is future:
+                del self._asks[key]
+
+    def _forget_old(self, now: float) -> None:
+        for key, (at, future) in list(self._asks.items()):
+            if future.done() and now - at >= self.fresh_s:
+                del self._asks[key]
+        while len(self._asks) >= self.size:  # all fresh: the oldest go
+            del self._asks[next(iter(self._asks))]
 
 
 class EstimateHandler(APIHandler):
@@ -53,5 +100,13 @@ class EstimateHandler(APIHandler):
             req = parse_request(options, spawner.catalogue, facts)
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        answer = await spawner.backend_for(req).estimate(req)
+        key = (user.name, req.model_dump_json())
+        answer = await self._answers().get(key, lambda: spawner.backend_for(req).estimate(req))
         self.finish(json.dumps(answer))
+
+    def _answers(self) -> AnswerCache:
+        """The hub's one cache, kept in its settings (made at the first ask)."""
+        naic = self.settings["naic"]
+        if "estimate_answers" not in naic:
+            naic["estimate_answers"] = AnswerCache(float(naic.get("estimate_fresh_s", FRESH_S)))
+        return naic["estimate_answers"]

@@ -60,12 +60,13 @@ class UsageRecords(Book):
         at = at or self._clock()
         s = sessions_table.c
         with self._engine.begin() as conn:
-            conn.execute(
+            written = conn.execute(
                 sessions_table.update()
                 .where(s.id == session_id, s.ended_at.is_(None), s.last_seen < at)
                 .values(last_seen=at)
-            )
-        self._session_by_id(session_id)  # raises for an unknown id
+            ).rowcount
+        if not written:  # one statement per beat; only a beat that changed nothing looks
+            self._session_by_id(session_id)  # raises for an unknown id
 
     def session_ended(self, session_id: int, ended_at: datetime | None = None) -> None:
         """Idempotent: the first end stands. An end before the start is clipped to the start."""
