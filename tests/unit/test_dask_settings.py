@@ -24,8 +24,6 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 #: Stands for the cluster's `Security`: cluster_settings passes it on untouched.
 TLS = object()
 WORKERS = [
-    "--death-timeout",
-    "60",
     "--host",
     "$SLURMD_NODENAME",
     "--dashboard-address",
@@ -63,6 +61,7 @@ def expected(**changes) -> dict:
         "protocol": "tls://",
         "security": TLS,
         "scheduler_options": {"host": "c1-7", "dashboard_address": "127.0.0.1:8787"},
+        "death_timeout": 60,
         "worker_extra_args": WORKERS,
     }
     settings.update(changes)
@@ -270,3 +269,13 @@ def test_the_slurm_spawner_cancels_a_sessions_workers_once() -> None:
         [*sudo, "scancel", "--name=naic-dask-42", "--user=alice"],
         [*sudo, "scancel", "42"],
     ]
+
+
+def test_a_death_timeout_override_wins_and_extra_worker_args_keep_the_listen_limits():
+    got = settings(venv_session(), death_timeout=300, worker_extra_args=["--nthreads", "2"])
+    assert got["death_timeout"] == 300
+    assert "--death-timeout" not in got["worker_extra_args"]
+    assert got["worker_extra_args"] == ["--nthreads", "2", *WORKERS]
+    # Where workers listen comes last, so a user's own --host cannot widen it.
+    widened = settings(venv_session(), worker_extra_args=["--host", "0.0.0.0"])  # noqa: S104
+    assert widened["worker_extra_args"][-len(WORKERS) :] == WORKERS

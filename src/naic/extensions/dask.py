@@ -168,9 +168,10 @@ def cluster_settings(
     one: the workers then get the name `naic-dask-local`); `node` the name the workers
     reach the session's node by; `now` for the time left; `tls` the cluster's `Security`
     (certificate files the worker jobs can read, see `write_credentials`). `overrides` win
-    over everything (`cores`, `memory`, `walltime`, ...; `scheduler_options` are merged),
-    except that the walltime never outlasts the session, the scheduler's dashboard stays
-    on 127.0.0.1, and `security`/`protocol` are refused (`ValueError`)."""
+    over everything (`cores`, `memory`, `walltime`, `death_timeout`, ...;
+    `scheduler_options` are merged, `worker_extra_args` come before naic's), except that
+    the walltime never outlasts the session, the scheduler's dashboard stays on 127.0.0.1,
+    workers listen on their node only, and `security`/`protocol` are refused (`ValueError`)."""
     _refuse_plain(overrides)
     partition = _require(session, "partition")
     prologue = _prologue(_require(session, "activate"))
@@ -187,25 +188,29 @@ def cluster_settings(
         "protocol": "tls://",
         "security": tls,
         "scheduler_options": {"host": node},
-        # `$SLURMD_NODENAME` expands in the worker's batch script: its own node's name. A
-        # worker's HTTP server (health, metrics) runs even with --no-dashboard; without
-        # --dashboard-address it listens on every interface.
-        "worker_extra_args": [
-            "--death-timeout",
-            str(DEATH_TIMEOUT_S),
-            "--host",
-            "$SLURMD_NODENAME",
-            "--dashboard-address",
-            "$SLURMD_NODENAME:0",
-            "--no-dashboard",
-        ],
+        # dask-jobqueue writes it as the worker's --death-timeout (a second one in
+        # worker_extra_args would silently win over an override).
+        "death_timeout": DEATH_TIMEOUT_S,
     }
     scheduler = {**settings["scheduler_options"], **(overrides.get("scheduler_options") or {})}
+    extra = list(overrides.get("worker_extra_args") or [])
     settings.update(overrides)
     settings["scheduler_options"] = {
         **scheduler,
         "dashboard_address": f"127.0.0.1:{DASHBOARD_PORT}",
     }
+    # A user's own worker arguments, then where workers listen, last so that it wins:
+    # `$SLURMD_NODENAME` expands in the worker's batch script to its own node's name. A
+    # worker's HTTP server (health, metrics) runs even with --no-dashboard; without
+    # --dashboard-address it listens on every interface.
+    settings["worker_extra_args"] = [
+        *extra,
+        "--host",
+        "$SLURMD_NODENAME",
+        "--dashboard-address",
+        "$SLURMD_NODENAME:0",
+        "--no-dashboard",
+    ]
     settings["walltime"] = _walltime(str(settings["walltime"]), session.get("ends_at"), now)
     return settings
 

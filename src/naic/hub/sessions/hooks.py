@@ -64,7 +64,7 @@ class HubHooks:
         )
         if session.hold_id:
             self.ledger.link_hold(session.hold_id, session.usage_id)
-        session.seen_alive = True
+        session.seen_alive, session.seen_written = True, time.monotonic()  # last_seen: now
 
     def seen(self, session: Session) -> None:
         """A heartbeat in the ledger at most every `SEEN_EVERY_S` per session: every poll of

@@ -107,6 +107,22 @@ def used_this_period(
     )
 
 
+def used_by_user(
+    ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime,
+    slurm: SlurmFigure | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """`used_this_period` of `project` per user (their sum is the project's)."""
+    slurm = cached_slurm_hours(cat, project, now) if slurm is None else slurm
+    since = period_start(cat.projects[project].budget_period, now)
+    used = dict(slurm)
+    mine = ledger.gpu_hours_by_user(
+        project=project, since=since, now=now, not_at=accounted_sites(cat)
+    )
+    for user, hours in mine.items():
+        used[user] = used.get(user, 0.0) + hours
+    return used
+
+
 def idle_this_period(ledger: Ledger, cat: catalogue.Catalogue, project: str, now: datetime):
     """GPU-hours that sessions of `project` reported idle in its current budget period."""
     since = period_start(cat.projects[project].budget_period, now)
@@ -122,8 +138,8 @@ def project_report(
     out = []
     for name in projects_of(cat, facts):
         p = cat.projects[name]
-        figure = (slurm or {}).get(name)
-        used = used_this_period(ledger, cat, name, now, figure)
+        by_user = used_by_user(ledger, cat, name, now, (slurm or {}).get(name))
+        used = sum(by_user.values())
         reset = next_reset(p.budget_period, now)
         out.append(
             {
@@ -134,7 +150,7 @@ def project_report(
                 "left": None if p.gpu_hours is None else round(max(p.gpu_hours - used, 0), 3),
                 "period": p.budget_period,
                 "resets": reset.isoformat() if reset else None,
-                "mine": round(used_this_period(ledger, cat, name, now, figure, facts.name), 3),
+                "mine": round(by_user.get(facts.name, 0.0), 3),
             }
         )
     return out
