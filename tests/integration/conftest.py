@@ -6,14 +6,17 @@ are the plugins in tests/conftest.py; plain helpers are in helpers.py and ansibl
 from __future__ import annotations
 
 import contextlib
+import copy
 import grp
 import os
 import pwd
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,9 +109,11 @@ def slurm_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
 
 
 @pytest.fixture
-def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    """The test cluster's catalogue, polling every 5 s; alice's and bob's jobs cancelled after."""
-    hub = start_testcluster_hub(hub_dir)
+def fast_hub(slurm_cluster, hub_dir: Path, postgres_url: str) -> Iterator[Hub]:
+    """The test cluster's catalogue, polling every 5 s; alice's and bob's jobs cancelled after.
+    JupyterHub itself on PostgreSQL (`--db-url`), as a national hub runs: these tests kill
+    and restart it, and queue, stop and end sessions."""
+    hub = start_testcluster_hub(hub_dir, None, "--db-url", create_database(postgres_url))
     try:
         yield hub
     finally:
@@ -118,13 +123,16 @@ def fast_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
 
 
 @pytest.fixture
-def budget_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
-    """The test cluster's catalogue with project demo holding 1 GPU-hour a month."""
+def budget_hub(slurm_cluster, hub_dir: Path, postgres_url: str) -> Iterator[Hub]:
+    """The test cluster's catalogue with project demo holding 1 GPU-hour a month; on
+    PostgreSQL (holds taken together, a hub killed while a session ends)."""
     hub = start_testcluster_hub(
         hub_dir,
         lambda cat: cat["projects"]["demo"].update(gpu_hours=1, budget_period="month"),
         "--admin",
         "ops",
+        "--db-url",
+        create_database(postgres_url),
     )
     try:
         yield hub
@@ -312,6 +320,48 @@ def cloud_hub(slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir: Pa
         yield hub
     finally:
         stop_pool_hub(hub, cloud_vms)
+
+
+@pytest.fixture
+def silent_host() -> Iterator[int]:
+    """A port on loopback that accepts connections and never says a word (a login node
+    that hangs): its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.fixture
+def federated_hub(
+    slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir, silent_host: int
+) -> Iterator[Hub]:
+    def edit(cat: dict) -> None:
+        pool = cloud_site(ssh_keys, cloud_vms, when_full="wait", known_hosts=ssh_keys.known_hosts)
+        remote = copy.deepcopy(cat["sites"]["testcluster"])
+        remote.update(title="Remote centre",
+                      submit={"host": "127.0.0.1", "port": silent_host, "via": "ssh"},
+                      ssh={"user": "root", "identity_file": str(ssh_keys.private_key),
+                           "known_hosts": str(ssh_keys.known_hosts)})  # fmt: skip
+        cat["sites"].update(cloud=pool, remote=remote)
+
+    hub = start_testcluster_hub(hub_dir, edit)  # the cloud pool, and a remote centre that hangs
+    try:
+        yield hub
+    finally:
+        stop_pool_hub(hub, cloud_vms)
+        subprocess.run(["scancel", "--user=alice"], check=False)
 
 
 #: Sessions report activity every 2 s instead of every 5 minutes, so a report is soon due.

@@ -235,7 +235,7 @@ def cloud_site(keys: SshKeys, vms: CloudVMs, *, when_full: str, known_hosts: Pat
         "resources": {
             "l40s": {
                 "title": "NVIDIA L40S (declared)",
-                "gpu": {"type": "l40s", "max": 2},
+                "gpu": {"type": "l40s", "max": 2, "model": "NVIDIA L40S", "memory_gb": 48},
                 "cpus": 1,
                 "memory_gb": 2,
                 "max_hours": 4,

@@ -192,6 +192,12 @@ PYTORCH_MODULE = '["PyTorch/2.1.2-foss-2023a-CUDA-12.1.1"]'
 
 BROKEN = [
     pytest.param(
+        edit('groups: ["fc:org:uio.no"]}', 'groups: ["fc:org:uio.no"], sites: [fram]}'),
+        H1 + "projects.nn1234k.sites[0]: names no site of this catalogue (known: local, saga) "
+        "(got 'fram')",
+        id="project-at-an-unknown-site",
+    ),
+    pytest.param(
         edit("    backend: slurm\n", "    backend: slurm\n    culling: {idle_minutes: 5}\n"),
         H1 + "sites.saga.culling: warn_minutes (10) must be shorter than idle_minutes (5), "
         "or the warning would come before anything was idle",

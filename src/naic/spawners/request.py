@@ -300,6 +300,11 @@ def _project(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts, site: Site
     mine = projects_of(cat, user)
     yours = f"your projects are: {', '.join(mine)}" if mine else "you are in no project yet"
     value = raw.get("project", _MISSING)
+    name = next(k for k, v in cat.sites.items() if v is site)
+
+    def runs_here(project: str) -> bool:  # its Slurm account exists only at some sites
+        return cat.projects[project].sites is None or name in cat.projects[project].sites
+
     if value is _MISSING:
         if user.needs_project and not mine:
             raise RequestError(
@@ -315,11 +320,23 @@ def _project(raw: Mapping[str, Any], cat: Catalogue, user: UserFacts, site: Site
                 f"Sessions at {_plain(site.title)} are charged to a project, and you are in no "
                 "project yet; ask for access to one on the hub's Access page.",
             )
-        return mine[0]
+        here = [p for p in mine if runs_here(p)]
+        if not here:
+            raise RequestError(
+                "project",
+                f"None of your projects ({', '.join(mine)}) runs at {_plain(site.title)}; "
+                "choose a site where one does.",
+            )
+        return here[0]
     if not isinstance(value, str):
         raise RequestError("project", f'"project" must be text naming a project; {_got(value)}.')
     if value not in mine:  # the same words whether or not the project exists: no probing
         raise RequestError("project", f"You are not a member of project {_show(value)}; {yours}.")
+    if not runs_here(value):
+        where = ", ".join(_plain(cat.sites[s].title) for s in cat.projects[value].sites or [])
+        raise RequestError(
+            "project", f"Project {value} runs only at {where}, not at {_plain(site.title)}."
+        )
     return value
 
 

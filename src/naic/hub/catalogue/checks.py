@@ -57,6 +57,11 @@ def cross_check(cat: Catalogue) -> list[Problem]:
                         )
                     )
     out.extend(_datasets(cat))
+    for name, project in cat.projects.items():
+        for i, site in enumerate(project.sites or []):
+            if site not in cat.sites:
+                why = _unknown("site", set(cat.sites))
+                out.append(Problem(f"projects.{name}.sites[{i}]", why, site, True))
     return out
 
 

@@ -97,3 +97,5 @@ class Project(Model):
     members: list[str] = []
     #: IdP groups (the groups claim's values) whose members belong to it.
     groups: list[str] = []
+    #: Where its sessions may run (its Slurm account exists only there); None: every site.
+    sites: list[str] | None = Field(None, min_length=1)

@@ -49,6 +49,11 @@ class Gpu(Model):
     type: str = Field(pattern=SAFE_WORD, description="GPU type as Slurm's gres knows it")
     max: int = Field(ge=1, description="most GPUs one session may ask for")
     default: int = Field(1, ge=0)
+    #: What makes resources of different sites comparable (an "any site" request).
+    model: str | None = Field(
+        None, min_length=1, max_length=80, description="the GPU's model, e.g. NVIDIA A100"
+    )
+    memory_gb: int | None = Field(None, ge=1, le=4096, description="memory of one GPU")
 
     @model_validator(mode="after")
     def _default_in_bounds(self) -> Gpu:
@@ -73,6 +78,9 @@ class Resource(Model):
         0, ge=0, description="times a running session may be extended (0: not offered)"
     )
     extend_step_hours: float = Field(1.0, gt=0, description="hours one extension adds")
+    interconnect: str | None = Field(
+        None, min_length=1, max_length=80, description="between nodes, e.g. InfiniBand HDR"
+    )
 
     @model_validator(mode="after")
     def _hours(self) -> Resource:

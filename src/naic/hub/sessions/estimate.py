@@ -101,12 +101,14 @@ class EstimateHandler(APIHandler):
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
         key = (user.name, req.model_dump_json())
-        answer = await self._answers().get(key, lambda: spawner.backend_for(req).estimate(req))
+        answers = estimate_answers(self.settings)
+        answer = await answers.get(key, lambda: spawner.backend_for(req).estimate(req))
         self.finish(json.dumps(answer))
 
-    def _answers(self) -> AnswerCache:
-        """The hub's one cache, kept in its settings (made at the first ask)."""
-        naic = self.settings["naic"]
-        if "estimate_answers" not in naic:
-            naic["estimate_answers"] = AnswerCache(float(naic.get("estimate_fresh_s", FRESH_S)))
-        return naic["estimate_answers"]
+
+def estimate_answers(settings: dict) -> AnswerCache:
+    """The hub's one cache (the estimate's and the options'), kept in its tornado settings."""
+    naic = settings["naic"]
+    if "estimate_answers" not in naic:
+        naic["estimate_answers"] = AnswerCache(float(naic.get("estimate_fresh_s", FRESH_S)))
+    return naic["estimate_answers"]

@@ -1,6 +1,6 @@
-"""What the sessions room adds to the hub: start estimates, extensions, batch jobs,
-activity reports, the culler's API, the log of a session that could not start and the help
-page, with their scopes and the culler's role."""
+"""What the sessions room adds to the hub: start estimates and options across sites,
+extensions, batch jobs, activity reports, the culler's API, the log of a session that could
+not start and the help page, with their scopes and the culler's role."""
 
 from naic.hub.sessions.activity import HANDLERS as ACTIVITY_HANDLERS
 from naic.hub.sessions.activity import SCOPE as CULL_SCOPE
@@ -10,10 +10,12 @@ from naic.hub.sessions.estimate import ESTIMATE_PATH, EstimateHandler
 from naic.hub.sessions.extend import EXTEND_HANDLERS
 from naic.hub.sessions.extend import SCOPE as EXTEND_SCOPE
 from naic.hub.sessions.logs import LOG_PATH, SessionLogHandler
+from naic.hub.sessions.options import HANDLERS as OPTIONS_HANDLERS
 from naic.hub.sessions.remedies import HELP_PATH, HelpHandler
 
 HANDLERS = [
     (ESTIMATE_PATH, EstimateHandler),
+    *OPTIONS_HANDLERS,
     *EXTEND_HANDLERS,
     *ACTIVITY_HANDLERS,
     *BATCH_HANDLERS,
