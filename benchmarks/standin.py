@@ -31,44 +31,32 @@ def _tokens() -> Path:
 
 
 class _Standin:
-    """What both spawners share: the token kept for the load tool, the stand-in's address."""
+    """What both spawners are (first in their bases, so these win): the token kept for the
+    load tool, the stand-in's address, and a "process" that runs until stopped."""
 
-    def _standin_start(self) -> tuple[str, int]:
+    _running = False
+
+    async def start(self):
         path = _tokens() / self.user.name
         path.write_text(self.api_token)
         path.chmod(0o600)
         self._running = True
         return "127.0.0.1", int(os.environ["NAIC_BENCH_STANDIN_PORT"])
 
-    def _standin_stop(self) -> None:
+    async def poll(self):
+        return None if self._running else 0
+
+    async def stop(self, now: bool = False) -> None:
         self._running = False
         (_tokens() / self.user.name).unlink(missing_ok=True)
 
 
 class StandinSpawner(_Standin, LocalSpawner):
-    _running = False
-
-    async def start(self):
-        return self._standin_start()
-
-    async def poll(self):
-        return None if self._running else 0
-
-    async def stop(self, now: bool = False) -> None:
-        self._standin_stop()
+    """naic-hub's local backend with a stand-in for its process."""
 
 
 class StockStandinSpawner(_Standin, Spawner):
-    _running = False
-
-    async def start(self):
-        return self._standin_start()
-
-    async def poll(self):
-        return None if self._running else 0
-
-    async def stop(self, now: bool = False) -> None:
-        self._standin_stop()
+    """Stock JupyterHub's spawner with the same stand-in."""
 
 
 def serve(port: int) -> None:

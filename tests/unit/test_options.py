@@ -38,6 +38,7 @@ def catalogue(**project) -> Catalogue:
     [
         ({}, 'Say how many GPUs one session needs: "gpus", a whole number from 1.'),
         ({"gpus": "0"}, '"gpus" must be a whole number from 1 to 64.'),
+        ({"gpus": "²"}, '"gpus" must be a whole number from 1 to 64.'),  # a digit, not a number
         ({"gpus": "1", "hours": "soon"}, '"hours" must be a number of hours, more than 0.'),
         ({"gpus": "1", "gpu_memory_gb": "-4"}, '"gpu_memory_gb" must be a whole number from 1'),
         ({"gpus": "1", "project": "x; rm -rf"}, '"project" must be a name of letters'),

@@ -71,7 +71,7 @@ def parse_ask(query: Mapping[str, str]) -> Ask:
     for key, (low, high) in _WHOLE.items():
         if key in query:
             text = query[key]
-            if not text.isdigit() or not low <= int(text) <= high:
+            if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
                 raise ValueError(f'"{key}" must be a whole number from {low} to {high}.')
             values[key] = int(text)
     if "gpus" not in values:
