@@ -139,6 +139,24 @@ def this_session() -> SessionFacts:
     return dataclasses.replace(facts, job_id=job) if facts.is_naic and job else facts
 
 
+class FollowsJob:
+    """Mixed into a widget (first) that follows a job in a thread until `_stop` is set, and
+    says where it stands in its `status` HTML: an error as an alert, which screen readers
+    read out at once, anything else as a status."""
+
+    status: w.HTML
+    _stop: Any  # a threading.Event
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+    def _say(self, html: str, *, error: bool = False) -> None:
+        role = "alert" if error else "status"
+        self.status.value = f"<span role='{role}'>{html}</span>" if html else ""
+        show(self.status, bool(html))
+
+
 def show(widget: w.Widget, visible: bool) -> None:
     widget.layout.display = "" if visible else "none"
 

@@ -15,7 +15,7 @@ import ipywidgets as w
 
 from naic.extensions.session import SessionFacts
 from naic.extensions.sources.hubclient import HubClient, HubError, HubSource
-from naic.extensions.widgets._parts import escape, labelled, show
+from naic.extensions.widgets._parts import FollowsJob, escape, labelled, show
 
 FINAL = ("done", "failed")
 
@@ -41,7 +41,7 @@ def _number(text: str) -> float | str:
         return text
 
 
-class BatchJob(w.VBox):
+class BatchJob(FollowsJob, w.VBox):
     """Notebook, hours and GPUs; "Show the script", then "Submit"; the job's state until it
     ends, with the executed notebook's path."""
 
@@ -149,11 +149,3 @@ class BatchJob(w.VBox):
             if self.check() in FINAL:
                 return
             self._stop.wait(self.follow_every_s)
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()
-
-    def _say(self, html: str, *, error: bool = False) -> None:
-        self.status.value = f"<span role='status'>{html}</span>" if html else ""
-        show(self.status, bool(html))

@@ -18,12 +18,12 @@ import ipywidgets as w
 from naic.extensions import data, data_jobs
 from naic.extensions.session import SessionFacts
 from naic.extensions.sources.hubclient import HubError, HubSource
-from naic.extensions.widgets._parts import Bar, escape, labelled, show
+from naic.extensions.widgets._parts import Bar, FollowsJob, escape, labelled, show
 
 PERCENT = re.compile(r"\((\d+) %\)")
 
 
-class DataStaging(w.VBox):
+class DataStaging(FollowsJob, w.VBox):
     def __init__(
         self,
         hub=None,
@@ -140,12 +140,3 @@ class DataStaging(w.VBox):
             if over:
                 return
             self._stop.wait(self.follow_every_s)
-
-    def close(self) -> None:
-        self._stop.set()
-        super().close()
-
-    def _say(self, html: str, *, error: bool = False) -> None:
-        self.status.value = f"<span role='status'>{html}</span>" if html else ""
-        show(self.status, bool(html))
-        return None
