@@ -155,7 +155,12 @@ def home_entries() -> set[str]:
 @pytest.fixture
 def fresh_hub(slurm_cluster, hub_dir: Path) -> Iterator[Hub]:
     """A hub on a fresh data dir (no record of USER), USER a member of project demo; what
-    the session left in USER's home is removed after, so the next walk is a first one too."""
+    the session left in USER's home is removed after, so the next walk is a first one too.
+    A walk that was cut short (a killed run) may have left its notebook and JupyterLab's
+    layout with it open, which would hide the Launcher: those go first."""
+    for left in [*HOME.glob("Untitled*.ipynb"), *HOME.glob(".ipynb_checkpoints/Untitled*"),
+                 *HOME.glob(".jupyter/lab/workspaces/*.jupyterlab-workspace")]:  # fmt: skip
+        left.unlink()
     before = home_entries()
     hub = start_testcluster_hub(
         hub_dir, lambda cat: cat["projects"]["demo"]["members"].append(USER)
