@@ -18,7 +18,9 @@ with its estimate on the Slurm site, usage and the workshop dashboard) and, 10 s
 burst of K spawns. Latency is what locust measures (p50/p95/p99 per endpoint and for all);
 the hub's CPU and peak memory are sampled from /proc with psutil over the same window.
 
-Run as root from the repository root with the test cluster up (the estimate asks Slurm):
+The browsing users are Unix accounts `browse001`… with Slurm associations in account `demo`
+(the estimate runs as them), created when missing and left in place, as the workshop burst
+leaves its students. Run as root from the repository root with the test cluster up:
 `.venv/bin/python -m benchmarks.hub_load` (`--sessions 50,200,500 --users 50 --burst 40
 --duration 60`; `--quick`: 50 sessions, 20 s). Needs locust: `.venv/bin/pip install -e
 '.[bench]'`. Writes `benchmarks/results/hub_load.json`.
