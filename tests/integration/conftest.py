@@ -347,6 +347,9 @@ def silent_host() -> Iterator[int]:
 def federated_hub(
     slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir, silent_host: int
 ) -> Iterator[Hub]:
+    """Three sites for one request (test_federation): the test cluster, the cloud pool, and
+    a remote centre whose login node never answers; alice's jobs cancelled after."""
+
     def edit(cat: dict) -> None:
         pool = cloud_site(ssh_keys, cloud_vms, when_full="wait", known_hosts=ssh_keys.known_hosts)
         remote = copy.deepcopy(cat["sites"]["testcluster"])
