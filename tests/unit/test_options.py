@@ -126,3 +126,15 @@ def test_a_project_that_does_not_run_there_and_a_budget_too_small_are_refused_wi
     here = next(o for o in poor["options"] if o["site"] == "testcluster")
     assert (here["answer"], here["budget_left"]) == ("refused", 3.0)
     assert here["message"] == "Project demo has 3.0 GPU-hours left; this session would take 8."
+
+
+def test_when_nothing_matches_the_answer_says_so() -> None:
+    async def estimate(req):
+        raise AssertionError("no site is asked")
+
+    result = asyncio.run(compare(catalogue(), ALICE, Ask(gpus=9, gpu_memory_gb=80), estimate))
+    assert (result["options"], result["default"]) == ([], None)
+    assert result["message"] == (
+        "No site of this hub offers 9 GPUs with at least 80 GB each in one session; "
+        "ask for fewer or less."
+    )

@@ -18,8 +18,9 @@ answer", and never holds up the others), and answers:
                   "gpu_hours", "user_options"}, …],
      "default": 0}
 
-`answer` is "yes" (an estimate), "no answer" (timed out), "error" (the site said why in
-`message`) or "refused" (the request gate's sentence). `default` is the index of the
+With no matching resource, `options` is empty and `message` says so. `answer` is "yes"
+(an estimate), "no answer" (timed out), "error" (the site said why in `message`) or
+"refused" (the request gate's sentence). `default` is the index of the
 soonest option that can start (none: null). `user_options` starts that option as it is.
 """
 
@@ -192,7 +193,21 @@ async def compare(
 
     found = await asyncio.gather(*(one(site, res) for site, res in matching(cat, ask)))
     options, default = ranked(list(found))
+    if not options:  # say so, rather than an empty list the user must read
+        return {"options": [], "default": None, "message": nothing_offers(ask)}
     return {"options": options, "default": default}
+
+
+def nothing_offers(ask: Ask) -> str:
+    """Pure: the sentence when no resource of any site matches."""
+    what = f"{ask.gpus} GPU{'s' if ask.gpus > 1 else ''}"
+    if ask.gpu_memory_gb is not None:
+        what += f" with at least {ask.gpu_memory_gb} GB each"
+    if ask.gpu_model is not None:
+        what += f" of model {ask.gpu_model}"
+    if ask.hours is not None:
+        what += f" for {ask.hours:g} h"
+    return f"No site of this hub offers {what} in one session; ask for fewer or less."
 
 
 class OptionsHandler(APIHandler):
