@@ -98,13 +98,8 @@ def used_this_period(
 ) -> float:  # fmt: skip
     """GPU-hours `project` (and `user`, if given) used this period: the ledger's sessions,
     but at sites with Slurm's accounting Slurm's figure (`slurm`, else the last one read)."""
-    slurm = cached_slurm_hours(cat, project, now) if slurm is None else slurm
-    from_slurm = sum(slurm.values()) if user is None else slurm.get(user, 0.0)
-    since = period_start(cat.projects[project].budget_period, now)
-    not_at = accounted_sites(cat)
-    return from_slurm + ledger.gpu_hours(
-        project=project, user=user, since=since, now=now, not_at=not_at
-    )
+    by_user = used_by_user(ledger, cat, project, now, slurm)
+    return sum(by_user.values()) if user is None else by_user.get(user, 0.0)
 
 
 def used_by_user(
