@@ -18,7 +18,7 @@ from tests.integration.helpers import client, ready, squeue, start, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 ASK = {"gpus": "1", "gpu_memory_gb": "40", "hours": "1"}
-TIMEOUT_S = 8  # naic.hub.sessions.options.ASK_TIMEOUT_S
+TIMEOUT_S = 8  # naic.spawners.federation.ASK_TIMEOUT_S
 
 
 def options(c: httpx.Client) -> tuple[dict, float]:

@@ -13,7 +13,7 @@ import yaml
 from tornado import web
 
 from naic.hub.catalogue import Catalogue
-from naic.hub.sessions.options import Ask, compare, matching, parse_ask, ranked
+from naic.spawners.federation import Ask, compare, matching, parse_ask, ranked
 from tests.unit.examples import ALICE, REPO
 
 

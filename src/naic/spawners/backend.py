@@ -20,6 +20,8 @@ It provides, besides JupyterHub's `start`/`poll`/`stop`/`progress`/`get_state`:
 - `end_reason`: why the session ended, in words a user reads ("time limit reached");
   `ended_at`: when it ended, if the backend knows better than "now"; `queued_s`: how long
   the last start waited for resources (None: it did not queue).
+- `waiting() -> (bool, seconds | None)`: whether the start waits in a queue, and for about
+  how much longer (None: the scheduler does not say); the router offers a move meanwhile.
 - `state() -> dict`: what the session is doing now, for pages and the API
   (`{"backend", "where", "job"}`).
 
@@ -88,6 +90,9 @@ class Backend(HasTraits):
 
     async def reservation_end(self, name: str) -> datetime | None:
         return None
+
+    def waiting(self) -> tuple[bool, float | None]:
+        return False, None
 
     def state(self) -> dict:
         return {"backend": type(self).__name__, "where": "", "job": ""}

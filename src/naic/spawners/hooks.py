@@ -28,6 +28,7 @@ class Session:
     notebook_progress: dict = field(default_factory=dict)  # a workshop's: name → [run, cells]
     material: dict = field(default_factory=dict)  # a workshop's: update, version pulled
     running_since: str = ""  # when its server answered (UTC ISO)
+    ask: dict = field(default_factory=dict)  # an "any site" request's ask (federation.Ask)
     seen_alive: bool = False  # this hub process saw it running (not saved)
     seen_written: float = 0.0  # when (monotonic) its last heartbeat was written (not saved)
 
@@ -52,6 +53,10 @@ class SessionHooks(Protocol):
         sentence why not; the id of what was held (0: nothing). Async: the budget may be a
         scheduler's figure (Slurm's accounting)."""
 
+    def budget_left(self, project: str) -> float | None:
+        """The project's GPU-hours left this period (None: it has no budget), to compare
+        options before a request is admitted."""
+
     def started(
         self, request: SessionRequest, session: Session, *, user: str, server: str, job: str,
         spawn_s: float, queued_s: float | None,
@@ -75,6 +80,9 @@ class NoHooks:
 
     async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         return 0
+
+    def budget_left(self, project: str) -> float | None:
+        return None
 
     def started(self, request, session, **kw) -> None:
         pass

@@ -23,6 +23,7 @@ from naic.spawners.backend import StartFailed
 from naic.spawners.form import fields_from_form, render_form
 from naic.spawners.hooks import NoHooks, Session, SessionHooks
 from naic.spawners.local import LocalSpawner
+from naic.spawners.moving import START_TRAITS, Moves
 from naic.spawners.nodes import NodeSpawner
 from naic.spawners.request import (
     RequestError,
@@ -43,7 +44,7 @@ _FLAT_STATE = ("usage_id", "hold_id", "extensions_used", "gpu_activity", "notice
                "notebook_progress", "running_since")  # fmt: skip
 
 
-class Router(WrapSpawner):
+class Router(Moves, WrapSpawner):
     catalogue_file = Unicode(
         help="""The service catalogue (validated when the hub starts).
 
@@ -92,10 +93,14 @@ class Router(WrapSpawner):
 
     async def _apply_request(self, user_options: dict) -> None:
         """The only gate from user input to a backend: 400 with a sentence, or a request
-        the hub admitted (what it may spend is held)."""
-        req = self._parse(user_options or {})
-        backend = BACKENDS[self.catalogue.sites[req.site].backend]
-        refusal = backend.refusal_now(self.catalogue, req)
+        the hub admitted (what it may spend is held). An "any site" request becomes the
+        option it chose (`naic.spawners.moving`)."""
+        options, self.session.ask = dict(user_options or {}), {}
+        if "any" in options:
+            options = await self.resolve_any(options)
+            self.user_options = self.orm_spawner.user_options = options
+        req = self._parse(options)
+        refusal = self.backend_class(req).refusal_now(self.catalogue, req)
         if refusal:  # a pool that refuses says so now, not after a spawn page
             raise web.HTTPError(409, refusal)
         now = datetime.now(UTC)
@@ -111,9 +116,11 @@ class Router(WrapSpawner):
 
     def _select(self, req: SessionRequest) -> None:
         self.request = req
-        site = self.catalogue.sites[req.site]
-        self.child_class = BACKENDS[site.backend]
+        self.child_class = self.backend_class(req)
         self.child_spawner = None
+
+    def backend_class(self, req: SessionRequest) -> type[Spawner]:
+        return BACKENDS[self.catalogue.sites[req.site].backend]
 
     @default("options_form")
     def _default_options_form(self):
@@ -157,16 +164,19 @@ class Router(WrapSpawner):
         if self.child_spawner is None:
             if self.request is None:  # restored from a state without a request
                 self._select(self._parse({}))
-            child = self.backend_for(self.request)
-            child.clear_state()  # it would otherwise see the wrapper's state
-            if self.child_state:
-                child.load_state(self.child_state)
-            # What JupyterHub gave the wrapper for this start (clear_state would drop it).
-            for name in ("api_token", "oauth_client_id", "user_options", "cert_paths", "server"):
-                if getattr(self, name, None):
-                    setattr(child, name, getattr(self, name))
-            self.child_spawner = child
+            self.child_spawner = self.child_for(self.request, self.child_state)
         return self.child_spawner
+
+    def child_for(self, req: SessionRequest, state: dict | None = None) -> Spawner:
+        """A backend to run `req`, with what JupyterHub gave the wrapper for this start."""
+        child = self.backend_for(req)
+        child.clear_state()  # it would otherwise see the wrapper's state
+        if state:
+            child.load_state(state)
+        for name in START_TRAITS:  # clear_state dropped them
+            if getattr(self, name, None):
+                setattr(child, name, getattr(self, name))
+        return child
 
     async def start(self):
         # A new session: drop any child restored from the previous one's state, keep what
@@ -174,11 +184,12 @@ class Router(WrapSpawner):
         self.child_spawner = None
         self.child_state = {}
         old = self.session
-        self.session = Session(hold_id=old.hold_id, notebook_progress=old.notebook_progress)
+        self.session = Session(hold_id=old.hold_id, notebook_progress=old.notebook_progress,
+                               ask=old.ask)  # fmt: skip
         self._ended_at_poll = False
         began = time.monotonic()
         try:
-            ip_port = await super().start()
+            ip_port = await self.start_movable()
         except StartFailed as exc:  # its job is gone: keep why, for the home page
             at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             self.last_end = {"reason": f"it could not start: {exc.why}", "at": at}
@@ -218,6 +229,7 @@ class Router(WrapSpawner):
         return status
 
     async def stop(self, now: bool = False) -> None:
+        await self.stop_moving()
         if self.child_spawner is not None:
             await self.child_spawner.stop(now)
             if not self._ended_at_poll:  # JupyterHub stops what poll found ended: keep why
@@ -268,9 +280,3 @@ class Router(WrapSpawner):
             hold_id=self.session.hold_id, notebook_progress=self.session.notebook_progress
         )
         self.last_end = last_end
-
-    async def progress(self):
-        if self.child_spawner is None:
-            return
-        async for event in self.child_spawner.progress():
-            yield event

@@ -86,8 +86,7 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
     ).tag(config=True)
 
     status_max_age = Float(
-        30.0,
-        help="Seconds a shared squeue snapshot answers polls of running sessions.",
+        30.0, help="Seconds a shared squeue snapshot answers polls of running sessions."
     ).tag(config=True)
 
     material_dir = Unicode(
@@ -110,14 +109,11 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
         """The user's account where the job runs: here, or on the site's login node; never
         a system account (a hub user named `root` must not get a root job)."""
         try:
-            return await self.site_runtime.account(
-                self.user.name, also_refused=self.refused_accounts
-            )
+            site, refused = self.site_runtime, self.refused_accounts
+            return await site.account(self.user.name, also_refused=refused)
         except NoAccount:
-            raise RuntimeError(
-                f"There is no account {self.user.name!r} at {self.site}: ask the site's "
-                "support to create it."
-            ) from None
+            why = f"There is no account {self.user.name!r} at {self.site}"
+            raise RuntimeError(f"{why}: ask the site's support to create it.") from None
         except SystemAccount as exc:
             raise web.HTTPError(403, str(exc)) from None
 
@@ -132,10 +128,8 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
     def _as_user(self) -> list[str]:
         """How Slurm commands run for the user: `sudo -n -u USER` where the hub is no Slurm
         operator (root), else as the hub itself (sbatch then takes `--uid`)."""
-        sudo = self.submit_as == "sudo" or (
-            self.submit_as == "auto" and not self.site_runtime.root_at()
-        )
-        return ["sudo", "-n", "-u", self.user.name] if sudo else []
+        auto = self.submit_as == "auto" and not self.site_runtime.root_at()
+        return ["sudo", "-n", "-u", self.user.name] if self.submit_as == "sudo" or auto else []
 
     async def _run(self, argv: list[str], stdin: str | None = None, env: dict | None = None) -> str:
         """A Slurm command where the site's run (`Site.call`): its output, or RuntimeError
@@ -374,6 +368,12 @@ class SlurmSpawner(Backend, batchspawner.SlurmSpawner):
             raise web.HTTPError(503, str(exc)) from None
         except SlurmRefused as exc:
             raise web.HTTPError(400, str(exc)) from None
+
+    def waiting(self) -> tuple[bool, float | None]:
+        if not self.state_ispending():
+            return False, None
+        start = time_from_slurm(self._info.start)
+        return True, start and max(0.0, (start - datetime.now(UTC)).total_seconds())
 
     def state_ispending(self) -> bool:
         return bool(self._info and self._info.state == "PENDING")

@@ -47,6 +47,14 @@ class HubHooks:
             raise web.HTTPError(403, refusal)
         return hold or 0
 
+    def budget_left(self, project: str) -> float | None:
+        cat = catalogue.load_cached(self.catalogue_file)
+        total = cat.projects[project].gpu_hours
+        if total is None:
+            return None
+        now = datetime.now(UTC)
+        return max(0.0, total - accounting.used_this_period(self.ledger, cat, project, now))
+
     def started(
         self, request: SessionRequest, session: Session, *, user: str, server: str, job: str,
         spawn_s: float, queued_s: float | None,
