@@ -6,6 +6,7 @@ it is lands there."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -13,7 +14,14 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub
-from tests.integration.helpers import client, ready, squeue, start, wait_until
+from tests.integration.helpers import (
+    client,
+    ready,
+    server_path,
+    squeue,
+    start,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -52,10 +60,10 @@ def test_any_site_starts_where_it_is_soonest_and_a_hanging_site_is_no_answer(
     assert sites["testcluster"]["gpu"] == {"model": "NVIDIA A100", "memory_gb": 40}
     chosen = answer["options"][answer["default"]]
     assert chosen["site"] == "cloud"
-    start(alice, "alice", chosen["user_options"])
+    start(alice, "alice", {"any": True, **ASK})  # as the form's "any site" card sends it
     wait_until(lambda: ready(alice, "alice"), 120, "alice's session on the pool")
     server = alice.get("/hub/api/users/alice").json()["servers"][""]
-    assert server["user_options"]["site"] == "cloud"
+    assert server["user_options"] == chosen["user_options"]  # where "any" went, for the page
     assert squeue("--user=alice", "--format=%i", "--noheader").strip() == ""  # none on Slurm
 
     # The pool full (alice's three more sessions) and the Slurm node free: Slurm first.
@@ -72,9 +80,71 @@ def test_any_site_starts_where_it_is_soonest_and_a_hanging_site_is_no_answer(
     assert "in use" in sites["cloud"]["message"]
     chosen = answer["options"][answer["default"]]
     assert chosen["site"] == "testcluster", answer
-    start(alice, "alice", chosen["user_options"], server="any")
+    start(alice, "alice", {"any": True, **ASK}, server="any")
     wait_until(lambda: ready(alice, "alice", "any"), 150, "alice's session on Slurm")
+    server = alice.get("/hub/api/users/alice").json()["servers"]["any"]
+    assert server["user_options"]["site"] == "testcluster"
     assert squeue("--user=alice", "--format=%i", "--noheader").strip() != ""
+
+
+def first_offer(c: httpx.Client, server: str, timeout_s: float) -> tuple[dict, list[str]]:
+    """The first progress event of alice's `server` that offers a move, and the messages
+    before it (what her spawn page shows)."""
+    url = f"/hub/api/users/alice/servers/{server}/progress"
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    with c.stream("GET", url, timeout=httpx.Timeout(10, read=timeout_s)) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                if "move" in event:
+                    return event, seen
+                seen.append(event.get("message", ""))
+            if time.monotonic() > deadline:
+                break
+    pytest.fail(f"no offer to move within {timeout_s} s; the page showed {seen}")
+
+
+def test_a_queued_session_is_offered_a_freed_pool_gpu_and_moves_there_leaving_no_job(
+    federated_hub: Hub, full_gpu_node: list[str]
+) -> None:
+    alice = client(federated_hub, "alice")
+    two = {"site": "cloud", "resource": "l40s", "gpus": 2, "hours": 1}
+    for name in ("p1", "p2"):  # the pool full: two VMs of two GPUs
+        start(alice, "alice", two, server=name)
+    for name in ("p1", "p2"):
+        wait_until(lambda n=name: ready(alice, "alice", n), 120, f"pool session {name}")
+    pinned = {"site": "testcluster", "resource": "a100", "gpus": 1, "hours": 1}
+    start(alice, "alice", pinned, server="q")
+    wait_until(lambda: "PENDING" in squeue("--user=alice", "--format=%T"), 60, "alice queued")
+    job = squeue("--user=alice", "--format=%i").strip()
+
+    # Nothing sooner while the pool is full; then p2 ends and a pool GPU is free.
+    resp = alice.post("/hub/api/naic/move", json={"server": "q", "to": "cloud:l40s"})
+    assert resp.status_code == 409, resp.text  # no move under way yet: the pool is full
+    assert alice.delete(server_path("alice", "p2")).status_code in (202, 204)
+    wait_until(lambda: not ready(alice, "alice", "p2"), 60, "p2 stopped")
+    offer, before = first_offer(alice, "q", 60)
+    assert any("Queued at testcluster" in m for m in before), before
+    assert offer["move"]["site"] == "cloud" and offer["move"]["start"] == "now", offer
+    assert offer["message"].startswith("NVIDIA L40S (declared) at Cloud pool could start"), offer
+    assert 'data-naic-move="cloud:l40s"' in offer["html_message"]
+
+    # bob cannot move alice's session; alice can, in one request.
+    bob = client(federated_hub, "bob")
+    moved = bob.post("/hub/api/naic/move", json={"server": "q", "to": "cloud:l40s"})
+    assert moved.status_code == 409  # bob has no session "q" waiting: his own are all he reaches
+    assert squeue(f"--jobs={job}", "--format=%T").strip() == "PENDING"
+    moved = alice.post("/hub/api/naic/move", json={"server": "q", "to": "cloud:l40s"})
+    assert moved.status_code == 202, moved.text
+    assert "Moving to Cloud pool" in moved.json()["message"]
+    wait_until(lambda: ready(alice, "alice", "q"), 120, "alice's moved session")
+    server = alice.get("/hub/api/users/alice").json()["servers"]["q"]
+    assert server["user_options"]["site"] == "cloud"
+    assert squeue("--user=alice", "--format=%i").strip() == ""  # the old job is gone
+    assert alice.get("/user/alice/q/api/status").status_code == 200
+    log = federated_hub.log_text()
+    assert "Moved alice:q from testcluster to cloud" in log, log[-3000:]
 
 
 def test_bad_asks_get_400_with_the_sentence(federated_hub: Hub) -> None:

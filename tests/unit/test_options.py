@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import time
 
 import pytest
@@ -13,7 +14,21 @@ import yaml
 from tornado import web
 
 from naic.hub.catalogue import Catalogue
-from naic.spawners.federation import Ask, compare, matching, parse_ask, ranked
+from naic.spawners.federation import (
+    Ask,
+    ask_dict,
+    ask_from_options,
+    ask_of,
+    chosen,
+    compare,
+    differences,
+    matching,
+    move_offer,
+    parse_ask,
+    ranked,
+    wait_of,
+)
+from naic.spawners.request import parse_request
 from tests.unit.examples import ALICE, REPO
 
 
@@ -138,3 +153,101 @@ def test_when_nothing_matches_the_answer_says_so() -> None:
         "No site of this hub offers 9 GPUs with at least 80 GB each in one session; "
         "ask for fewer or less."
     )
+
+
+# --- "any site" requests and moves (naic.spawners.moving uses these) ----------------------
+
+
+def test_only_the_excluded_are_not_asked() -> None:
+    asked = []
+
+    async def estimate(req):
+        asked.append(req.site)
+        return {"start": "now"}
+
+    cat = catalogue()
+    result = asyncio.run(compare(cat, ALICE, Ask(gpus=1), estimate, exclude={("big", "h100")}))
+    assert asked == ["testcluster"] and [o["site"] for o in result["options"]] == ["testcluster"]
+
+
+def test_an_any_site_request_reads_as_an_ask_and_an_optional_pick() -> None:
+    options = {"any": True, "gpus": 2, "gpu_memory_gb": 40, "hours": 1.5, "pick": "big:h100"}
+    assert ask_from_options(options) == (Ask(gpus=2, hours=1.5, gpu_memory_gb=40), ("big", "h100"))
+    assert ask_from_options({"any": True, "gpus": "1", "pick": ""}) == (Ask(gpus=1), None)
+    for bad, sentence in [
+        ({"any": True, "gpus": True}, '"gpus" must be a whole number from 1 to 64.'),
+        ({"any": True, "gpus": 1, "project": 7}, '"project" must be a name of letters'),
+        (
+            {"any": True, "gpus": 1, "pick": "big"},
+            '"pick" must name one option as "site:resource".',
+        ),
+        ({"any": True, "gpus": 1, "site": "big"}, '"site" is not an option here'),
+    ]:
+        with pytest.raises(ValueError) as exc:
+            ask_from_options(bad)
+        assert str(exc.value).startswith(sentence), bad
+    assert ask_dict(Ask(gpus=2, hours=1.5)) == {"gpus": 2, "hours": 1.5}
+
+
+def test_a_pinned_request_stands_for_the_same_ask_elsewhere() -> None:
+    cat = catalogue()
+    req = parse_request({"site": "testcluster", "resource": "a100", "gpus": 2, "hours": 3},
+                        cat, ALICE)  # fmt: skip
+    assert ask_of(req, cat) == Ask(gpus=2, hours=3.0, gpu_memory_gb=40, project="demo",
+                                   environment="python")  # fmt: skip
+
+
+def test_the_option_started_is_the_pinned_one_else_the_default_else_why_not() -> None:
+    now = {"site": "a", "resource": "x", "title": "X at A", "answer": "yes", "start": "now"}
+    full = {"site": "b", "resource": "y", "title": "Y at B", "answer": "no answer",
+            "message": "B did not answer within 8 s."}  # fmt: skip
+    assert chosen({"options": [now, full], "default": 0}, None) is now
+    assert chosen({"options": [now, full], "default": 0}, ("b", "y")) is full
+    with pytest.raises(web.HTTPError) as exc:
+        chosen({"options": [now], "default": 0}, ("c", "z"))
+    assert (exc.value.status_code, exc.value.log_message) == (
+        400, '"pick": c:z does not offer this ask.'
+    )  # fmt: skip
+    with pytest.raises(web.HTTPError) as exc:
+        chosen({"options": [full], "default": None}, None)
+    assert (exc.value.status_code, exc.value.log_message) == (
+        409, "No site can start this session now. Y at B: B did not answer within 8 s."
+    )  # fmt: skip
+    with pytest.raises(web.HTTPError) as exc:
+        chosen({"options": [], "default": None, "message": "No site of this hub offers …"}, None)
+    assert exc.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("other", "waiting_s", "offered"),
+    [
+        ({"start": "now"}, None, True),  # free now: always worth a move
+        ({"start": "x", "wait_s": 600}, 3600, True),  # an hour's wait, ten minutes there
+        ({"start": "x", "wait_s": 600}, 900, False),  # five minutes sooner: not worth it
+        ({"start": "x", "wait_s": 2000}, 3600, False),  # more than half the wait
+        ({"start": "x", "wait_s": 600}, None, False),  # own wait unknown: only "now" counts
+        ({"start": None}, 3600, False),  # a full pool: no time said
+    ],
+)
+def test_a_move_is_offered_only_when_much_sooner(other, waiting_s, offered) -> None:
+    option = {"answer": "yes", **other}
+    result = {"options": [option], "default": 0 if wait_of(option) < math.inf else None}
+    assert (move_offer(result, waiting_s) is option) is offered
+
+
+def test_what_differs_from_the_default_is_said() -> None:
+    default = {"answer": "yes", "environment": "Python 3", "project": "demo", "gpu_hours": 2.0}
+    other = {"answer": "yes", "environment": "PyTorch 2.5", "project": "nn1234k",
+             "gpu_hours": 2.0, "budget_left": 12.5}  # fmt: skip
+    assert differences(other, default) == [
+        "Starts with PyTorch 2.5, not Python 3.",
+        "Charged to project nn1234k, not demo.",
+        "nn1234k has 12.5 GPU-hours left.",
+    ]
+    same_project = {**default, "gpu_hours": 4.0}
+    assert differences(same_project, default) == ["Takes 4 GPU-hours of demo, not 2."]
+    assert differences(default, default) == []
+    assert differences({**other, "answer": "refused"}, default) == []
+    assert differences({**default, "project": None}, default) == [
+        "Not charged to a project, not demo."
+    ]

@@ -231,7 +231,7 @@ def ask_from_options(options: Mapping) -> tuple[Ask, tuple[str, str] | None]:
     REST API sends it) and the option the user pinned (`"pick": "site:resource"`), or
     ValueError with the sentence."""
     rest = {k: v for k, v in options.items() if k not in ("any", "pick") and v is not None}
-    ask = parse_ask({k: v if isinstance(v, str) else _text(v) for k, v in rest.items()})
+    ask = parse_ask({k: v if isinstance(v, str) else _text(k, v) for k, v in rest.items()})
     pick = options.get("pick")
     if pick in (None, ""):
         return ask, None
@@ -241,9 +241,11 @@ def ask_from_options(options: Mapping) -> tuple[Ask, tuple[str, str] | None]:
     return ask, (site, resource)
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"<{type(value).__name__}>"  # parse_ask names the field; no echo of the value
+def _text(key: str, value: object) -> str:
+    """A JSON number as the query's text; anything else (a number for a name, a list …) as
+    text no ask accepts, so parse_ask names the field without echoing the value."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or key in _WORDS:
+        return f"<{type(value).__name__}>"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

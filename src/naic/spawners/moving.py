@@ -126,14 +126,16 @@ class Moves(HasTraits):
         site, _, resource = to.partition(":")
         if (site, resource) not in matching(cat, ask) or site == self.request.site:
             raise web.HTTPError(400, f'"to": {to[:80]} does not offer what this session asks.')
+        others = {pair for pair in matching(cat, ask) if pair != (site, resource)}
+        found = await self.compare(ask, exclude=others)  # is it still sooner, now?
+        if move_offer(found, self.child_spawner.waiting()[1]) is None:
+            why = found["options"][0]["message"]
+            raise web.HTTPError(409, f"{cat.sites[site].title} would not start it sooner: {why}")
         req = self._parse(user_options(cat, site, resource, ask))
-        refusal = self.backend_class(req).refusal_now(cat, req)
-        if refusal:
-            raise web.HTTPError(409, refusal)
         hold = await self.hooks.admit(req, self.user.name, self.name, datetime.now(UTC))
         if asked.done():  # the old job started while the new hold was taken
             self.hooks.ended(Session(hold_id=hold), None)
-            raise web.HTTPError(409, "This session has just started where it waited.")
+            raise web.HTTPError(409, "This session has just started, or is already moving.")
         asked.set_result((req, hold))
         old, new = cat.sites[self.request.site].title, cat.sites[site].title
         return f"Moving to {new}: the job at {old} keeps its place until it has started there."
