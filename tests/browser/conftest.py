@@ -28,10 +28,11 @@ from tests.browser.lab_server import (
     isolated_env,
 )
 from tests.hub_process import Hub
-from tests.integration.conftest import slurm_hub, ws_hub
+from tests.integration.conftest import federated_hub, full_gpu_node, silent_host, slurm_hub, ws_hub
 from tests.integration.helpers import hub_with_policy
 
-__all__ = ["slurm_hub", "ws_hub"]  # the integration tests' hubs, for the browser tests too
+# The integration tests' hubs (and what they need), for the browser tests too.
+__all__ = ["federated_hub", "full_gpu_node", "silent_host", "slurm_hub", "ws_hub"]
 
 
 @pytest.fixture(scope="module")

@@ -62,11 +62,11 @@ class Fields(HTMLParser):
                 continue
             if c.get("type") == "radio":
                 if c["value"] == choice:
-                    data.setdefault(c["name"], []).append(c["value"])
+                    data.setdefault(c["name"], []).append(c.get("value", ""))  # none: empty
             elif c["tag"] == "select":
                 data.setdefault(c["name"], []).append(c["options"][0])
             else:
-                data.setdefault(c["name"], []).append(c["value"])
+                data.setdefault(c["name"], []).append(c.get("value", ""))  # none: empty
         return data
 
     def named(self, name: str) -> dict:
@@ -271,3 +271,58 @@ def test_catalogue_titles_and_the_url_are_escaped():
     assert 'data-estimate-url="/hub/api&quot;&gt;&lt;script&gt;x()&lt;/script&gt;"' in html
     # Titles never become values: only catalogue keys are submitted.
     assert Fields(html).named("testcluster:a100:project")["options"] == ["demo"]
+
+
+# --- the "Any site" card (#22) -------------------------------------------------------------
+
+OPTIONS_URL = "/hub/api/naic/options"
+
+
+def two_gpu_sites():
+    """The test cluster and a cloud pool of L40S (48 GB), as the federation test has them."""
+    raw = yaml.safe_load((REPO / "examples" / "catalogue-testcluster.yaml").read_text())
+    raw.pop("datasets")
+    raw["sites"]["cloud"] = {
+        "title": "Cloud <pool>", "backend": "nodes",
+        "ssh": {"user": "root", "identity_file": "/k", "known_hosts": "/h"},
+        "hosts": {"vm1": {"address": "10.0.0.2", "gpus": {"l40s": 2}}},
+        "resources": {"l40s": {"title": "NVIDIA L40S", "cpus": 1, "memory_gb": 2, "max_hours": 4,
+                               "gpu": {"type": "l40s", "max": 2, "model": "NVIDIA L40S",
+                                       "memory_gb": 48}}},
+    }  # fmt: skip
+    return parse(yaml.safe_dump(raw))
+
+
+def test_any_site_card_golden_and_first_when_two_sites_offer_gpus():
+    cat = two_gpu_sites()
+    html = render_form(cat, ALICE, estimate_url=URL, options_url=OPTIONS_URL)
+    assert_golden(html, "form-any-site-alice.html")
+    radios = Fields(html).radios()
+    assert radios[0]["value"] == "any"
+    assert ["checked" in r for r in radios] == [True] + [False] * (len(radios) - 1)
+    form = Fields(html)
+    assert form.named("any:gpu_model")["options"] == ["", "NVIDIA A100", "NVIDIA L40S"]
+    assert form.named("any:project")["options"] == ["", "demo"]
+    gpus = form.named("any:gpus")
+    assert (gpus["min"], gpus["max"]) == ("1", "4")  # the most any one site offers
+    assert form.named("any:hours")["max"] == "24"
+    assert 'data-options-url="/hub/api/naic/options"' in html
+    assert "Cloud <pool>" not in html and "Cloud &lt;pool&gt;" in html  # escaped
+
+
+def test_one_gpu_site_or_no_options_url_has_no_any_card():
+    assert 'value="any"' not in render_form(TC, ALICE, estimate_url=URL, options_url=OPTIONS_URL)
+    assert 'value="any"' not in render_form(two_gpu_sites(), ALICE, estimate_url=URL)
+
+
+def test_any_site_submits_the_ask_without_javascript():
+    cat = two_gpu_sites()
+    form = Fields(render_form(cat, ALICE, estimate_url=URL, options_url=OPTIONS_URL))
+    fields = fields_from_form(form.submit("any"))
+    assert options_from_form(fields) == {"any": "1", "gpus": 1, "hours": 1.0}
+    picked = fields_from_form({"resource_choice": ["any"], "any:gpus": ["2"],
+                               "any:gpu_memory_gb": ["40"], "any:pick": ["cloud:l40s"],
+                               "testcluster:a100:gpus": ["4"], "_xsrf": ["t"]})  # fmt: skip
+    assert options_from_form(picked) == {
+        "gpus": 2, "gpu_memory_gb": "40", "pick": "cloud:l40s", "any": "1"
+    }  # fmt: skip

@@ -241,13 +241,16 @@ def test_what_differs_from_the_default_is_said() -> None:
              "gpu_hours": 2.0, "budget_left": 12.5}  # fmt: skip
     assert differences(other, default) == [
         "Starts with PyTorch 2.5, not Python 3.",
-        "Charged to project nn1234k, not demo.",
-        "nn1234k has 12.5 GPU-hours left.",
+        "Charged to project nn1234k (12.5 GPU-hours left), not to demo.",
     ]
     same_project = {**default, "gpu_hours": 4.0}
     assert differences(same_project, default) == ["Takes 4 GPU-hours of demo, not 2."]
     assert differences(default, default) == []
     assert differences({**other, "answer": "refused"}, default) == []
     assert differences({**default, "project": None}, default) == [
-        "Not charged to a project, not demo."
+        "Not charged to a project; the soonest is charged to demo."
+    ]
+    pool = {**default, "project": None}  # the soonest is a pool that charges no project
+    assert differences({**default, "budget_left": 100.0}, pool) == [
+        "Charged to project demo (100 GPU-hours left); the soonest is not charged."
     ]

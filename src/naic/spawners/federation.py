@@ -205,15 +205,19 @@ def differences(option: dict, default: dict) -> list[str]:
     if env != env0:
         out.append(f"Starts with {env}, not {env0}.")
     project, project0 = option.get("project"), default.get("project")
+    left = option.get("budget_left")
     if project != project0:
-        charged = f"Charged to project {project}" if project else "Not charged to a project"
-        out.append(f"{charged}, not {project0 or 'no project'}.")
+        if not project:
+            out.append(f"Not charged to a project; the soonest is charged to {project0}.")
+        else:
+            charged = f"Charged to project {project}"
+            if left is not None:
+                charged += f" ({left:g} GPU-hours left)"
+            tail = f", not to {project0}." if project0 else "; the soonest is not charged."
+            out.append(charged + tail)
     cost, cost0 = option.get("gpu_hours"), default.get("gpu_hours")
     if project and project == project0 and cost != cost0:
         out.append(f"Takes {cost:g} GPU-hours of {project}, not {cost0:g}.")
-    left = option.get("budget_left")
-    if project and project != project0 and left is not None:
-        out.append(f"{project} has {left:g} GPU-hours left.")
     return out
 
 

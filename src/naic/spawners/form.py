@@ -15,14 +15,19 @@ from collections.abc import Mapping
 from html import escape
 
 from naic.hub.catalogue import Amount, Catalogue, Resource, Site
+from naic.spawners import form_any
 from naic.spawners.request import UserFacts, projects_of
 
 #: The radio group that picks site and resource together; its values are `site:resource`.
 CHOICE = "resource_choice"
 
 
-def render_form(cat: Catalogue, user: UserFacts, *, estimate_url: str) -> str:
-    """The options form for `user`: pure, every catalogue string escaped."""
+def render_form(
+    cat: Catalogue, user: UserFacts, *, estimate_url: str, options_url: str = ""
+) -> str:
+    """The options form for `user`: pure, every catalogue string escaped. With
+    `options_url` and GPUs at two sites, the "Any site" card (`form_any`) comes first,
+    chosen."""
     mine = projects_of(cat, user)
     site_refusals = {name: _site_refusal(cat, site, mine) for name, site in cat.sites.items()}
     refusals = {
@@ -31,12 +36,17 @@ def render_form(cat: Catalogue, user: UserFacts, *, estimate_url: str) -> str:
         for site_name, site in cat.sites.items()
         for res_name in site.resources
     }
+    anywhere = bool(options_url) and form_any.offers_any(cat)
     first = next((key for key, why in refusals.items() if why is None), None)
+    first = None if anywhere else first
 
     out = [
         _STYLE,
-        f'<div id="naic-form" class="naic-form" data-estimate-url="{_e(estimate_url)}">',
+        f'<div id="naic-form" class="naic-form" data-estimate-url="{_e(estimate_url)}"'
+        + (f' data-options-url="{_e(options_url)}">' if anywhere else ">"),
     ]
+    if anywhere:
+        out += form_any.any_card(cat, mine, checked=True)
     for site_name, site in cat.sites.items():
         out.append('<fieldset class="naic-site mb-3">')
         out.append(f'<legend class="h5">{_e(site.title)}</legend>')
@@ -54,6 +64,7 @@ def render_form(cat: Catalogue, user: UserFacts, *, estimate_url: str) -> str:
         ' aria-live="polite" hidden></p>',
         "</div>",
         _SCRIPT,
+        *([form_any.SCRIPT] if anywhere else []),
     ]
     return "\n".join(out) + "\n"
 
@@ -69,6 +80,11 @@ def fields_from_form(formdata: Mapping[str, list[str]]) -> dict[str, list[str]]:
     if not values:
         return dict(formdata)
     choice = values[0]
+    if choice == form_any.ANY:  # an ask, not a place: the router finds where
+        prefix = f"{choice}:"
+        asked = {k[len(prefix) :]: v for k, v in formdata.items() if k.startswith(prefix)}
+        kept = {k: v for k, v in formdata.items() if ":" not in k and k != CHOICE}
+        return {**kept, **asked, "any": ["1"]}
     site, _, resource = choice.partition(":")
     prefix = f"{choice}:"
     out: dict[str, list[str]] = {}
@@ -271,7 +287,7 @@ _SCRIPT = """<script>
   }
   async function estimate() {
     const pick = root.querySelector(".naic-pick:checked");
-    if (!pick) { out.hidden = true; return; }
+    if (!pick || pick.value === "any") { out.hidden = true; return; }  // it lists its own
     const [site, resource] = pick.value.split(":");
     const query = new URLSearchParams({site, resource});
     const prefix = pick.value + ":";

@@ -85,23 +85,25 @@ class Moves(HasTraits):
 
     # --- the offer ------------------------------------------------------------------------
 
-    async def offer(self) -> dict | None:
-        """The option to offer the waiting session, or None (not queued, none sooner)."""
+    async def offer(self) -> tuple[dict | None, float | None]:
+        """The option to offer the waiting session, or None (not queued, none sooner), and
+        how long it waits here (None: unknown)."""
         child = self.child_spawner
         if child is None or self._moving is not None or self._move_asked is None:
-            return None
+            return None, None
         queued, wait_s = child.waiting()
         if not queued:
-            return None
+            return None, None
         site = self.request.site  # elsewhere: the same site's queue is one queue
         here = {(site, name) for name in self.catalogue.sites[site].resources}
         result = await self.compare(self._ask(), exclude=here)
-        return move_offer(result, wait_s)
+        return move_offer(result, wait_s), wait_s
 
-    def offer_event(self, option: dict) -> dict:
+    def offer_event(self, option: dict, wait_s: float | None) -> dict:
         when = "now" if option.get("start") == "now" else option.get("message", "sooner")
         text = f"{option['title']} could start this session {when}."
-        text = " ".join([text, *option.get("differs", [])])
+        here = f" Here it waits about {wait_s / 60:.0f} min." if wait_s else ""
+        text = " ".join([text + here, *option.get("differs", [])])
         to = f"{option['site']}:{option['resource']}"
         button = (
             f'<button type="button" class="btn btn-sm btn-primary ms-2 naic-move"'
@@ -230,10 +232,10 @@ class Moves(HasTraits):
                         yield {"message": note}
                     if time.monotonic() >= next_check:
                         next_check = time.monotonic() + self.move_check_s
-                        option = await self.offer()
+                        option, wait_s = await self.offer()
                         key = option and (option["site"], option["resource"], option["message"])
                         if option is not None and key != offered:
-                            yield self.offer_event(option)
+                            yield self.offer_event(option, wait_s)
                         offered = key
             finally:
                 if pending is not None:

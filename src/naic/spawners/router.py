@@ -129,7 +129,9 @@ class Router(Moves, WrapSpawner):
     def _render_options_form(self) -> str:
         """The catalogue's spawn form for this user (see naic.spawners.form)."""
         url = url_path_join(self.hub.base_url, "api/naic/estimate")
-        return render_form(self.catalogue, self.user_facts(workshops=True), estimate_url=url)
+        anywhere = url_path_join(self.hub.base_url, "api/naic/options")
+        facts = self.user_facts(workshops=True)
+        return render_form(self.catalogue, facts, estimate_url=url, options_url=anywhere)
 
     def options_from_form(self, formdata: dict) -> dict:
         return options_from_form(fields_from_form(formdata))
