@@ -28,11 +28,18 @@ from tests.browser.lab_server import (
     isolated_env,
 )
 from tests.hub_process import Hub
-from tests.integration.conftest import federated_hub, full_gpu_node, silent_host, slurm_hub, ws_hub
+from tests.integration.conftest import (
+    blockers,
+    federated_hub,
+    full_nodes,
+    silent_host,
+    slurm_hub,
+    ws_hub,
+)
 from tests.integration.helpers import hub_with_policy
 
 # The integration tests' hubs (and what they need), for the browser tests too.
-__all__ = ["federated_hub", "full_gpu_node", "silent_host", "slurm_hub", "ws_hub"]
+__all__ = ["blockers", "federated_hub", "full_nodes", "silent_host", "slurm_hub", "ws_hub"]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """One request, the soonest site, in Debian's Chromium (#22): alice asks the spawn form's
-"Any site" card for a GPU with 40 GB while the test cluster's node is full, sees every
+"Any site" card for a GPU with 40 GB while the multi-host Slurm site is full, sees every
 option with its start and lands on the free cloud pool; then a session she pinned to the
 full cluster waits on its progress page, which offers the pool when a GPU there frees, and
 one click on "Move there" moves it. Screenshots go to each test's tmp dir."""
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 
 def test_any_site_lands_on_the_free_pool_and_a_queued_session_moves_in_one_click(
-    federated_hub: Hub, full_gpu_node: list[str], browser: Browser, tmp_path: Path
+    federated_hub: Hub, full_nodes: list[str], browser: Browser, tmp_path: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1200, "height": 1000})
     page = context.new_page()
@@ -51,10 +51,10 @@ def test_any_site_lands_on_the_free_pool_and_a_queued_session_moves_in_one_click
                                  "hours": 1}, server=name)  # fmt: skip
         for name in ("p2", "p3"):
             wait_until(lambda n=name: ready(api, "alice", n), 120, f"pool session {name}")
-        start(api, "alice", {"site": "testcluster", "resource": "a100", "gpus": 1,
+        start(api, "alice", {"site": "cluster", "resource": "gpu", "gpus": 1,
                              "hours": 1}, server="q")  # fmt: skip
         page.goto(federated_hub.url + "hub/spawn-pending/alice/q")
-        expect(page.locator("#progress-message")).to_contain_text("Queued at testcluster",
+        expect(page.locator("#progress-message")).to_contain_text("Queued at cluster",
                                                                    timeout=60_000)  # fmt: skip
         assert api.delete(server_path("alice", "p3")).status_code in (202, 204)
         move = page.get_by_role("button", name="Move there")

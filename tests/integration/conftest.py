@@ -38,13 +38,16 @@ from tests.integration.ansible_play import (
     write_play,
 )
 from tests.integration.helpers import (
+    BLOCKER,
     GUEST_CHECK,
     KEY,
     REPO,
     RESERVATION,
     SERVICE,
     Clock,
+    block,
     cloud_site,
+    cluster_site,
     course_repository,
     hub_with_policy,
     remote_site,
@@ -347,8 +350,9 @@ def silent_host() -> Iterator[int]:
 def federated_hub(
     slurm_cluster, ssh_keys: SshKeys, cloud_vms: CloudVMs, hub_dir, silent_host: int
 ) -> Iterator[Hub]:
-    """Three sites for one request (test_federation): the test cluster, the cloud pool, and
-    a remote centre whose login node never answers; alice's jobs cancelled after."""
+    """Three sites for one request (test_federation): the multi-host Slurm site `cluster`
+    (node1, node2), the cloud pool, and a remote centre whose login node never answers;
+    alice's jobs cancelled after. The test cluster's own node offers CPUs only here."""
 
     def edit(cat: dict) -> None:
         pool = cloud_site(ssh_keys, cloud_vms, when_full="wait", known_hosts=ssh_keys.known_hosts)
@@ -358,10 +362,14 @@ def federated_hub(
                       ssh={"user": "root", "identity_file": str(ssh_keys.private_key),
                            "known_hosts": str(ssh_keys.known_hosts)})  # fmt: skip
         cat["sites"].update(cloud=pool, remote=remote)
+        del cat["sites"]["testcluster"]["resources"]["a100"]
+        cluster_site(cat)
 
-    # The cloud pool, and a remote centre that hangs; a queued session looks for a sooner
-    # site every 3 s rather than every 30 s.
-    hub = start_testcluster_hub(hub_dir, edit, config="c.Router.move_check_s = 3\n")
+    # Jobs on node1/node2 reach the hub on the cluster network; a queued session looks for
+    # a sooner site every 3 s rather than every 30 s.
+    addr = slurm_cluster.cluster_addr
+    config = "c.Router.move_check_s = 3\n"
+    hub = start_testcluster_hub(hub_dir, edit, "--hub-ip", addr, config=config)
     try:
         yield hub
     finally:
@@ -511,6 +519,33 @@ def full_gpu_node(slurm_cluster) -> Iterator[list[str]]:
     finally:
         if ids:
             subprocess.run(["scancel", *ids], check=False)
+
+
+@pytest.fixture
+def blockers() -> Iterator[list[str]]:
+    """bob's jobs a test holds nodes with (`block`), cancelled after it."""
+    jobs: list[str] = []
+    yield jobs
+    if jobs:
+        subprocess.run(["scancel", *jobs], check=False)
+        deadline = time.monotonic() + 30
+        while squeue(f"--name={BLOCKER}", "--format=%i").strip():
+            assert time.monotonic() < deadline, "bob's blocking jobs did not end"
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def full_nodes(slurm_cluster, blockers: list[str]) -> list[str]:
+    """The multi-host site full: bob's jobs hold node1 and node2, and one more of his waits
+    for a GPU there, so a new job is behind it. Their ids (cancelled after the test)."""
+    blockers += [block(node) for node in slurm_cluster.nodes]
+    waiting = subprocess.run(
+        ["sbatch", "--parsable", "--uid=bob", "--gid=bob", "--partition=nodes",
+         "--gres=gpu:a100:1", "--time=10", f"--job-name={BLOCKER}", "--output=/dev/null",
+         "--wrap=sleep 600"], capture_output=True, text=True, check=True, cwd="/tmp",
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    blockers.append(waiting)
+    return blockers
 
 
 @pytest.fixture

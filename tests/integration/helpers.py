@@ -215,6 +215,50 @@ def hub_with_policy(hub_dir: Path, policy: dict) -> Iterator[Hub]:
             subprocess.run(["scancel", f"--user={user}"], check=False)
 
 
+# --- the multi-host site: compute nodes node1 and node2 (test_multi_host, federation) ------
+
+#: bob's jobs that hold a whole node (`block`).
+BLOCKER = "naic-test-blocker"
+
+
+def cluster_site(cat: dict) -> None:
+    """The test cluster's compute nodes as a site of their own (2 fake A100s per node)."""
+    cat["sites"]["cluster"] = {
+        "title": "Test cluster, compute nodes on their own hosts",
+        "backend": "slurm",
+        "submit": {"host": "localhost"},
+        "gpus_per_node": {"a100": 2},
+        "resources": {
+            "gpu": {
+                "title": "NVIDIA A100 (fake) on node1/node2",
+                "partition": "nodes",
+                "gpu": {"type": "a100", "max": 2, "model": "NVIDIA A100", "memory_gb": 40},
+                "cpus": {"default": 1, "max": 16},
+                "memory_gb": {"default": 2, "max": 16},
+                "max_hours": 8,
+            }
+        },
+    }
+    cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course",
+                                 "members": ["ingrid"]}  # fmt: skip
+    cat["workshops"] = {"max_seats": 10, "max_gpus_per_seat": 1, "max_hours": 4}
+
+
+def block(node: str) -> str:
+    """bob's job holding all of `node`, running; its id."""
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--uid=bob", "--gid=bob", "--partition=nodes",
+         f"--nodelist={node}", "--exclusive", "--time=10", f"--job-name={BLOCKER}",
+         "--output=/dev/null", "--wrap=sleep 600"],
+        capture_output=True, text=True, check=True, cwd="/tmp",
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    deadline = time.monotonic() + 30
+    while squeue(f"--jobs={job}", "--format=%T").strip() != "RUNNING":
+        assert time.monotonic() < deadline, f"bob's job on {node} did not start"
+        time.sleep(0.3)
+    return job
+
+
 # --- cloud node pools (test_cloud_nodes) --------------------------------------------------
 
 

@@ -20,37 +20,20 @@ import httpx
 import pytest
 
 from tests.hub_process import Hub, stop_hub
-from tests.integration.helpers import squeue, start_testcluster_hub, user_token, wait_ready
+from tests.integration.helpers import (
+    block,
+    cluster_site,
+    squeue,
+    start_testcluster_hub,
+    user_token,
+    wait_ready,
+)
 from tests.kernel import run_cell
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
 SESSION = {"site": "cluster", "resource": "gpu", "gpus": 1, "hours": 0.5}
-BLOCKER = "naic-test-blocker"
 RESERVATION = "naic-ws-two-nodes"
-
-
-def cluster_site(cat: dict) -> None:
-    """The test cluster's compute nodes as a site of their own (2 fake A100s per node)."""
-    cat["sites"]["cluster"] = {
-        "title": "Test cluster, compute nodes on their own hosts",
-        "backend": "slurm",
-        "submit": {"host": "localhost"},
-        "gpus_per_node": {"a100": 2},
-        "resources": {
-            "gpu": {
-                "title": "NVIDIA A100 (fake) on node1/node2",
-                "partition": "nodes",
-                "gpu": {"type": "a100", "max": 2},
-                "cpus": {"default": 1, "max": 16},
-                "memory_gb": {"default": 2, "max": 16},
-                "max_hours": 8,
-            }
-        },
-    }
-    cat["projects"]["course"] = {"title": "ML course", "slurm_account": "course",
-                                 "members": ["ingrid"]}  # fmt: skip
-    cat["workshops"] = {"max_seats": 10, "max_gpus_per_seat": 1, "max_hours": 4}
 
 
 @pytest.fixture(scope="module")
@@ -70,33 +53,6 @@ def multi_hub(slurm_cluster) -> Iterator[Hub]:
         subprocess.run(["scancel", "--user=alice"], check=False)
         subprocess.run(["scontrol", "delete", f"ReservationName={RESERVATION}"],
                        capture_output=True, check=False)  # fmt: skip
-
-
-def block(node: str) -> str:
-    """bob's job holding all of `node`, running; its id."""
-    job = subprocess.run(
-        ["sbatch", "--parsable", "--uid=bob", "--gid=bob", "--partition=nodes",
-         f"--nodelist={node}", "--exclusive", "--time=10", f"--job-name={BLOCKER}",
-         "--output=/dev/null", "--wrap=sleep 600"],
-        capture_output=True, text=True, check=True, cwd="/tmp",
-    ).stdout.strip().split(";")[0]  # fmt: skip
-    deadline = time.monotonic() + 30
-    while squeue(f"--jobs={job}", "--format=%T").strip() != "RUNNING":
-        assert time.monotonic() < deadline, f"bob's job on {node} did not start"
-        time.sleep(0.3)
-    return job
-
-
-@pytest.fixture
-def blockers() -> Iterator[list[str]]:
-    jobs: list[str] = []
-    yield jobs
-    if jobs:
-        subprocess.run(["scancel", *jobs], check=False)
-        deadline = time.monotonic() + 30
-        while squeue(f"--name={BLOCKER}", "--format=%i").strip():
-            assert time.monotonic() < deadline, "bob's blocking jobs did not end"
-            time.sleep(0.3)
 
 
 def api_of(hub: Hub, name: str) -> httpx.Client:
