@@ -8,6 +8,7 @@ projects are their groups and nothing is charged or recorded.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -53,6 +54,12 @@ class SessionHooks(Protocol):
         sentence why not; the id of what was held (0: nothing). Async: the budget may be a
         scheduler's figure (Slurm's accounting)."""
 
+    async def estimate(
+        self, user: str, request: SessionRequest, ask: Callable[[], Awaitable[dict]]
+    ) -> dict:
+        """When `request` of `user` would start: `ask()` the site, or a fresh answer to the
+        same question (the hub caches them, as the form and re-checks ask often)."""
+
     def budget_left(self, project: str) -> float | None:
         """The project's GPU-hours left this period (None: it has no budget), to compare
         options before a request is admitted."""
@@ -80,6 +87,9 @@ class NoHooks:
 
     async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         return 0
+
+    async def estimate(self, user: str, request: SessionRequest, ask) -> dict:
+        return await ask()
 
     def budget_left(self, project: str) -> float | None:
         return None

@@ -44,6 +44,10 @@ from naic.spawners.request import SessionRequest
 START_TRAITS = ("api_token", "oauth_client_id", "user_options", "cert_paths", "server")
 
 
+class _OldStarted(Exception):
+    """The waiting job started while a move was starting the new session."""
+
+
 class Moves(HasTraits):
     move_check_s = Float(
         30.0,
@@ -73,8 +77,12 @@ class Moves(HasTraits):
         return option["user_options"]
 
     async def compare(self, ask: Ask, exclude=()) -> dict:
+        """`federation.compare` for this user, through the hub's estimate cache (one ask per
+        site and request every few seconds, however many pages re-check)."""
+
         def estimate(req: SessionRequest):
-            return self.backend_for(req).estimate(req)
+            ask = lambda: self.backend_for(req).estimate(req)  # noqa: E731 - one line
+            return self.hooks.estimate(self.user.name, req, ask)
 
         return await compare(self.catalogue, self.user_facts(), ask, estimate,
                              budget_left=self.hooks.budget_left, exclude=exclude)  # fmt: skip
@@ -172,12 +180,24 @@ class Moves(HasTraits):
         self._moving = new
         self._notes.append(f"Moving to {title}; the job at {old_title} keeps its place meanwhile.")
         began = time.monotonic()
+        starting = asyncio.ensure_future(new.start())
+        racing = {first, starting}
         try:
-            ip_port = await new.start()
-        except Exception as exc:  # whatever failed, the old job keeps waiting
+            while starting not in (await asyncio.wait(racing, return_when="FIRST_COMPLETED"))[0]:
+                if first.exception() is None:  # the old job started first: it stays
+                    raise _OldStarted
+                racing = {starting}  # the old start failed: the new one it is
+            ip_port = starting.result()
+        except Exception as exc:  # whatever failed, or the old one started: it stays
+            starting.cancel()
             self.hooks.ended(Session(hold_id=hold), None)
+            with contextlib.suppress(BaseException):
+                await starting
             with contextlib.suppress(Exception):
                 await new.stop(now=True)
+            if isinstance(exc, _OldStarted):
+                self._notes.append(f"Started at {old_title} first; not moved to {title}.")
+                return None
             why = getattr(exc, "why", None) or getattr(exc, "log_message", None) or str(exc)
             self._notes.append(f"Could not move to {title}: {why}. Still waiting at {old_title}.")
             self.log.warning("Moving %s to %s failed: %s", self._log_name, req.site, why)

@@ -202,21 +202,13 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     return c
 
 
-def _estimate_fresh_s(env: Mapping[str, str]) -> dict:
-    """`NAIC_ESTIMATE_FRESH_S`: how long a start estimate is reused (naic.hub.sessions.
-    estimate; the tests set 0 so that each ask sees the queue as it is)."""
-    value = env.get("NAIC_ESTIMATE_FRESH_S")
-    return {} if not value else {"estimate_fresh_s": float(value)}
-
-
 def wire_ledger(c: Config, s: Settings) -> None:
     """GPU-hour budgets: the usage ledger lives in the hub's own database (`db_url`)."""
     url = c.JupyterHub.db_url
     c.Router.hooks = HubHooks(catalogue_file=str(s.catalogue), ledger_url=url)
     c.JupyterHub.tornado_settings = {
         **c.JupyterHub.get("tornado_settings", {}),
-        "naic": {"catalogue_file": str(s.catalogue), "ledger_url": url}
-        | _estimate_fresh_s(os.environ),
+        "naic": {"catalogue_file": str(s.catalogue), "ledger_url": url},
     }
     c.JupyterHub.template_vars = {
         **c.JupyterHub.get("template_vars", {}),

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import has_scope
@@ -100,15 +101,18 @@ class EstimateHandler(APIHandler):
             req = parse_request(options, spawner.catalogue, facts)
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        key = (user.name, req.model_dump_json())
-        answers = estimate_answers(self.settings)
-        answer = await answers.get(key, lambda: spawner.backend_for(req).estimate(req))
+        ask = lambda: spawner.backend_for(req).estimate(req)  # noqa: E731 - one line
+        answer = await spawner.hooks.estimate(user.name, req, ask)
         self.finish(json.dumps(answer))
 
 
-def estimate_answers(settings: dict) -> AnswerCache:
-    """The hub's one cache (the estimate's and the options'), kept in its tornado settings."""
-    naic = settings["naic"]
-    if "estimate_answers" not in naic:
-        naic["estimate_answers"] = AnswerCache(float(naic.get("estimate_fresh_s", FRESH_S)))
-    return naic["estimate_answers"]
+_ANSWERS: AnswerCache | None = None
+
+
+def shared_answers(env: Mapping[str, str] = os.environ) -> AnswerCache:
+    """The hub process's one cache: the estimate's, the options' and a queued session's
+    re-checks (`HubHooks.estimate`); `NAIC_ESTIMATE_FRESH_S` read when it is first used."""
+    global _ANSWERS
+    if _ANSWERS is None:
+        _ANSWERS = AnswerCache(float(env.get("NAIC_ESTIMATE_FRESH_S") or FRESH_S))
+    return _ANSWERS

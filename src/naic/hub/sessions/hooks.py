@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from tornado import web
 
 from naic.hub import catalogue
+from naic.hub.sessions.estimate import shared_answers
 from naic.hub.usage import accounting, metrics
 from naic.hub.usage.ledger import Ledger
 from naic.hub.workshops.base import presets_for
@@ -46,6 +47,9 @@ class HubHooks:
         if refusal:
             raise web.HTTPError(403, refusal)
         return hold or 0
+
+    async def estimate(self, user: str, request: SessionRequest, ask) -> dict:
+        return await shared_answers().get((user, request.model_dump_json()), ask)
 
     def budget_left(self, project: str) -> float | None:
         cat = catalogue.load_cached(self.catalogue_file)

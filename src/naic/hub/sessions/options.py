@@ -5,7 +5,7 @@
                              [&project=nn1234k][&environment=pytorch]
 
 answers `naic.spawners.federation.compare`'s comparison for the logged-in user (see
-there). The estimates are the estimate API's, from the same cache.
+there). The estimates are the estimate API's, from the same cache (`hooks.estimate`).
 
     POST /hub/api/naic/move  {"server": "", "to": "cloud:l40s"}
 
@@ -23,7 +23,6 @@ from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import has_scope
 from tornado import web
 
-from naic.hub.sessions.estimate import estimate_answers
 from naic.spawners.federation import compare, parse_ask
 from naic.spawners.request import SessionRequest
 
@@ -48,11 +47,11 @@ class OptionsHandler(APIHandler):
             ask = parse_ask(query)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        answers = estimate_answers(self.settings)
 
         def estimate(req: SessionRequest) -> Awaitable[dict]:
-            key = (user.name, req.model_dump_json())
-            return answers.get(key, lambda: spawner.backend_for(req).estimate(req))
+            return spawner.hooks.estimate(
+                user.name, req, lambda: spawner.backend_for(req).estimate(req)
+            )
 
         result = await compare(spawner.catalogue, spawner.user_facts(), ask, estimate,
                                budget_left=spawner.hooks.budget_left)  # fmt: skip
