@@ -122,7 +122,13 @@ def test_a_queued_session_is_offered_a_freed_pool_gpu_and_moves_there_leaving_no
 
     # Nothing sooner while the pool is full; then p2 ends and a pool GPU is free.
     resp = alice.post("/hub/api/naic/move", json={"server": "q", "to": "cloud:l40s"})
-    assert resp.status_code == 409, resp.text  # no move under way yet: the pool is full
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["message"].startswith("Cloud pool would not start it sooner: ")
+    resp = alice.post("/hub/api/naic/move", json={"server": "q", "to": "testcluster:cpu"})
+    assert resp.status_code == 400  # no GPU there: not what this session asks for
+    assert resp.json()["message"] == '"to": testcluster:cpu does not offer what this session asks.'
+    resp = alice.post("/hub/api/naic/move", json={"server": "q"})
+    assert resp.status_code == 400 and "which session, and where" in resp.json()["message"]
     assert alice.delete(server_path("alice", "p2")).status_code in (202, 204)
     wait_until(lambda: not ready(alice, "alice", "p2"), 60, "p2 stopped")
     offer, before = first_offer(alice, "q", 60)
