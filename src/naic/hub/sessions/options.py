@@ -17,56 +17,48 @@ cancelled only once the new session has started, which the progress page follows
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import has_scope
 from tornado import web
 
-from naic.spawners.federation import compare, parse_ask
-from naic.spawners.request import SessionRequest
+from naic.spawners.federation import parse_ask
 
 OPTIONS_PATH = r"/api/naic/options"
 MOVE_PATH = r"/api/naic/move"
+
+
+def starter(handler: APIHandler, doing: str):
+    """The logged-in user, if their login or token may start servers (what comparing and
+    moving are about); 403 with the sentence otherwise."""
+    user = handler.current_user
+    if user is None or getattr(user, "kind", None) != "user":
+        raise web.HTTPError(403, f"Log in as a user to {doing}.")
+    if not has_scope(f"servers!user={user.name}", handler.parsed_scopes, db=handler.db):
+        raise web.HTTPError(403, f"This token may not start servers, so it may not {doing}.")
+    return user
 
 
 class OptionsHandler(APIHandler):
     """The endpoint; for the logged-in user (or their token), as the estimate is."""
 
     async def get(self) -> None:
-        user = self.current_user
-        if user is None or getattr(user, "kind", None) != "user":
-            raise web.HTTPError(403, "Log in as a user to compare where a session would start.")
-        if not has_scope(f"servers!user={user.name}", self.parsed_scopes, db=self.db):
-            raise web.HTTPError(403, "This token may not start servers, so it gets no options.")
-        spawner = user.spawner
-        if not hasattr(spawner, "backend_for"):
+        spawner = starter(self, "compare where a session would start").spawner
+        if not hasattr(spawner, "compare"):
             raise web.HTTPError(404, "This hub's spawner has no service catalogue to compare.")
         query = {k: self.get_argument(k) for k in self.request.query_arguments}
         try:
             ask = parse_ask(query)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
-
-        def estimate(req: SessionRequest) -> Awaitable[dict]:
-            return spawner.hooks.estimate(
-                user.name, req, lambda: spawner.backend_for(req).estimate(req)
-            )
-
-        result = await compare(spawner.catalogue, spawner.user_facts(), ask, estimate,
-                               budget_left=spawner.hooks.budget_left)  # fmt: skip
-        self.finish(json.dumps(result))
+        self.finish(json.dumps(await spawner.compare(ask)))
 
 
 class MoveHandler(APIHandler):
     """Move the caller's own queued session; nobody else's (the user is the token's)."""
 
     async def post(self) -> None:
-        user = self.current_user
-        if user is None or getattr(user, "kind", None) != "user":
-            raise web.HTTPError(403, "Log in as a user to move your session.")
-        if not has_scope(f"servers!user={user.name}", self.parsed_scopes, db=self.db):
-            raise web.HTTPError(403, "This token may not start servers, so it cannot move one.")
+        user = starter(self, "move a session")
         try:
             body = json.loads(self.request.body or b"{}")
             server, to = body.get("server", ""), body["to"]
