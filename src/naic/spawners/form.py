@@ -311,6 +311,7 @@ _SCRIPT = """<script>
       });
       const body = await resp.json();
       if (body.message) { text = body.message; problem = !resp.ok; }
+      if (resp.ok && body.age_s >= 10) text += " (checked " + body.age_s + " s ago)";
     } catch (err) { /* keep the plain sentence above */ }
     if (mine === asked) say(text, problem);
   }

@@ -55,10 +55,16 @@ class SessionHooks(Protocol):
         scheduler's figure (Slurm's accounting)."""
 
     async def estimate(
-        self, user: str, request: SessionRequest, ask: Callable[[], Awaitable[dict]]
+        self,
+        user: str,
+        request: SessionRequest,
+        ask: Callable[[], Awaitable[dict]],
+        stale_ok: bool = False,
     ) -> dict:
         """When `request` of `user` would start: `ask()` the site, or a fresh answer to the
-        same question (the hub caches them, as the form and re-checks ask often)."""
+        same question (the hub caches them, as the form and re-checks ask often); with
+        `stale_ok` also an older one (only to show, never to decide where a session goes).
+        `age_s`: seconds since the site gave the answer."""
 
     def budget_left(self, project: str) -> float | None:
         """The project's GPU-hours left this period (None: it has no budget), to compare
@@ -88,8 +94,8 @@ class NoHooks:
     async def admit(self, request: SessionRequest, user: str, server: str, now: datetime) -> int:
         return 0
 
-    async def estimate(self, user: str, request: SessionRequest, ask) -> dict:
-        return await ask()
+    async def estimate(self, user: str, request: SessionRequest, ask, stale_ok=False) -> dict:
+        return {**await ask(), "age_s": 0}
 
     def budget_left(self, project: str) -> float | None:
         return None

@@ -13,8 +13,12 @@ A scheduler that does not answer gives 503 with a sentence, never a guess.
 One user's answer for one request is reused for `FRESH_S` seconds, and an ask in flight is
 shared (`AnswerCache`): the form asks on every change, each ask costs the site an
 `sbatch --test-only` or more, and with hundreds of users those asks were what loaded the
-hub's machine (benchmarks/hub_load.py). A failed ask is not kept. An operator changes the
-time with `NAIC_ESTIMATE_FRESH_S` in the hub's environment (seconds; 0: never reused).
+hub's machine (benchmarks/hub_load.py). A failed ask is not kept. This endpoint (and only
+it: comparing sites and moving a session ask afresh) also answers at once with an answer
+up to `STALE_TIMES` × that old, asking the site again behind it, so that the form never
+waits on the scheduler for a question it asked a minute ago; `age_s` says how old the
+answer is, and the form says so. An operator changes the time with
+`NAIC_ESTIMATE_FRESH_S` in the hub's environment (seconds; 0: never reused).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import has_scope
@@ -35,42 +41,73 @@ from naic.spawners.request import RequestError, options_from_form, parse_request
 ESTIMATE_PATH = r"/api/naic/estimate"
 #: How long an answer is reused by default: a queue moves little in that time.
 FRESH_S = 10.0
+#: The form also gets answers this many times `FRESH_S` old, at once (asked again behind).
+STALE_TIMES = 6
+
+
+@dataclass
+class _Kept:
+    """One key's newest good answer (`at`: when it was asked), and the ask in flight."""
+
+    at: float = 0.0
+    answer: Any = None
+    known: bool = False
+    asking: asyncio.Future | None = None
 
 
 class AnswerCache:
-    """Answers by key, fresh for `fresh_s`; callers of a key being asked wait for that ask."""
+    """Answers by key, fresh for `fresh_s`; callers of a key being asked wait for that ask.
+    `stale_ok` callers also take an answer up to `stale_s` old, and the key is asked again
+    behind them (Slurm's backfill itself re-plans only every 30 s by default)."""
 
     def __init__(
         self,
         fresh_s: float = FRESH_S,
         size: int = 5000,
         clock: Callable[[], float] = time.monotonic,
+        stale_s: float | None = None,
     ) -> None:
         self.fresh_s, self.size, self.clock = fresh_s, size, clock
-        self._asks: dict[Hashable, tuple[float, asyncio.Future]] = {}
+        self.stale_s = STALE_TIMES * fresh_s if stale_s is None else stale_s
+        self._kept: dict[Hashable, _Kept] = {}
 
-    async def get(self, key: Hashable, ask: Callable[[], Awaitable]):
+    async def get(
+        self, key: Hashable, ask: Callable[[], Awaitable], *, stale_ok: bool = False
+    ) -> tuple[Any, float]:
+        """The answer for `key` and its age in seconds."""
         now = self.clock()
-        kept = self._asks.get(key)
-        if kept is None or (kept[1].done() and now - kept[0] >= self.fresh_s):
-            if len(self._asks) >= self.size:
+        kept = self._kept.get(key)
+        if kept is None:
+            if len(self._kept) >= self.size:
                 self._forget_old(now)
-            kept = (now, asyncio.ensure_future(ask()))
-            self._asks[key] = kept
-            kept[1].add_done_callback(lambda f: self._drop_failed(key, f))
-        return await asyncio.shield(kept[1])
+            kept = self._kept[key] = _Kept()
+        age = now - kept.at
+        if kept.known and (age < self.fresh_s or (stale_ok and age < self.stale_s)):
+            if age >= self.fresh_s:
+                self._ask(kept, ask)  # behind this answer, for the next caller
+            return kept.answer, age
+        answer = await asyncio.shield(self._ask(kept, ask))
+        return answer, 0.0
 
-    def _drop_failed(self, key: Hashable, future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None:
-            if self._asks.get(key, (0, None))[1] is future:
-                del self._asks[key]
+    def _ask(self, kept: _Kept, ask: Callable[[], Awaitable]) -> asyncio.Future:
+        if kept.asking is None:
+            asked_at, future = self.clock(), asyncio.ensure_future(ask())
+            kept.asking = future
+
+            def done(f: asyncio.Future) -> None:
+                kept.asking = None
+                if not f.cancelled() and f.exception() is None:  # a failure is not kept
+                    kept.at, kept.answer, kept.known = asked_at, f.result(), True
+
+            future.add_done_callback(done)
+        return kept.asking
 
     def _forget_old(self, now: float) -> None:
-        for key, (at, future) in list(self._asks.items()):
-            if future.done() and now - at >= self.fresh_s:
-                del self._asks[key]
-        while len(self._asks) >= self.size:  # all fresh: the oldest go
-            del self._asks[next(iter(self._asks))]
+        for key, kept in list(self._kept.items()):
+            if kept.asking is None and now - kept.at >= max(self.fresh_s, self.stale_s):
+                del self._kept[key]
+        while len(self._kept) >= self.size:  # all fresh: the oldest go
+            del self._kept[next(iter(self._kept))]
 
 
 class EstimateHandler(APIHandler):
@@ -102,7 +139,7 @@ class EstimateHandler(APIHandler):
         except RequestError as exc:
             raise web.HTTPError(400, str(exc)) from None
         ask = lambda: spawner.backend_for(req).estimate(req)  # noqa: E731 - one line
-        answer = await spawner.hooks.estimate(user.name, req, ask)
+        answer = await spawner.hooks.estimate(user.name, req, ask, stale_ok=True)
         self.finish(json.dumps(answer))
 
 

@@ -48,8 +48,10 @@ class HubHooks:
             raise web.HTTPError(403, refusal)
         return hold or 0
 
-    async def estimate(self, user: str, request: SessionRequest, ask) -> dict:
-        return await shared_answers().get((user, request.model_dump_json()), ask)
+    async def estimate(self, user: str, request: SessionRequest, ask, stale_ok=False) -> dict:
+        key = (user, request.model_dump_json())
+        answer, age = await shared_answers().get(key, ask, stale_ok=stale_ok)
+        return {**answer, "age_s": round(age)}
 
     def budget_left(self, project: str) -> float | None:
         cat = catalogue.load_cached(self.catalogue_file)
