@@ -175,6 +175,8 @@ def session_env(venv_bin: Path) -> dict[str, str]:
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "NAIC_SESSION": json.dumps(session),
         "JUPYTERHUB_SERVICE_PREFIX": f"/user/{USER}/",
+        # Dask settings to compare (DASK_DISTRIBUTED__…): the session's, and its workers'.
+        **{k: v for k, v in os.environ.items() if k.startswith("DASK_")},
     }
 
 

@@ -41,11 +41,20 @@ client = Client(cluster)
 client.wait_for_workers(2, timeout=120)
 # dask.bag rather than dask.array: the hub's venv has no numpy
 total = int(db.range(1_000_000, npartitions=10).sum().compute())
+# Each nanny forked its worker (naic's default): the worker has the nanny's command line,
+# where a spawned one would run multiprocessing's spawn_main.
+cmdline = lambda: open("/proc/self/cmdline", "rb").read().decode().split(chr(0))  # noqa: E731
+forked = list(client.run(lambda: "distributed.cli.dask_worker" in cmdline()).values())
+client.restart()  # the nannies fork new workers
+client.wait_for_workers(2, timeout=120)
+again = int(db.range(1_000, npartitions=4).sum().compute())
 port = cluster.scheduler_info["services"]["dashboard"]
 with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as answer:
     status = answer.status
 report = {
     "total": total,
+    "forked": forked,
+    "after_restart": again,
     "dashboard_status": status,
     "dashboard_url": dashboard_url(cluster),
     "dashboard_link": cluster.dashboard_link,
@@ -143,6 +152,8 @@ def _listening_as(user: str) -> list[str]:
 
 def _check_report(report: dict, cluster) -> None:
     assert report["total"] == 499999500000
+    assert report["forked"] == [True, True]
+    assert report["after_restart"] == 499500
     assert report["dashboard_status"] == 200
     port = report["dashboard_link"].split("/proxy/")[1].split("/")[0]
     assert report["dashboard_link"] == f"/user/{USER}/proxy/{port}/status"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import stat
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
 
 from naic.extensions.dask import (
     RELAY_ROUTE,
+    WORKER_START,
     SessionError,
     _without_relay,
     cluster_settings,
@@ -57,7 +60,7 @@ def expected(**changes) -> dict:
         "memory": "2GB",
         "walltime": "01:00:00",
         "job_name": "naic-dask-123",
-        "job_script_prologue": ["source /opt/naic/envs/base/bin/activate"],
+        "job_script_prologue": [WORKER_START, "source /opt/naic/envs/base/bin/activate"],
         "protocol": "tls://",
         "security": TLS,
         "scheduler_options": {"host": "c1-7", "dashboard_address": "127.0.0.1:8787"},
@@ -90,6 +93,7 @@ def test_modules_environment_with_account():
         queue="accel",
         account="nn1234k",
         job_script_prologue=[
+            WORKER_START,
             "module load PyTorch/2.1.2-foss-2023a-CUDA-12.1.1",
             "module load 'dask/2024.1; rm -rf ~'",
         ],
@@ -101,9 +105,22 @@ def test_modules_then_venv_and_quoted_path():
         environment="x", activate={"venv": "/opt/my envs/x", "modules": ["Python/3.11"]}
     )
     assert settings(session)["job_script_prologue"] == [
+        WORKER_START,
         "module load Python/3.11",
         "source '/opt/my envs/x/bin/activate'",
     ]
+
+
+def test_workers_are_forked_by_their_nanny_unless_the_session_says_otherwise():
+    line = settings(venv_session())["job_script_prologue"][0]
+    name = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+    show = [line + f'; echo "${name}"']
+    env = {k: v for k, v in os.environ.items() if k != name}
+    assert subprocess.run(["bash", "-c", *show], env=env, capture_output=True,
+                          text=True).stdout == "fork\n"  # fmt: skip
+    env[name] = "spawn"
+    assert subprocess.run(["bash", "-c", *show], env=env, capture_output=True,
+                          text=True).stdout == "spawn\n"  # fmt: skip
 
 
 def test_job_name_follows_the_session_job_and_matches_the_hub():

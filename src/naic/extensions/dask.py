@@ -59,6 +59,14 @@ DASHBOARD_PORT = 8787
 #: Seconds a worker waits for a scheduler it lost before it exits (and its job ends).
 DEATH_TIMEOUT_S = 60
 #: Per worker job, unless overridden: small, so that scaling out asks little of the queue.
+#: How a worker's nanny starts the worker: forked, not a second interpreter that imports
+#: distributed again (spawn, distributed's default), which halved a worker's start beyond its
+#: job start (benchmarks/dask_start.py). The nanny holds no CUDA context, so the forked
+#: worker still can. A session that sets the variable (e.g. `spawn`) keeps its choice.
+WORKER_START = (
+    'export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="'
+    '${DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD:-fork}"'
+)
 DEFAULT_CORES = 1
 DEFAULT_MEMORY_GB = 2
 DEFAULT_WALLTIME = "01:00:00"
@@ -174,7 +182,7 @@ def cluster_settings(
     workers listen on their node only, and `security`/`protocol` are refused (`ValueError`)."""
     _refuse_plain(overrides)
     partition = _require(session, "partition")
-    prologue = _prologue(_require(session, "activate"))
+    prologue = [WORKER_START, *_prologue(_require(session, "activate"))]
     settings: dict[str, Any] = {
         "queue": partition,
         "account": session.get("slurm_account") or None,
