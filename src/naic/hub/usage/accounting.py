@@ -316,9 +316,11 @@ class AdminUsageHandler(_NaicHandlerMixin, BaseHandler):
 
 
 def home_projects(cat_file: str, ledger_url: str):
-    """A template variable: the logged-in user's projects and budgets (home page)."""
+    """A template variable: JupyterHub calls it with the user for every page it renders; it
+    gives the home page a function for the logged-in user's projects and budgets, so that
+    only the page that shows them asks the ledger (every other page did, a few queries)."""
 
-    def value(user) -> list[dict] | None:
+    def report(user) -> list[dict] | None:
         cat = catalogue.load_cached(cat_file)
         if not cat.projects:  # a hub without projects (the embedded default) shows none
             return None
@@ -327,4 +329,4 @@ def home_projects(cat_file: str, ledger_url: str):
         ledger = ledger_for(ledger_url)
         return project_report(cat, ledger, user_facts(user, ledger), datetime.now(UTC))
 
-    return value
+    return lambda user: functools.partial(report, user)
