@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,10 +89,14 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def figures(records: list[list]) -> dict:
-    """Pure: count, errors and p50/p95/p99 (ms) of [start s, name, ms, error] records."""
+    """Pure: count, errors and p50/p95/p99 (ms) of [start s, name, ms, error] records; with
+    errors, also what they were (each kind's count), to find out why afterwards."""
     ms = [r[2] for r in records]
-    return {"count": len(ms), "errors": sum(1 for r in records if r[3]),
-            **{f"p{q}_ms": percentile(ms, q) for q in (50, 95, 99)}}  # fmt: skip
+    out = {"count": len(ms), "errors": sum(1 for r in records if r[3]),
+           **{f"p{q}_ms": percentile(ms, q) for q in (50, 95, 99)}}  # fmt: skip
+    if out["errors"]:
+        out["error_kinds"] = dict(Counter(r[3] for r in records if r[3]).most_common(5))
+    return out
 
 
 def burst_window(records: list[list]) -> tuple[float, float] | None:

@@ -36,6 +36,8 @@ def test_summary_keeps_the_steady_load_apart_from_the_burst() -> None:
     got = summarise(RECORDS)
     # All requests: the spawn-to-ready times are no request and are not among them.
     assert got["all"]["count"] == 6 and got["all"]["errors"] == 1
+    assert got["endpoints"]["POST naic activity"]["error_kinds"] == {"HTTPError('500')": 1}
+    assert "error_kinds" not in got["endpoints"]["GET /hub/home"]  # none: nothing to say
     assert got["all"]["p99_ms"] == 2000.0
     # Outside 10–13 s: the 900 ms home page and the spawn POST are left out.
     assert got["steady"]["count"] == 4

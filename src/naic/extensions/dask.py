@@ -58,7 +58,6 @@ JOB_NAME = "naic-dask-{job_id}"
 DASHBOARD_PORT = 8787
 #: Seconds a worker waits for a scheduler it lost before it exits (and its job ends).
 DEATH_TIMEOUT_S = 60
-#: Per worker job, unless overridden: small, so that scaling out asks little of the queue.
 #: How a worker's nanny starts the worker: forked, not a second interpreter that imports
 #: distributed again (spawn, distributed's default), which halved a worker's start beyond its
 #: job start (benchmarks/dask_start.py). The nanny holds no CUDA context, so the forked
@@ -67,6 +66,7 @@ WORKER_START = (
     'export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="'
     '${DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD:-fork}"'
 )
+#: Per worker job, unless overridden: small, so that scaling out asks little of the queue.
 DEFAULT_CORES = 1
 DEFAULT_MEMORY_GB = 2
 DEFAULT_WALLTIME = "01:00:00"
