@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.hub_process import Hub, start_hub, stop_hub
-from tests.integration.helpers import squeue, testcluster_catalogue, user_token
+from tests.integration.helpers import squeue, user_token
+from tests.integration.helpers import testcluster_catalogue as cluster_catalogue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -85,7 +86,7 @@ def test_the_form_gets_an_older_answer_at_once_and_is_told_how_old(
     once, asking Slurm again behind it; older than that, the form waits for a new one."""
     monkeypatch.setenv("NAIC_ESTIMATE_FRESH_S", "1")
     path = hub_dir / "catalogue.yaml"
-    path.write_text(yaml.safe_dump(testcluster_catalogue()))
+    path.write_text(yaml.safe_dump(cluster_catalogue()))
     hub = start_hub(hub_dir / "data", "--catalogue", str(path))
     try:
         api = client_as(hub, "alice")
