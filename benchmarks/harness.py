@@ -25,7 +25,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import yaml
 
 from naic.hub.app.config import find_proxy
 from tests.hub_process import START_TIMEOUT_S, Hub, free_port_base, start_hub, stop_hub
+from tests.ports import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -493,9 +493,3 @@ def bare_singleuser(
             raise RuntimeError(f"jupyterhub-singleuser did not answer in {timeout_s} s")
         finally:
             kill_group(proc)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

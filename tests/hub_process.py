@@ -11,7 +11,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_ports
 from tests.slurm_accounts import ensure_associations
 
 NAIC = str(Path(sys.executable).parent / "naic")
@@ -30,21 +30,9 @@ START_TIMEOUT_S = 60
 
 
 def free_port_base() -> int:
-    """A port P with P, P+1 (proxy API) and P+81 (hub) all free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 81 > 65535:
-            continue
-        try:
-            for port in (base, base + 1, base + 81):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port triple on 127.0.0.1")
+    """A port P with P (the hub's public port), P+1 and P+81 (the hub's API) all free on
+    127.0.0.1, outside the ephemeral range (see tests/ports.py)."""
+    return free_ports(0, 1, 81)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port as _free_port
 from tests.sshd import _apt, _die_with_parent, _no_service_starts, _require_root
 
 SLAPD = Path("/usr/sbin/slapd")
@@ -90,12 +91,6 @@ def _ldif() -> str:
             f"uid: {uid}\ncn: {uid}\nsn: {uid}\neduPersonPrincipalName: {identity}\n"
         )
     return "\n".join(parts)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:

@@ -32,7 +32,6 @@ import http.server
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -48,16 +47,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.hub_process import Hub, free_port_base, start_hub
+from tests.ports import free_port
 
 START_TIMEOUT_S = 30
 RELAY_KID = "naic-test-relay"
 FOREIGN_ISSUER = "https://idp.elsewhere.example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

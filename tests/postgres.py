@@ -24,7 +24,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from tests.ports import free_port as _free_port
 
 PG_USER = "postgres"
 DATABASE = "naic"
@@ -55,12 +56,6 @@ def postgres_bin_dir() -> Path:
             "as root, or `apt-get install postgresql`."
         )
     return found[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(argv: list[str], timeout_s: int = START_TIMEOUT_S) -> str:

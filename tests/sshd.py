@@ -46,6 +46,8 @@ from typing import NamedTuple
 
 import pytest
 
+from tests.ports import free_port as _free_port
+
 SSHD = "/usr/sbin/sshd"
 # Each package and a file that shows it is installed.
 PACKAGES = {
@@ -162,12 +164,6 @@ def _remove_stale_directories() -> None:
             continue  # not (yet) a complete one of ours: leave it
         if not Path(f"/proc/{pid}").exists():
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from tests.browser.lab_server import (
     LABEXTENSIONS,
     START_TIMEOUT_S,
     Lab,
-    free_port,
     isolated_env,
 )
 from tests.hub_process import Hub
@@ -37,6 +36,7 @@ from tests.integration.conftest import (
     ws_hub,
 )
 from tests.integration.helpers import hub_with_policy
+from tests.ports import free_port
 
 # The integration tests' hubs (and what they need), for the browser tests too.
 __all__ = ["blockers", "federated_hub", "full_nodes", "silent_host", "slurm_hub", "ws_hub"]

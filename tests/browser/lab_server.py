@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -47,12 +46,6 @@ class Lab:
         tmp = self.script.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(self.script)  # whole, never half-written, when the server reads it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def isolated_env(root: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ import pytest
 from tests.hub_process import Hub, log_in
 from tests.integration.helpers import client, user_token, wait_ready
 from tests.kernel import run_cell
-from tests.oidc_provider import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 

@@ -6,6 +6,7 @@ import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,6 +175,46 @@ def test_a_broken_catalogue_stops_plain_jupyterhub_with_the_same_message(hub_dir
     )
     assert result.returncode != 0
     assert check.stderr.strip() in result.stderr
+
+
+def test_a_hub_that_cannot_bind_its_api_port_leaves_no_proxy_behind(hub_dir: Path) -> None:
+    """JupyterHub starts its proxy, then binds its API port: when that port was taken in
+    between (`naic up` checks it first; plain jupyterhub does not), the hub exits, and the
+    proxy it started must not keep the public port."""
+    port = free_port_base()
+    data = hub_dir / "data"
+    env = {**os.environ, "NAIC_DATA_DIR": str(data), "NAIC_PORT": str(port)}
+    jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 81))
+        squatter.listen()
+        argv = [jupyterhub, "-f", str(REPO / "hub" / "jupyterhub_config.py")]
+        # A file, not a pipe: a proxy left behind would hold a pipe open after the hub exits.
+        with (hub_dir / "hub.log").open("w") as log:
+            proc = subprocess.run(argv, env=env, cwd=hub_dir, stdout=log, stderr=log, timeout=90)
+    out = (hub_dir / "hub.log").read_text()
+    # No proxy of this data dir runs (any found is this test's own, and is stopped first).
+    mine = str(data).encode()
+    left = {
+        cmd.parent.name: line
+        for cmd in Path("/proc").glob("[0-9]*/cmdline")
+        if mine in (line := _read(cmd))
+    }
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    assert left == {}, out
+    assert proc.returncode != 0, out
+    assert f"Failed to bind hub to http://127.0.0.1:{port + 81}/hub/" in out
+    assert "The hub is exiting: stopping the proxy it started (pid " in out
+    with socket.socket() as s:  # the public port is free again
+        s.bind(("127.0.0.1", port))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended while we looked
+        return b""
 
 
 # --- the dev login over a catalogue's institutional login -----------------------------------

@@ -4,7 +4,6 @@ the server's token, and without. Also: the launcher loads it, cheaply."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from naic.extensions import launch
 from naic.hub.catalogue import parse
 from naic.spawners.request import SessionRequest
 from naic.spawners.session_env import session_env
+from tests.ports import free_port
 
 TOKEN = "test-token-for-naic-endpoints"
 LABEXTENSIONS = Path(launch.__file__).parent / "labextension"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def catalogue(root: Path):

@@ -232,6 +232,10 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
         print(f"naic-hub: generated the dev login password: {password}", file=sys.stderr)
     c.merge(build_config(s, cat, find_proxy()))
     listen.also_listen_on(s.hub_socket)
+    from jupyterhub.app import JupyterHub  # the hub that is loading this config, if any
+
+    if JupyterHub.initialized():  # loaded by a starting hub, not by a config check
+        listen.stop_proxy_at_exit(JupyterHub.instance())
     if not s.dev_login:
         oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)

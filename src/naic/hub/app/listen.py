@@ -15,9 +15,12 @@ other hosts (Slurm sites), which cannot reach a socket file on the hub's machine
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import socket
+import subprocess
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()  # a task nobody references may be collected mid-way
@@ -64,3 +67,24 @@ async def _add_socket_when_ready(socket_path: Path, timeout_s: float = 300) -> N
     sock = bind_unix_socket(str(socket_path), mode=0o666)
     app.http_server.add_socket(sock)
     app.log.info("Hub API also listening on %s (for sessions on this machine)", socket_path)
+
+
+def stop_proxy_at_exit(app: Any) -> None:
+    """Stop the proxy `app` (the JupyterHub starting) started, if it still runs when the hub's
+    process exits. JupyterHub stops it on a clean shutdown, but not when the hub's own start
+    fails after the proxy's (its API port taken in between, say): that proxy would keep the
+    public port, and keep answering 404, until killed by hand. Kept when the hub was told to
+    leave it running (`cleanup_proxy = False`)."""
+
+    def stop() -> None:
+        process = getattr(getattr(app, "proxy", None), "proxy_process", None)
+        if process is None or process.poll() is not None or not app.cleanup_proxy:
+            return
+        app.log.warning("The hub is exiting: stopping the proxy it started (pid %i)", process.pid)
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    atexit.register(stop)
