@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import pwd
 import re
@@ -43,6 +44,28 @@ def test_api_answers_with_the_jupyterhub_version(naic_hub: Hub) -> None:
     resp = httpx.get(naic_hub.url + "hub/api")
     assert resp.status_code == 200
     assert resp.json()["version"].startswith("6.")
+
+
+def test_the_proxy_keeps_an_idle_connection_through_a_clients_pause(naic_hub: Hub) -> None:
+    """A script polling every few seconds reuses its connection; the proxy must not close it
+    at 5 s (its default), or a request sent as it closes fails with "connection reset"."""
+    conn = http.client.HTTPConnection("127.0.0.1", int(naic_hub.url.rstrip("/").split(":")[-1]))
+    try:
+        conn.request("GET", "/hub/api")
+        assert conn.getresponse().read() and conn.sock is not None
+        sock = conn.sock
+        time.sleep(7)
+        sock.setblocking(False)
+        try:
+            closed = sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            closed = False  # nothing to read, and still open
+        sock.setblocking(True)
+        assert not closed, "the proxy closed an idle connection within 7 s"
+        conn.request("GET", "/hub/api")
+        assert conn.getresponse().status == 200 and conn.sock is sock  # the same connection
+    finally:
+        conn.close()
 
 
 def test_student_logs_in_starts_jupyterlab_stops_and_logs_out(naic_hub: Hub) -> None:

@@ -20,7 +20,7 @@ from jupyterhub.roles import get_default_roles
 from traitlets.config import Config
 
 from naic.hub import catalogue
-from naic.hub.app import listen
+from naic.hub.app import listen, memory
 from naic.hub.data import routes as data_routes
 from naic.hub.identity import oidc
 from naic.hub.identity import routes as identity_routes
@@ -36,6 +36,8 @@ from naic.spawners import callback  # noqa: F401 - replaces batchspawner's port 
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 CONFIG_FILE = Path(__file__).parents[1] / "jupyterhub_config.py"
+#: How long the proxy keeps a client's idle connection open (its default: 5000).
+PROXY_KEEP_ALIVE_MS = 75_000
 TEMPLATES = Path(__file__).parents[1] / "templates"
 
 #: The hub's rooms, each declaring its handlers, scopes and roles (`<room>/routes.py`).
@@ -138,8 +140,15 @@ def build_config(s: Settings, cat: catalogue.Catalogue, proxy: str | None) -> Co
     # dir: no other account can take them over while the hub restarts (naic.hub.app.listen).
     c.ConfigurableHTTPProxy.api_url = f"http+unix://{quote(str(s.proxy_socket), safe='')}"
     c.ConfigurableHTTPProxy.pid_file = str(s.data_dir / "jupyterhub-proxy.pid")
-    if proxy:
-        c.ConfigurableHTTPProxy.command = [proxy]
+    # Clients' idle connections stay open 75 s, not the proxy's default 5 s: a client that
+    # reuses one just as the proxy closes it gets "connection reset" (a script's or a
+    # notebook's API call every few seconds), and a load balancer that keeps its own idle
+    # connections 60 s (AWS ALB's default) answers 502. The idle time must exceed theirs.
+    c.ConfigurableHTTPProxy.command = [
+        proxy or "configurable-http-proxy",
+        "--keep-alive-timeout",
+        str(PROXY_KEEP_ALIVE_MS),
+    ]
     c.JupyterHub.db_url = f"sqlite:///{s.db_file}"
     c.JupyterHub.cookie_secret_file = str(s.data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(s.data_dir / "jupyterhub.pid")
@@ -236,6 +245,7 @@ def load_into(c: Config, env: Mapping[str, str] = os.environ) -> None:
 
     if JupyterHub.initialized():  # loaded by a starting hub, not by a config check
         listen.stop_proxy_at_exit(JupyterHub.instance())
+        memory.freeze_after_start(JupyterHub.instance())
     if not s.dev_login:
         oidc.prepare(c, s.data_dir, cat, env)  # provider discovery, client secrets, auth_state key
     _load_config_d(c, s.config_d)
