@@ -228,7 +228,7 @@ def test_a_hub_that_cannot_bind_its_api_port_leaves_no_proxy_behind(hub_dir: Pat
     assert left == {}, out
     assert proc.returncode != 0, out
     assert f"Failed to bind hub to http://127.0.0.1:{port + 81}/hub/" in out
-    assert "The hub is exiting: stopping the proxy it started (pid " in out
+    assert "The hub did not start: stopping its proxy (pid " in out
     with socket.socket() as s:  # the public port is free again
         s.bind(("127.0.0.1", port))
 

@@ -70,17 +70,20 @@ async def _add_socket_when_ready(socket_path: Path, timeout_s: float = 300) -> N
 
 
 def stop_proxy_at_exit(app: Any) -> None:
-    """Stop the proxy `app` (the JupyterHub starting) started, if it still runs when the hub's
-    process exits. JupyterHub stops it on a clean shutdown, but not when the hub's own start
-    fails after the proxy's (its API port taken in between, say): that proxy would keep the
-    public port, and keep answering 404, until killed by hand. Kept when the hub was told to
-    leave it running (`cleanup_proxy = False`)."""
+    """Stop the proxy `app` (the JupyterHub starting) started, if the hub's process exits
+    before its start completed. JupyterHub stops its proxy on a shutdown, but not when its
+    own start fails after the proxy's (its API port taken in between, say): that proxy
+    would keep the public port, and keep answering 404, until killed by hand. Kept when the
+    hub was told to leave it running (`cleanup_proxy = False`)."""
+    started = getattr(app, "_start_future", None)  # JupyterHub's own "start done" future
 
     def stop() -> None:
+        if started is not None and started.done() and not started.cancelled():
+            return  # started: its shutdown stops the proxy
         process = getattr(getattr(app, "proxy", None), "proxy_process", None)
         if process is None or process.poll() is not None or not app.cleanup_proxy:
             return
-        app.log.warning("The hub is exiting: stopping the proxy it started (pid %i)", process.pid)
+        app.log.warning("The hub did not start: stopping its proxy (pid %i)", process.pid)
         process.terminate()
         try:
             process.wait(timeout=5)
