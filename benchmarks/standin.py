@@ -63,14 +63,20 @@ def serve(port: int) -> None:
     """Answer every session's URL: `/user/NAME/api` as a Jupyter server does, else a page."""
     import asyncio
 
+    from jupyterhub import __version__
     from tornado import web
 
-    class Api(web.RequestHandler):
+    class Handler(web.RequestHandler):
+        def set_default_headers(self) -> None:
+            # As jupyterhub-singleuser does: the hub warns, per spawn, when it is missing.
+            self.set_header("X-JupyterHub-Version", __version__)
+
+    class Api(Handler):
         def get(self, name: str) -> None:
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"version": "2.14.0"}))
 
-    class Page(web.RequestHandler):
+    class Page(Handler):
         def get(self, path: str) -> None:
             self.finish("<!doctype html><title>stand-in</title>a stand-in session")
 
