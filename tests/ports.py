@@ -4,7 +4,7 @@ A port found free is bound by its server only later (a hub: seconds later, after
 and database). A port from the ephemeral range, where `bind(("127.0.0.1", 0))` picks, can be
 taken in between as the local end of any outgoing connection (a test's HTTP client, a
 PostgreSQL or Slurm connection), and the server then fails with "Address already in use": a
-CI run lost a hub that way. Ports below the range are taken only by a program that asks for
+CI run lost a hub that way. Ports outside the range are taken only by a program that asks for
 that very port.
 """
 

@@ -3,7 +3,7 @@
 CPython's full (generation 2) collection walks every container object the process tracks.
 A started hub tracks hundreds of thousands, nearly all long-lived (modules, classes, the ORM's
 mappings, the catalogue, users and their spawners, JupyterHub's scope caches), and each full
-pass blocked the event loop for 150-200 ms on a 2-core VM, every 10-30 s under load: every
+pass blocked the event loop for 150-200 ms on a 2-core VM, every 10-60 s under load: every
 request in flight waited, and those pauses made most of the hub's p99
 (benchmarks/README.md#hub-under-load).
 
@@ -29,9 +29,13 @@ def freeze_after_start(app: Any) -> None:
     """Once `app` (the JupyterHub starting) has started, freeze what it holds, and renew
     the freeze every `REFREEZE_S`. Outside a starting hub (a config check), nothing."""
     started = getattr(app, "_start_future", None)  # JupyterHub's own "start done" future
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # config loaded outside the hub's event loop
+        return
     if started is None:
         return
-    task = asyncio.get_running_loop().create_task(_keep_frozen(app, started))
+    task = loop.create_task(_keep_frozen(app, started))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 
