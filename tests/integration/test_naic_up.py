@@ -233,6 +233,51 @@ def test_a_hub_that_cannot_bind_its_api_port_leaves_no_proxy_behind(hub_dir: Pat
         s.bind(("127.0.0.1", port))
 
 
+def test_a_hub_started_in_the_background_stops_at_once(hub_dir: Path) -> None:
+    """A shell's background job (`naic up &`, nohup) starts with SIGINT ignored, and so
+    would what the hub starts. The hub stops its services and sessions with SIGINT and waits
+    30 s before SIGTERM: neither a session's stop nor the hub's may take those 30 s."""
+    port = free_port_base()
+    argv = [NAIC, "up", "--port", str(port), "--data-dir", str(hub_dir / "data")]
+    with (hub_dir / "hub.log").open("w") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        log_file, deadline = hub_dir / "hub.log", time.monotonic() + 60
+        while "Hub API also listening on" not in log_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.3)
+        hub = Hub(f"http://127.0.0.1:{port}/", hub_dir / "data", proc, log_file)
+        with hub.api() as api:  # a session, stopped by its user's request
+            api.post("/users", json={"usernames": ["kari"]})
+            started = api.post("/users/kari/server", json={"site": "local", "resource": "small"})
+            assert started.status_code in (201, 202), started.text
+            while not api.get("/users/kari").json()["servers"].get("", {}).get("ready"):
+                assert time.monotonic() < deadline + 60, "the session did not start"
+                time.sleep(0.5)
+            stopping = time.monotonic()
+            api.delete("/users/kari/server")
+            while api.get("/users/kari").json()["servers"]:
+                time.sleep(0.2)
+            session_took = time.monotonic() - stopping
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.monotonic() - stopping
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = (hub_dir / "hub.log").read_text()
+    assert session_took < 10, f"the session took {session_took:.1f} s to stop:\n{out}"
+    assert took < 10, f"the hub took {took:.1f} s to stop:\n{out}"
+    assert "...done" in out
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

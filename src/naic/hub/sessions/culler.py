@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -280,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
             "JUPYTERHUB_API_TOKEN must be set."
         )
     culler = Culler(api_url, token)
+    # The hub stops its services with SIGINT, then SIGTERM only after 30 s. A hub started
+    # in the background (`naic up &`, nohup) hands its services SIGINT ignored, and its stop
+    # then waited those 30 s on the culler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         asyncio.run(culler.once() if args.once else culler.run())
     except KeyboardInterrupt:  # the hub stopping: nothing to report
